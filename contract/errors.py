@@ -1,0 +1,9 @@
+"""The one exception type for anything that breaks the wire contract."""
+
+
+class ContractError(ValueError):
+    """A topic or payload does not follow the v1 contract.
+
+    The message names the offending field and says why, e.g.
+    ``samples.0.ts: naive timestamp (no zone): 2026-10-01T08:00:00``.
+    """

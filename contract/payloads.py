@@ -1,0 +1,201 @@
+"""Payload models of the v1 wire contract, with their JSON encoding.
+
+Times are timezone-aware UTC ``datetime`` values truncated to whole milliseconds
+(the storage precision); on the wire they are epoch milliseconds (what we send) or
+RFC 3339 strings with a zone (what we also accept).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from contract.errors import ContractError
+from contract.topics import ID_PATTERN, MachineRef, parse_topic
+
+State = Literal["off", "idle", "running", "fault", "maintenance"]
+STATES: tuple[State, ...] = ("off", "idle", "running", "fault", "maintenance")
+
+VALUE_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def from_epoch_ms(ms: int) -> datetime:
+    """Epoch milliseconds → aware UTC datetime (exact, no float rounding)."""
+    return EPOCH + timedelta(milliseconds=ms)
+
+
+def to_epoch_ms(ts: datetime) -> int:
+    """Aware datetime → epoch milliseconds (floor)."""
+    if ts.tzinfo is None:
+        raise ContractError(f"ts: naive timestamp (no zone): {ts.isoformat()}")
+    return (ts - EPOCH) // timedelta(milliseconds=1)
+
+
+def _parse_ts(value: Any) -> datetime:
+    if isinstance(value, bool):
+        raise ValueError("must be epoch milliseconds (integer) or an RFC 3339 string")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"negative epoch milliseconds: {value}")
+        return from_epoch_ms(value)
+    if isinstance(value, datetime):
+        ts = value
+    elif isinstance(value, str):
+        try:
+            ts = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"not an RFC 3339 timestamp: {value!r}") from None
+    else:
+        raise ValueError("must be epoch milliseconds (integer) or an RFC 3339 string")
+    if ts.tzinfo is None or ts.utcoffset() is None:
+        raise ValueError(f"naive timestamp (no zone): {value!r}")
+    return from_epoch_ms(to_epoch_ms(ts))
+
+
+Timestamp = Annotated[datetime, BeforeValidator(_parse_ts)]
+Number = StrictInt | StrictFloat
+
+
+def _check_names(mapping: dict[str, float], what: str) -> dict[str, float]:
+    for name, number in mapping.items():
+        if not VALUE_NAME.fullmatch(name):
+            raise ValueError(f"{what} name {name!r} must match [a-z][a-z0-9_]{{0,63}}")
+        if not math.isfinite(number):
+            raise ValueError(f"{what} {name!r} is not a finite number: {number}")
+    return {name: float(number) for name, number in mapping.items()}
+
+
+class Sample(BaseModel):
+    """One reading of a machine at one instant."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ts: Timestamp
+    state: State | None = None
+    values: dict[str, Number] = Field(default_factory=dict)
+
+    @field_validator("values")
+    @classmethod
+    def _values(cls, values: dict[str, float]) -> dict[str, float]:
+        return _check_names(values, "value")
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Sample:
+        if self.state is None and not self.values:
+            raise ValueError("a sample needs a state or at least one value")
+        return self
+
+    @property
+    def ts_ms(self) -> int:
+        return to_epoch_ms(self.ts)
+
+
+class Telemetry(BaseModel):
+    """A batch of samples from one machine, published on its telemetry topic."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    machine: str = Field(pattern=ID_PATTERN.pattern)
+    seq: StrictInt = Field(ge=0)
+    samples: list[Sample] = Field(min_length=1)
+    counters: dict[str, Number] = Field(default_factory=dict)
+    historical: StrictBool = False
+
+    @field_validator("counters")
+    @classmethod
+    def _counters(cls, counters: dict[str, float]) -> dict[str, float]:
+        return _check_names(counters, "counter")
+
+
+class Status(BaseModel):
+    """Retained presence of an edge agent; its MQTT will says ``online: false``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    online: StrictBool
+    ts: Timestamp
+
+
+def _describe(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        loc = ".".join(str(p) for p in item["loc"]) or "payload"
+        msg = item["msg"].removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}")
+    return "; ".join(parts)
+
+
+def _load_json(payload: bytes | str) -> Any:
+    try:
+        return json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ContractError(f"payload: malformed JSON: {exc}") from None
+
+
+def decode_telemetry(topic: str, payload: bytes | str) -> tuple[MachineRef, Telemetry]:
+    """Validate a received telemetry message; raise ``ContractError`` saying what is wrong."""
+    ref = parse_topic(topic, "telemetry")
+    data = _load_json(payload)
+    if not isinstance(data, dict):
+        raise ContractError(f"payload: must be a JSON object, got {type(data).__name__}")
+    try:
+        message = Telemetry.model_validate(data)
+    except ValidationError as exc:
+        raise ContractError(_describe(exc)) from None
+    if message.machine != ref.machine:
+        raise ContractError(
+            f"machine: payload says {message.machine!r} but the topic says {ref.machine!r}"
+        )
+    return ref, message
+
+
+def decode_status(payload: bytes | str) -> Status:
+    data = _load_json(payload)
+    try:
+        return Status.model_validate(data)
+    except ValidationError as exc:
+        raise ContractError(_describe(exc)) from None
+
+
+def _sample_json(sample: Sample) -> dict[str, Any]:
+    out: dict[str, Any] = {"ts": sample.ts_ms}
+    if sample.state is not None:
+        out["state"] = sample.state
+    if sample.values:
+        out["values"] = sample.values
+    return out
+
+
+def encode_telemetry(message: Telemetry) -> bytes:
+    """Compact JSON with epoch-millisecond times, the form our agents publish."""
+    body: dict[str, Any] = {
+        "machine": message.machine,
+        "seq": message.seq,
+        "samples": [_sample_json(s) for s in message.samples],
+    }
+    if message.counters:
+        body["counters"] = message.counters
+    if message.historical:
+        body["historical"] = True
+    return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+
+
+def encode_status(status: Status) -> bytes:
+    return json.dumps({"online": status.online, "ts": to_epoch_ms(status.ts)}).encode()

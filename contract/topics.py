@@ -1,0 +1,83 @@
+"""MQTT topic names of the v1 contract, built and parsed in one place."""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+from contract.errors import ContractError
+
+ROOT = "runhours/v1"
+ALERTS_ROOT = f"{ROOT}/{{site}}/alerts"
+DEADLETTER_ROOT = f"{ROOT}/deadletter"
+
+ID_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+class MachineRef(NamedTuple):
+    """Where a machine sits: the tag set of every point it produces."""
+
+    site: str
+    line: str
+    machine: str
+
+
+def validate_id(value: str, what: str = "id") -> str:
+    """Return ``value`` if it is a valid site/line/machine id, else raise."""
+    if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
+        raise ContractError(
+            f"{what}: {value!r} is not a valid id (allowed: [A-Za-z0-9_.-]{{1,64}})"
+        )
+    return value
+
+
+def _machine_topic(ref: MachineRef, leaf: str) -> str:
+    for what, value in zip(("site", "line", "machine"), ref, strict=True):
+        validate_id(value, what)
+    return f"{ROOT}/{ref.site}/{ref.line}/{ref.machine}/{leaf}"
+
+
+def telemetry_topic(site: str, line: str, machine: str) -> str:
+    return _machine_topic(MachineRef(site, line, machine), "telemetry")
+
+
+def status_topic(site: str, line: str, machine: str) -> str:
+    return _machine_topic(MachineRef(site, line, machine), "status")
+
+
+def alert_topic(site: str, rule: str, machine: str) -> str:
+    """Retained topic of one active alert: ``runhours/v1/{site}/alerts/{rule}/{machine}``."""
+    validate_id(site, "site")
+    validate_id(rule, "rule")
+    validate_id(machine, "machine")
+    return f"{ROOT}/{site}/alerts/{rule}/{machine}"
+
+
+def telemetry_subscription(share_group: str | None = None) -> str:
+    """Subscription filter for all telemetry, optionally as an MQTT 5 shared subscription."""
+    flt = f"{ROOT}/+/+/+/telemetry"
+    if share_group:
+        validate_id(share_group, "share group")
+        return f"$share/{share_group}/{flt}"
+    return flt
+
+
+def deadletter_topic(original_topic: str) -> str:
+    """Dead-letter topic for a message that arrived on ``original_topic``.
+
+    The original topic's path is kept under the dead-letter root so an operator can
+    subscribe per site or machine; wildcards cannot occur in a received topic.
+    """
+    suffix = original_topic.removeprefix(f"{ROOT}/").strip("/") or "unknown"
+    return f"{DEADLETTER_ROOT}/{suffix}"
+
+
+def parse_topic(topic: str, leaf: str = "telemetry") -> MachineRef:
+    """Parse ``runhours/v1/{site}/{line}/{machine}/{leaf}`` into its ids."""
+    parts = topic.split("/")
+    if len(parts) != 6 or "/".join(parts[:2]) != ROOT or parts[5] != leaf:
+        raise ContractError(f"topic: {topic!r} is not {ROOT}/{{site}}/{{line}}/{{machine}}/{leaf}")
+    ref = MachineRef(parts[2], parts[3], parts[4])
+    for what, value in zip(("site", "line", "machine"), ref, strict=True):
+        validate_id(value, f"topic.{what}")
+    return ref

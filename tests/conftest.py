@@ -1,0 +1,75 @@
+"""Shared fixtures: a real Mosquitto and a real InfluxDB on free ports.
+
+The session-wide pair serves most tests; each test gets its own database and its own
+site id, so tests never see each other's data. Tests that stop or kill a service
+use ``own_services`` instead, a private pair that nobody else shares.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from contract.settings import RunhoursSettings
+from runhours.services import LocalServices, free_port
+from store import InfluxClient
+
+
+def _start(root: Path) -> LocalServices:
+    services = LocalServices(root, mqtt_port=free_port(), influx_port=free_port())
+    services.up(timeout=60)
+    return services
+
+
+@pytest.fixture(scope="session")
+def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServices]:
+    pair = _start(tmp_path_factory.mktemp("services"))
+    yield pair
+    pair.down()
+
+
+@pytest.fixture
+def own_services(tmp_path: Path) -> Iterator[LocalServices]:
+    """A private broker + database, for tests that stop, restart or kill them."""
+    pair = _start(tmp_path / "services")
+    yield pair
+    pair.down()
+
+
+@pytest.fixture
+def test_id(request: pytest.FixtureRequest) -> str:
+    """A short id unique to this test, valid as a site id and a database name."""
+    name = re.sub(r"[^A-Za-z0-9]", "_", request.node.name)[:32]
+    return f"t_{name}_{uuid.uuid4().hex[:6]}"
+
+
+def _settings(pair: LocalServices, database: str, data_dir: Path) -> RunhoursSettings:
+    return RunhoursSettings(
+        mqtt_url=pair.mqtt_url,
+        influx_url=pair.influx_url,
+        influx_db=database,
+        data_dir=data_dir,
+    )
+
+
+@pytest.fixture
+def settings(services: LocalServices, test_id: str, tmp_path: Path) -> RunhoursSettings:
+    """Settings pointing at the shared services, a fresh database and a temp data dir."""
+    return _settings(services, test_id, tmp_path / "var")
+
+
+@pytest.fixture
+def own_settings(own_services: LocalServices, test_id: str, tmp_path: Path) -> RunhoursSettings:
+    return _settings(own_services, test_id, tmp_path / "var")
+
+
+@pytest.fixture
+def influx(settings: RunhoursSettings) -> Iterator[InfluxClient]:
+    with InfluxClient(settings.influx_url, settings.influx_db) as client:
+        client.ensure_database()
+        yield client
+        client.query(f'DROP DATABASE "{settings.influx_db}"', epoch=None)

@@ -1,0 +1,95 @@
+"""The v1 wire contract: what is accepted, and what is rejected with which reason."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from contract import (
+    ContractError,
+    Sample,
+    Telemetry,
+    deadletter_topic,
+    decode_telemetry,
+    encode_telemetry,
+    parse_topic,
+    telemetry_subscription,
+    telemetry_topic,
+)
+
+TOPIC = "runhours/v1/plant1/line-a/cnc-01/telemetry"
+
+
+def _payload(**overrides: object) -> bytes:
+    body: dict[str, object] = {
+        "machine": "cnc-01",
+        "seq": 7,
+        "samples": [{"ts": 1_790_000_000_123, "state": "running", "values": {"vibration_mm_s": 2}}],
+    }
+    body.update(overrides)
+    return json.dumps(body).encode()
+
+
+def test_round_trip_keeps_every_field() -> None:
+    ref, message = decode_telemetry(TOPIC, _payload(counters={"run_seconds_total": 10}))
+    assert ref == ("plant1", "line-a", "cnc-01")
+    assert message.samples[0].ts_ms == 1_790_000_000_123
+    assert message.samples[0].values == {"vibration_mm_s": 2.0}
+    again = decode_telemetry(TOPIC, encode_telemetry(message))[1]
+    assert again == message
+
+
+def test_rfc3339_with_zone_is_converted_to_utc() -> None:
+    payload = _payload(samples=[{"ts": "2026-10-25T02:30:00.250+02:00", "state": "idle"}])
+    sample = decode_telemetry(TOPIC, payload)[1].samples[0]
+    assert sample.ts == datetime(2026, 10, 25, 0, 30, 0, 250_000, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"{not json", "malformed JSON"),
+        (b"[1, 2]", "must be a JSON object"),
+        (_payload(seq="7"), "seq"),
+        (_payload(seq=-1), "seq"),
+        (_payload(samples=[]), "samples"),
+        (_payload(machine="cnc-02"), "topic says 'cnc-01'"),
+        (_payload(samples=[{"ts": "2026-10-01T08:00:00", "state": "idle"}]), "naive timestamp"),
+        (_payload(samples=[{"ts": 1, "state": "spinning"}]), "samples.0.state"),
+        (_payload(samples=[{"ts": 1, "values": {"Bad Name": 1}}]), "must match"),
+        (_payload(samples=[{"ts": 1, "values": {"temp_c": "hot"}}]), "samples.0.values"),
+        (_payload(samples=[{"ts": 1, "values": {"temp_c": True}}]), "samples.0.values"),
+        (_payload(samples=[{"ts": 1}]), "needs a state or at least one value"),
+        (_payload(extra=1), "extra"),
+    ],
+)
+def test_invalid_payloads_name_the_field(payload: bytes, reason: str) -> None:
+    with pytest.raises(ContractError, match=reason):
+        decode_telemetry(TOPIC, payload)
+
+
+@pytest.mark.parametrize("machine", ["cnc 01", "cnc,01", "a" * 65, "x=y"])
+def test_bad_machine_ids_are_rejected(machine: str) -> None:
+    with pytest.raises(ContractError, match="not a valid id"):
+        parse_topic(f"runhours/v1/plant1/line-a/{machine}/telemetry")
+    with pytest.raises(ContractError):
+        telemetry_topic("plant1", "line-a", machine)
+
+
+def test_topics() -> None:
+    assert telemetry_topic("p", "l", "m") == "runhours/v1/p/l/m/telemetry"
+    assert telemetry_subscription() == "runhours/v1/+/+/+/telemetry"
+    assert telemetry_subscription("ingest") == "$share/ingest/runhours/v1/+/+/+/telemetry"
+    assert deadletter_topic(TOPIC) == "runhours/v1/deadletter/plant1/line-a/cnc-01/telemetry"
+
+
+def test_models_are_typed() -> None:
+    sample = Sample(ts=datetime(2026, 1, 1, tzinfo=UTC), state="off")
+    message = Telemetry(machine="m", seq=0, samples=[sample])
+    assert json.loads(encode_telemetry(message)) == {
+        "machine": "m",
+        "seq": 0,
+        "samples": [{"ts": 1_767_225_600_000, "state": "off"}],
+    }

@@ -1,0 +1,43 @@
+"""store/: line protocol that nothing can inject into, and the real InfluxDB round trip."""
+
+from __future__ import annotations
+
+import pytest
+
+from store import InfluxClient, InfluxWriteRejected, Point, encode_point
+
+
+def test_escaping_prevents_tag_and_field_injection() -> None:
+    line = encode_point(
+        Point("telemetry", {"machine": "a,b=c d"}, {"x y=z": 1.0, "state": 'say "hi" \\'}, 5)
+    )
+    assert line == 'telemetry,machine=a\\,b\\=c\\ d x\\ y\\=z=1.0,state="say \\"hi\\" \\\\" 5'
+
+
+def test_values_are_always_floats() -> None:
+    assert encode_point(Point("m", {}, {"v": 1}, 0)) == "m v=1.0 0"
+
+
+def test_newlines_are_rejected() -> None:
+    with pytest.raises(ValueError, match="newline"):
+        encode_point(Point("m", {"machine": "a\nb"}, {"v": 1.0}, 0))
+
+
+def test_round_trip_and_idempotent_rewrite(influx: InfluxClient) -> None:
+    points = [
+        Point("telemetry", {"machine": "m,1 x"}, {"v": float(i)}, 1000 + i) for i in range(50)
+    ]
+    influx.write(points)
+    influx.write(points)  # a redelivery rewrites the same points: no duplicates
+    assert influx.count("telemetry", "v") == {"m,1 x": 50}
+    rows = influx.query_rows("SELECT v FROM telemetry WHERE time >= 1040ms ORDER BY time")
+    assert [(r["time"], r["v"]) for r in rows[:2]] == [(1040, 40.0), (1041, 41.0)]
+
+
+def test_partial_write_keeps_good_points(influx: InfluxClient) -> None:
+    influx.write([Point("telemetry", {"machine": "m"}, {"v": 1.0}, 1)])
+    body = b'telemetry,machine=m v="text" 2\ntelemetry,machine=m v=3.0 3'
+    with pytest.raises(InfluxWriteRejected) as info:
+        influx.write_lines(body)
+    assert info.value.dropped == 1
+    assert influx.count("telemetry", "v") == {"m": 2}
