@@ -131,6 +131,9 @@ class Status(BaseModel):
 
     online: StrictBool
     ts: Timestamp
+    # Optional edge-buffer health (v1 additions): samples waiting, samples dropped so far.
+    buffered: StrictInt | None = Field(default=None, ge=0)
+    dropped_total: StrictInt | None = Field(default=None, ge=0)
 
 
 def _describe(error: ValidationError) -> str:
@@ -198,4 +201,9 @@ def encode_telemetry(message: Telemetry) -> bytes:
 
 
 def encode_status(status: Status) -> bytes:
-    return json.dumps({"online": status.online, "ts": to_epoch_ms(status.ts)}).encode()
+    body: dict[str, Any] = {"online": status.online, "ts": to_epoch_ms(status.ts)}
+    if status.buffered is not None:
+        body["buffered"] = status.buffered
+    if status.dropped_total is not None:
+        body["dropped_total"] = status.dropped_total
+    return json.dumps(body, separators=(",", ":")).encode()

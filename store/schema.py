@@ -1,26 +1,47 @@
-"""Names of the InfluxDB schema, in one place (see docs/schema.md).
+"""Names of the InfluxDB schema, in one place (documented in docs/schema.md).
 
 Services and dashboards refer to measurements, tags and fields only through these.
+Every numeric field is written as a float (a field's type is fixed by its first write).
 """
 
 from typing import Final
 
 DEFAULT_DATABASE: Final = "runhours"
 
-# Raw samples: one point per sample; one float field per value name (unit as suffix),
-# plus the string field `state` when the sample carries one, and the machine's
-# counters (e.g. `run_seconds_total`) on the last sample of each message.
-TELEMETRY: Final = "telemetry"
 TAG_SITE: Final = "site"
 TAG_LINE: Final = "line"
 TAG_MACHINE: Final = "machine"
 MACHINE_TAGS: Final = (TAG_SITE, TAG_LINE, TAG_MACHINE)
+
+# Raw samples, one point per sample at the sample's own time (ms precision). One float
+# field per value name (unit as suffix), the string field `state` when the sample has
+# one, and the message's counters (e.g. `run_seconds_total`) on its last sample.
+TELEMETRY: Final = "telemetry"
 FIELD_STATE: Final = "state"
 FIELD_RUN_SECONDS_TOTAL: Final = "run_seconds_total"
 
-# Machine-hours the ingest wrote to (for incremental rollups): tags as telemetry,
-# field `points` (float), timestamp = start of the UTC hour.
+# Which machine-hours the ingest wrote to, so rollups are recomputed incrementally.
+# A log: timestamp = wall-clock time of the write (ns precision, +1 ns per marker of the
+# same write, so markers never overwrite each other); tags = machine tags; fields
+# `hour` (epoch ms of the UTC hour start) and `points` (points written to that hour).
 INGEST_TOUCHED: Final = "ingest_touched"
+FIELD_HOUR: Final = "hour"
+FIELD_POINTS: Final = "points"
 
-# Presence from the retained status / will: field `online` (bool).
+# Presence from the retained status topic and the agent's will, at the status's ts:
+# fields `online` (1.0/0.0), and when the agent reports them `buffered` and
+# `dropped_total` (its store-and-forward backlog and overflow losses).
 MACHINE_STATUS: Final = "machine_status"
+
+# Ingest health, one point per worker every few seconds (tag `worker`): fields
+# `messages_received`, `messages_invalid`, `points_written` (running totals),
+# `write_latency_ms`, `batch_points`, `queue_depth`.
+INGEST_STATS: Final = "ingest_stats"
+
+# Hourly usage rollups (analytics): tags = machine tags; timestamp = UTC hour start;
+# fields `<state>_s` per state, `known_s`, `counter_s` (hour-meter delta, when reported).
+USAGE_HOURLY: Final = "usage_hourly"
+
+# Alert transitions (analytics): tags = machine tags + `rule`, `severity`;
+# fields `alert_id` (string), `status` (string: pending/firing/resolved/acked), `value`.
+ALERTS: Final = "alerts"

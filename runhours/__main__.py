@@ -1,0 +1,3 @@
+from runhours.cli import app
+
+app()

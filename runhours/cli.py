@@ -1,0 +1,47 @@
+"""The one command line: ``runhours <command>``. Each command lives in runhours/commands/."""
+
+from __future__ import annotations
+
+import typer
+
+from runhours.commands import (
+    alerts,
+    analytics,
+    billing,
+    dashboards,
+    demo,
+    edge,
+    ingest,
+    maintenance,
+    report,
+    services,
+    simulate,
+    usage,
+)
+
+app = typer.Typer(
+    help="runhours: meter machine run-hours, bill them per hour, warn before machines fail.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+for name, module in [
+    ("demo", demo),
+    ("services", services),
+    ("simulate", simulate),
+    ("edge", edge),
+    ("ingest", ingest),
+    ("analytics", analytics),
+    ("usage", usage),
+    ("billing", billing),
+    ("alerts", alerts),
+    ("maintenance", maintenance),
+    ("dashboards", dashboards),
+    ("report", report),
+]:
+    app.add_typer(module.app, name=name)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,1 @@
+"""One module per `runhours` sub-command; runhours/cli.py registers them."""
