@@ -32,16 +32,39 @@ FIELD_POINTS: Final = "points"
 # fields `online` (1.0/0.0), and when the agent reports them `buffered` and
 # `dropped_total` (its store-and-forward backlog and overflow losses).
 MACHINE_STATUS: Final = "machine_status"
+FIELD_ONLINE: Final = "online"
+FIELD_BUFFERED: Final = "buffered"
+FIELD_DROPPED_TOTAL: Final = "dropped_total"
 
 # Ingest health, one point per worker every few seconds (tag `worker`): fields
 # `messages_received`, `messages_invalid`, `points_written` (running totals),
 # `write_latency_ms`, `batch_points`, `queue_depth`.
 INGEST_STATS: Final = "ingest_stats"
+TAG_WORKER: Final = "worker"
+FIELD_MESSAGES_RECEIVED: Final = "messages_received"
+FIELD_MESSAGES_INVALID: Final = "messages_invalid"
+FIELD_POINTS_WRITTEN: Final = "points_written"
+FIELD_WRITE_LATENCY_MS: Final = "write_latency_ms"
+FIELD_BATCH_POINTS: Final = "batch_points"
+FIELD_QUEUE_DEPTH: Final = "queue_depth"
 
 # Hourly usage rollups (analytics): tags = machine tags; timestamp = UTC hour start;
 # fields `<state>_s` per state, `known_s`, `counter_s` (hour-meter delta, when reported).
 USAGE_HOURLY: Final = "usage_hourly"
+FIELD_KNOWN_S: Final = "known_s"
+FIELD_COUNTER_S: Final = "counter_s"
+
+
+def state_seconds_field(state: str) -> str:
+    """The `usage_hourly` field holding the seconds spent in ``state`` (``running_s``)."""
+    return f"{state}_s"
+
 
 # Alert transitions (analytics): tags = machine tags + `rule`, `severity`;
 # fields `alert_id` (string), `status` (string: pending/firing/resolved/acked), `value`.
 ALERTS: Final = "alerts"
+TAG_RULE: Final = "rule"
+TAG_SEVERITY: Final = "severity"
+FIELD_ALERT_ID: Final = "alert_id"
+FIELD_STATUS: Final = "status"
+FIELD_VALUE: Final = "value"
