@@ -53,13 +53,23 @@ def alert_topic(site: str, rule: str, machine: str) -> str:
     return f"{ROOT}/{site}/alerts/{rule}/{machine}"
 
 
-def telemetry_subscription(share_group: str | None = None) -> str:
-    """Subscription filter for all telemetry, optionally as an MQTT 5 shared subscription."""
-    flt = f"{ROOT}/+/+/+/telemetry"
+def telemetry_subscription(share_group: str | None = None, site: str = "+") -> str:
+    """Subscription filter for all telemetry (of one site, or of every site with ``+``),
+    optionally as an MQTT 5 shared subscription."""
+    if site != "+":
+        validate_id(site, "site")
+    flt = f"{ROOT}/{site}/+/+/telemetry"
     if share_group:
         validate_id(share_group, "share group")
         return f"$share/{share_group}/{flt}"
     return flt
+
+
+def status_subscription(site: str = "+") -> str:
+    """Subscription filter for the retained status of every machine (of one site)."""
+    if site != "+":
+        validate_id(site, "site")
+    return f"{ROOT}/{site}/+/+/status"
 
 
 def deadletter_topic(original_topic: str) -> str:
