@@ -1,0 +1,149 @@
+"""What a simulated machine is: its kind, identity, seed, calendar zone and injected faults.
+
+``fleet`` builds the mixed fleet the demo and the end-to-end tests run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Literal, get_args
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import numpy as np
+
+from contract import validate_id
+
+MachineKind = Literal["cnc_mill", "pump", "compressor"]
+MACHINE_KINDS: tuple[MachineKind, ...] = get_args(MachineKind)
+
+# Id prefix per kind, as the fleet names machines ("cnc-01", "pump-02", "comp-03").
+_PREFIX: dict[MachineKind, str] = {"cnc_mill": "cnc", "pump": "pump", "compressor": "comp"}
+
+
+def _require_aware(value: datetime, what: str) -> None:
+    if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{what} must be a timezone-aware datetime, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Degradation:
+    """A bearing that wears out: vibration and temperature rise from ``onset`` until failure.
+
+    The machine fails at ``onset + days_to_failure`` (whatever it is doing then), stands in
+    ``fault`` for a short while, is repaired (``maintenance`` for ``repair_hours``) and is
+    healthy afterwards.
+    """
+
+    onset: datetime
+    days_to_failure: float
+    repair_hours: float = 8.0
+
+    def __post_init__(self) -> None:
+        _require_aware(self.onset, "Degradation.onset")
+        if not self.days_to_failure > 0:
+            raise ValueError(f"Degradation.days_to_failure must be > 0, got {self.days_to_failure}")
+        if not self.repair_hours > 0:
+            raise ValueError(f"Degradation.repair_hours must be > 0, got {self.repair_hours}")
+
+    @property
+    def failure_at(self) -> datetime:
+        """The instant the bearing fails (``onset + days_to_failure``)."""
+        return self.onset + timedelta(days=self.days_to_failure)
+
+
+@dataclass(frozen=True)
+class MachineSpec:
+    """One simulated machine: identity, kind, seed, shift-calendar zone and injected faults."""
+
+    machine: str
+    kind: MachineKind
+    site: str = "plant1"
+    line: str = "line-a"
+    seed: int = 0
+    timezone: str = "Europe/Berlin"
+    degradation: Degradation | None = None
+    # Fault injection for coverage tests: windows where the machine's sensor gateway is off,
+    # so no samples at all are taken (the machine itself keeps its true state).
+    blackouts: tuple[tuple[datetime, datetime], ...] = ()
+
+    def __post_init__(self) -> None:
+        validate_id(self.machine, "machine")
+        validate_id(self.site, "site")
+        validate_id(self.line, "line")
+        if self.kind not in MACHINE_KINDS:
+            raise ValueError(
+                f"MachineSpec.kind must be one of {', '.join(MACHINE_KINDS)}, got {self.kind!r}"
+            )
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"MachineSpec.timezone: unknown IANA time zone {self.timezone!r} "
+                "(use a name like 'Europe/Berlin' or 'UTC')"
+            ) from None
+        for begin, end in self.blackouts:
+            _require_aware(begin, "blackout start")
+            _require_aware(end, "blackout end")
+            if not begin < end:
+                raise ValueError(f"blackout ({begin.isoformat()}, {end.isoformat()}) is empty")
+
+
+def fleet(
+    n: int = 12,
+    *,
+    seed: int = 1,
+    start: datetime,
+    site: str = "plant1",
+    degrading: int = 1,
+    timezone: str = "Europe/Berlin",
+) -> list[MachineSpec]:
+    """``n`` machines of mixed kinds over a few lines, ``degrading`` of them wearing out.
+
+    Kinds rotate CNC mill, pump, compressor; four machines share a line (``line-a``,
+    ``line-b``, ...). Each degrading machine fails on a weekday 3-5 days after ``start``
+    (always within the first 6 days), between 09:00 and 19:00 local time so the failure
+    happens in a shift while the machine is observable; its wear starts 2.5-4 days before.
+    """
+    _require_aware(start, "fleet start")
+    if n < 0:
+        raise ValueError(f"fleet size must be >= 0, got {n}")
+    rng = np.random.default_rng([seed, 0xF1EE7])
+    picks = min(max(degrading, 0), n)
+    chosen = set(rng.choice(n, size=picks, replace=False).tolist()) if picks else set()
+    zone = ZoneInfo(timezone)
+    specs: list[MachineSpec] = []
+    counts: dict[MachineKind, int] = {}
+    for index in range(n):
+        kind = MACHINE_KINDS[index % len(MACHINE_KINDS)]
+        counts[kind] = counts.get(kind, 0) + 1
+        degradation = None
+        if index in chosen:
+            degradation = _degradation(rng, start, zone)
+        specs.append(
+            MachineSpec(
+                machine=f"{_PREFIX[kind]}-{counts[kind]:02d}",
+                kind=kind,
+                site=site,
+                line=f"line-{chr(ord('a') + index // 4)}",
+                seed=seed * 1000 + index,
+                timezone=timezone,
+                degradation=degradation,
+            )
+        )
+    return specs
+
+
+def _degradation(rng: np.random.Generator, start: datetime, zone: ZoneInfo) -> Degradation:
+    local_start = start.astimezone(zone)
+    weekdays = [
+        day
+        for offset in (3, 4, 5)
+        if (day := (local_start + timedelta(days=offset)).date()).weekday() < 5
+    ]
+    day = weekdays[int(rng.integers(len(weekdays)))]
+    minute = int(rng.integers(9 * 60, 19 * 60))
+    failure = datetime(day.year, day.month, day.day, minute // 60, minute % 60, tzinfo=zone)
+    days = float(np.round(rng.uniform(2.5, 4.0), 3))
+    failure_utc = failure.astimezone(UTC)
+    return Degradation(onset=failure_utc - timedelta(days=days), days_to_failure=days)

@@ -1,0 +1,142 @@
+"""Ground truth: what each simulated machine really did, per UTC hour, and its JSON file.
+
+Billing and alert tests compare their results with this. The file format is documented in
+``simulators/README.md``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from contract import STATES, State
+
+FORMAT = "runhours-ground-truth"
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class GroundTruth:
+    """The true history of one machine over the simulated span ``[start, end)``.
+
+    ``hours`` maps each UTC hour start to the true seconds spent in every state in that
+    hour, counting only time outside sensor blackouts; ``unobserved`` holds the blackout
+    seconds per hour (hours without blackout are absent). So for a fully simulated hour
+    ``sum(hours[h].values()) + unobserved.get(h, 0) == 3600``.
+    """
+
+    machine: str
+    kind: str
+    hours: dict[datetime, dict[State, float]]
+    unobserved: dict[datetime, float]
+    degradation_onset: datetime | None
+    failure_at: datetime | None
+    samples: int
+    site: str = ""
+    line: str = ""
+    start: datetime | None = None
+    end: datetime | None = None
+    # The hour meter (``run_seconds_total``) at ``start``; it adds true running seconds.
+    run_seconds_start: float = 0.0
+    repaired_at: datetime | None = field(default=None)
+
+    def seconds(self, state: State) -> float:
+        """Total true seconds in ``state`` over the whole span (outside blackouts)."""
+        return sum(hour[state] for hour in self.hours.values())
+
+
+def _iso(ts: datetime | None) -> str | None:
+    if ts is None:
+        return None
+    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _parse(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    return datetime.fromisoformat(text).astimezone(UTC)
+
+
+def _to_json(truth: GroundTruth) -> dict[str, Any]:
+    hours = []
+    for hour in sorted(truth.hours):
+        row: dict[str, Any] = {"hour": _iso(hour)}
+        row.update({state: truth.hours[hour][state] for state in STATES})
+        row["unobserved"] = truth.unobserved.get(hour, 0.0)
+        hours.append(row)
+    return {
+        "machine": truth.machine,
+        "kind": truth.kind,
+        "site": truth.site,
+        "line": truth.line,
+        "start": _iso(truth.start),
+        "end": _iso(truth.end),
+        "samples": truth.samples,
+        "run_seconds_start": truth.run_seconds_start,
+        "degradation_onset": _iso(truth.degradation_onset),
+        "failure_at": _iso(truth.failure_at),
+        "repaired_at": _iso(truth.repaired_at),
+        "hours": hours,
+    }
+
+
+def _from_json(data: dict[str, Any]) -> GroundTruth:
+    hours: dict[datetime, dict[State, float]] = {}
+    unobserved: dict[datetime, float] = {}
+    for row in data["hours"]:
+        hour = _parse(row["hour"])
+        assert hour is not None
+        hours[hour] = {state: float(row[state]) for state in STATES}
+        if row.get("unobserved", 0.0):
+            unobserved[hour] = float(row["unobserved"])
+    return GroundTruth(
+        machine=data["machine"],
+        kind=data["kind"],
+        hours=hours,
+        unobserved=unobserved,
+        degradation_onset=_parse(data.get("degradation_onset")),
+        failure_at=_parse(data.get("failure_at")),
+        samples=int(data["samples"]),
+        site=data.get("site", ""),
+        line=data.get("line", ""),
+        start=_parse(data.get("start")),
+        end=_parse(data.get("end")),
+        run_seconds_start=float(data.get("run_seconds_start", 0.0)),
+        repaired_at=_parse(data.get("repaired_at")),
+    )
+
+
+def write_ground_truth(path: Path, truths: Sequence[GroundTruth]) -> None:
+    """Write the fleet's ground truth as JSON (format in ``simulators/README.md``).
+
+    The same truths give byte-identical files.
+    """
+    body = {
+        "format": FORMAT,
+        "version": VERSION,
+        "machines": [_to_json(truth) for truth in truths],
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(body, indent=1) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def read_ground_truth(path: Path) -> list[GroundTruth]:
+    """Read a file written by ``write_ground_truth``; raise ``ValueError`` if it is not one."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not a ground-truth JSON file: {exc}") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ValueError(f'{path}: not a ground-truth file (expected "format": "{FORMAT}")')
+    if data.get("version") != VERSION:
+        raise ValueError(
+            f"{path}: ground-truth version {data.get('version')!r}, expected {VERSION}"
+        )
+    return [_from_json(item) for item in data["machines"]]
