@@ -33,7 +33,7 @@ IntArray = npt.NDArray[np.int64]
 
 OFF, IDLE, RUNNING, FAULT, MAINTENANCE = range(5)
 
-VIB_FAILURE = 9.0  # mm/s RMS added by a bearing at the point of failure (ISO zone D)
+VIB_FAILURE = 8.0  # mm/s RMS added by a bearing at the point of failure (ISO zone D)
 BEARING_HEAT_FAILURE = 28.0  # K added to a running bearing at the point of failure
 
 
