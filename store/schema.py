@@ -68,3 +68,11 @@ TAG_SEVERITY: Final = "severity"
 FIELD_ALERT_ID: Final = "alert_id"
 FIELD_STATUS: Final = "status"
 FIELD_VALUE: Final = "value"
+
+# Maintenance records (`runhours maintenance record`; they reset service-interval
+# counters): tags = machine tags + `kind` (e.g. `service`); fields `note` and `by`
+# (strings); timestamp = when the work was done.
+MAINTENANCE: Final = "maintenance"
+TAG_KIND: Final = "kind"
+FIELD_NOTE: Final = "note"
+FIELD_BY: Final = "by"

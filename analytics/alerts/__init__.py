@@ -1,0 +1,76 @@
+"""Maintenance and condition alerts: rules, evaluation, lifecycle, state and delivery.
+
+>>> from analytics.alerts import load_rules, replay
+>>> rules = load_rules(Path("examples/rules.toml"))          # doctest: +SKIP
+>>> result = replay(client, rules, start, end)                # doctest: +SKIP
+>>> for alert in result.alerts: print(alert.machine, alert.rule, alert.started_at)
+
+The pieces, one per module: ``rules`` (the TOML format), ``conditions`` (what each
+rule kind says at a step), ``lifecycle`` (pending → firing → resolved), ``engine``
+(``evaluate``: rules × data window × previous state → transitions), ``source``
+(reading windows from InfluxDB), ``store`` (SQLite state, history and outbox),
+``delivery`` (MQTT, InfluxDB, webhook), ``maintenance`` (service records),
+``replay`` (history replays and the demo's summary).
+"""
+
+from analytics.alerts.engine import Evaluation, evaluate
+from analytics.alerts.maintenance import (
+    MaintenanceError,
+    MaintenanceRecord,
+    maintenance_records,
+    record_maintenance,
+)
+from analytics.alerts.model import Alert, EngineState, Transition
+from analytics.alerts.replay import (
+    Replay,
+    demo_alerts,
+    first_condition_alert,
+    lead_time,
+    replay,
+)
+from analytics.alerts.rules import (
+    DEFAULT_RULES,
+    AnomalyRule,
+    NoDataRule,
+    Rule,
+    RulesError,
+    RuleSet,
+    ServiceIntervalRule,
+    ThresholdRule,
+    load_rules,
+    parse_rules,
+)
+from analytics.alerts.source import WindowSource, load_window
+from analytics.alerts.store import AlertError, AlertNotFound, AlertStore
+
+__all__ = [
+    "DEFAULT_RULES",
+    "Alert",
+    "AlertError",
+    "AlertNotFound",
+    "AlertStore",
+    "AnomalyRule",
+    "EngineState",
+    "Evaluation",
+    "MaintenanceError",
+    "MaintenanceRecord",
+    "NoDataRule",
+    "Replay",
+    "Rule",
+    "RuleSet",
+    "RulesError",
+    "ServiceIntervalRule",
+    "ThresholdRule",
+    "Transition",
+    "WindowSource",
+    "demo_alerts",
+    "evaluate",
+    "first_condition_alert",
+    "lead_time",
+    "load_rules",
+    "load_window",
+    "maintenance_records",
+    "parse_rules",
+    "record_maintenance",
+    "replay",
+]

@@ -1,0 +1,228 @@
+"""Pure evaluators: what each rule kind says about one machine at one step.
+
+Each evaluator turns one step's observation (and its own memory, a JSON-able dict
+carried between steps and across restarts) into a ``Verdict``: whether the firing
+condition holds (``trigger``), whether the clearing condition holds (``clear``; the two
+differ by the deadband), or neither. The lifecycle (``lifecycle.py``) decides what a
+verdict means for the alert.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from analytics.alerts.rules import (
+    AnomalyRule,
+    NoDataRule,
+    Rule,
+    ServiceIntervalRule,
+    Severity,
+    ThresholdRule,
+)
+from analytics.alerts.window import MachineData, ServiceData
+
+Memory = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One step's reading of a rule: fire, clear, or (neither) hold."""
+
+    trigger: bool
+    clear: bool
+    value: float | None = None
+    severity: Severity | None = None  # overrides the rule's severity when set
+    summary: str = ""
+
+
+UNKNOWN = Verdict(trigger=False, clear=False)  # no data this step: hold what we have
+
+
+class Condition(Protocol):
+    """A rule bound to one machine's data."""
+
+    def __call__(self, t: int, memory: Memory, active: bool) -> Verdict: ...
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.3g}"
+
+
+class _Observations:
+    """Step observations of one value, filtered by machine state (carried forward)."""
+
+    def __init__(self, data: MachineData, value: str, states: Sequence[str] | None) -> None:
+        self.values = data.values.get(value, {})
+        self.states = data.states
+        self.allowed = frozenset(states) if states is not None else None
+        self.state_before = data.state_before
+
+    def at(self, t: int, memory: Memory) -> float | None:
+        if self.allowed is None:
+            return self.values.get(t)
+        state = self.states.get(t)
+        if state is None:
+            state = memory.get("state", self.state_before)
+        else:
+            memory["state"] = state
+        if state not in self.allowed:
+            return None
+        return self.values.get(t)
+
+
+class ThresholdCondition:
+    def __init__(self, rule: ThresholdRule, data: MachineData) -> None:
+        self.rule = rule
+        self.obs = _Observations(data, rule.value, rule.states)
+
+    def __call__(self, t: int, memory: Memory, active: bool) -> Verdict:
+        v = self.obs.at(t, memory)
+        if v is None:
+            return UNKNOWN
+        rule = self.rule
+        if rule.above is not None:
+            limit = rule.clear_below if rule.clear_below is not None else rule.above
+            return Verdict(
+                v > rule.above, v < limit, v, summary=f"{rule.value} {_fmt(v)} > {_fmt(rule.above)}"
+            )
+        assert rule.below is not None
+        limit = rule.clear_above if rule.clear_above is not None else rule.below
+        return Verdict(
+            v < rule.below, v > limit, v, summary=f"{rule.value} {_fmt(v)} < {_fmt(rule.below)}"
+        )
+
+
+def ewma_alpha(step_s: float, half_life_s: float) -> float:
+    """Weight of a new observation for an EWMA with the given half-life."""
+    return float(1.0 - 0.5 ** (step_s / half_life_s))
+
+
+class AnomalyCondition:
+    """EWMA control chart: a fast EWMA (current level) against a slow one (baseline).
+
+    The baseline mean and variance are learnt from the machine's own data (a plain
+    average during warm-up, then an EWMA with the ``baseline`` half-life whose steps
+    are clipped to 3 std) and frozen while an alert is pending or firing, so a slow
+    fault is not learnt as normal.
+    """
+
+    def __init__(self, rule: AnomalyRule, data: MachineData, step_s: float) -> None:
+        self.rule = rule
+        self.obs = _Observations(data, rule.value, rule.states)
+        self.a_slow = ewma_alpha(step_s, rule.baseline.total_seconds())
+        self.a_fast = ewma_alpha(step_s, rule.window.total_seconds())
+        self.warm_steps = rule.warmup.total_seconds() / step_s
+
+    def __call__(self, t: int, memory: Memory, active: bool) -> Verdict:
+        v = self.obs.at(t, memory)
+        if v is None:
+            return UNKNOWN
+        rule = self.rule
+        n = int(memory.get("n", 0))
+        if n == 0:
+            memory.update(n=1, mean=v, var=0.0, fast=v)
+            return Verdict(False, True, v)
+        mean, var = float(memory["mean"]), float(memory["var"])
+        fast = float(memory["fast"]) + self.a_fast * (v - float(memory["fast"]))
+        memory["fast"] = fast
+        std = max(math.sqrt(var), rule.min_std)
+        z = (fast - mean) / std
+        deviation = {"up": z, "down": -z, "both": abs(z)}[rule.direction]
+        warm = n >= self.warm_steps
+        if not active:
+            # A plain average during warm-up, then the slow EWMA; once warm, a step moves
+            # the baseline by at most 3 std (outliers and slow wear are not learnt whole).
+            a = 1.0 / (n + 1) if not warm else self.a_slow
+            delta = v - mean if not warm else max(-3 * std, min(3 * std, v - mean))
+            memory.update(n=n + 1, mean=mean + a * delta, var=(1 - a) * (var + a * delta * delta))
+        summary = (
+            f"{rule.value} level {_fmt(fast)} vs baseline {_fmt(mean)} ± {_fmt(std)} ({z:+.1f}σ)"
+        )
+        return Verdict(
+            warm and deviation > rule.sigma, deviation < rule.clear_sigma, fast, summary=summary
+        )
+
+
+class ServiceIntervalCondition:
+    """Run-hours since the last maintenance record of the rule's kind."""
+
+    def __init__(self, rule: ServiceIntervalRule, data: MachineData, window_start: int) -> None:
+        self.rule = rule
+        self.service: ServiceData | None = data.service.get(rule.maintenance_kind)
+        self.window_start = window_start
+
+    def hours_at(self, t: int) -> float | None:
+        s = self.service
+        if s is None:
+            return None
+        last = max((r for r in s.records if r <= t), default=None)
+        if last is None:
+            return (s.run_before + s.running.seconds(self.window_start, t)) / 3600
+        return s.running.seconds(last, t) / 3600
+
+    def __call__(self, t: int, memory: Memory, active: bool) -> Verdict:
+        hours = self.hours_at(t)
+        if hours is None:
+            return UNKNOWN
+        rule = self.rule
+        warn_at = rule.hours * rule.warn_fraction
+        due = hours >= rule.hours
+        severity = rule.severity if due else rule.warn_severity
+        word = "due" if due else "due soon"
+        summary = f"service {word}: {hours:.1f} of {_fmt(rule.hours)} run-hours since the last {rule.maintenance_kind}"
+        return Verdict(hours >= warn_at, hours < warn_at, round(hours, 4), severity, summary)
+
+
+class NoDataCondition:
+    """Silence (no telemetry for ``silent_for``) or an offline status (retained or the will)."""
+
+    def __init__(self, rule: NoDataRule, data: MachineData) -> None:
+        self.rule = rule
+        self.data = data
+        self.silent_ms = int(rule.silent_for.total_seconds() * 1000)
+        self.offline_ms = int(rule.offline_for.total_seconds() * 1000)
+
+    def __call__(self, t: int, memory: Memory, active: bool) -> Verdict:
+        data = self.data
+        if "seen" not in memory:
+            # Cold start: the loader's view of the time before the window.
+            memory["seen"] = data.last_seen_before
+            if data.status_before is not None:
+                memory["status"] = list(data.status_before)
+        if t in data.seen:
+            memory["seen"] = t
+        for ts, online in data.status:
+            if ts < t and (memory.get("status") is None or ts >= memory["status"][0]):
+                memory["status"] = [ts, online]
+        seen = memory.get("seen")
+        status = memory.get("status")
+        if seen is None and status is None:
+            return UNKNOWN
+        silent_ms = t - seen if seen is not None else None
+        offline = status is not None and not status[1]
+        silent = silent_ms is not None and silent_ms > self.silent_ms
+        if seen is None:
+            silent = True
+        offline_long = offline and status is not None and t - status[0] >= self.offline_ms
+        value = silent_ms / 1000 if silent_ms is not None else None
+        if offline_long:
+            summary = "agent offline (status/will)"
+        elif silent and silent_ms is not None:
+            summary = f"no telemetry for {silent_ms // 1000} s"
+        else:
+            summary = "no telemetry"
+        return Verdict(silent or offline_long, not silent and not offline, value, summary=summary)
+
+
+def bind(rule: Rule, data: MachineData, step_s: float, window_start: int) -> Condition:
+    """The evaluator of ``rule`` for one machine's data."""
+    if isinstance(rule, ThresholdRule):
+        return ThresholdCondition(rule, data)
+    if isinstance(rule, AnomalyRule):
+        return AnomalyCondition(rule, data, step_s)
+    if isinstance(rule, ServiceIntervalRule):
+        return ServiceIntervalCondition(rule, data, window_start)
+    return NoDataCondition(rule, data)

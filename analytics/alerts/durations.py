@@ -1,0 +1,66 @@
+"""Durations as people write them in rule files: ``"90s"``, ``"10m"``, ``"1h30m"``, ``"7d"``."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, PlainSerializer
+
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_UNITS = {
+    "ms": timedelta(milliseconds=1),
+    "s": timedelta(seconds=1),
+    "m": timedelta(minutes=1),
+    "h": timedelta(hours=1),
+    "d": timedelta(days=1),
+    "w": timedelta(weeks=1),
+}
+
+
+def parse_duration(value: Any) -> timedelta:
+    """``"1h30m"`` → ``timedelta(hours=1, minutes=30)``; a bare number means seconds."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool):
+        raise ValueError("must be a duration such as '90s', '10m', '2h' or '7d'")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError(f"negative duration: {value}")
+        return timedelta(seconds=value)
+    if not isinstance(value, str):
+        raise ValueError("must be a duration such as '90s', '10m', '2h' or '7d'")
+    text = value.strip().replace(" ", "")
+    pos, total = 0, timedelta(0)
+    for match in _PART.finditer(text):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _UNITS[match.group(2)]
+        pos = match.end()
+    if not text or pos != len(text):
+        raise ValueError(
+            f"{value!r} is not a duration: use a number and a unit (ms, s, m, h, d, w), "
+            "e.g. '90s', '10m', '1h30m', '7d'"
+        )
+    return total
+
+
+def format_duration(value: timedelta) -> str:
+    """The shortest ``1d2h3m4s`` spelling of a duration (whole seconds)."""
+    seconds = int(value.total_seconds())
+    if seconds == 0:
+        return "0s"
+    out = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, seconds = divmod(seconds, size)
+        if count:
+            out.append(f"{count}{unit}")
+    return "".join(out)
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str),
+]

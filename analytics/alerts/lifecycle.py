@@ -1,0 +1,110 @@
+"""The alert state machine: verdicts in, transitions out (pure).
+
+- no alert: a triggering verdict opens a *pending* alert (``pending_since`` = start of
+  the step); with ``for = 0`` it fires at once.
+- pending: fires once the condition has held for ``for``; a step where it does not
+  hold (in the deadband or clear) drops the pending alert without a trace; a step
+  without data keeps it pending.
+- firing: resolves only once the verdict has been *clear* (past the deadband) for
+  ``clear_for`` (a step without data neither counts nor breaks it); while unacknowledged
+  it is re-notified every ``renotify``; a severity change (a service that went from
+  due-soon to due) is an ``escalated`` transition.
+
+Acknowledgement and manual resolution are operator actions (``store.py``), not here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+
+from analytics.alerts.conditions import Verdict
+from analytics.alerts.model import Alert, Tracker, Transition, alert_id
+from analytics.alerts.rules import Rule
+from contract import MachineRef, from_epoch_ms
+
+_MS = timedelta(milliseconds=1)
+_CLEAR_SINCE = "_clear_since"  # tracker memory: since when a firing alert's condition is clear
+
+
+def advance(
+    tracker: Tracker,
+    verdict: Verdict,
+    t: int,
+    *,
+    rule: Rule,
+    ref: MachineRef,
+    step_ms: int,
+    renotify: timedelta,
+) -> list[Transition]:
+    """Apply one step's verdict at step end ``t`` (epoch ms); mutate ``tracker``."""
+    alert = tracker.alert
+    now = from_epoch_ms(t)
+    severity = verdict.severity or rule.severity
+    if alert is None:
+        if not verdict.trigger:
+            return []
+        since = from_epoch_ms(t - step_ms)
+        alert = Alert(
+            id=alert_id(rule.id, ref.machine, since),
+            rule=rule.id,
+            rule_kind=rule.kind,
+            machine=ref.machine,
+            site=ref.site,
+            line=ref.line,
+            severity=severity,
+            state="pending",
+            pending_since=since,
+            value=verdict.value,
+            last_value=verdict.value,
+            summary=verdict.summary,
+        )
+        tracker.alert = alert
+    elif verdict.value is not None:
+        alert = replace(alert, last_value=verdict.value)
+        tracker.alert = alert
+
+    if alert.state == "pending":
+        if not verdict.trigger:
+            if verdict.value is not None or verdict.clear:
+                tracker.alert = None  # the condition did not hold for `for`: no alert
+            return []
+        hold = getattr(rule, "for_", timedelta(0))
+        if now - alert.pending_since < hold:
+            return []
+        alert = replace(
+            alert,
+            state="firing",
+            started_at=now,
+            severity=severity,
+            value=verdict.value,
+            summary=verdict.summary,
+            notified_at=now,
+        )
+        tracker.alert = alert
+        return [Transition("firing", now, alert)]
+
+    # firing: resolve once the clear condition has held for `clear_for`
+    if verdict.clear:
+        clear_since = tracker.memory.setdefault(_CLEAR_SINCE, t - step_ms)
+        if t - clear_since >= getattr(rule, "clear_for", timedelta(0)) / _MS:
+            del tracker.memory[_CLEAR_SINCE]
+            alert = replace(alert, state="resolved", resolved_at=now)
+            tracker.alert = None
+            return [Transition("resolved", now, alert)]
+    elif verdict.value is not None or verdict.trigger:
+        tracker.memory.pop(_CLEAR_SINCE, None)
+    out: list[Transition] = []
+    if verdict.trigger and verdict.severity is not None and verdict.severity != alert.severity:
+        alert = replace(alert, severity=verdict.severity, summary=verdict.summary, notified_at=now)
+        out.append(Transition("escalated", now, alert))
+    elif (
+        not alert.acked
+        and renotify > timedelta(0)
+        and alert.notified_at is not None
+        and now - alert.notified_at >= renotify
+    ):
+        alert = replace(alert, notified_at=now)
+        out.append(Transition("renotified", now, alert))
+    tracker.alert = alert
+    return out

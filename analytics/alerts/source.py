@@ -1,0 +1,253 @@
+"""Reading a ``DataWindow`` from InfluxDB: the I/O edge of the evaluation.
+
+Step observations are computed by InfluxDB itself (``GROUP BY time(step)``): the mean
+of each rule value and the last state per step, and which steps had any telemetry.
+Presence comes from ``machine_status`` (the retained status and the agent's will).
+Service-interval inputs come from maintenance records and the machine's running time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from analytics.alerts.maintenance import maintenance_records
+from analytics.alerts.rules import NoDataRule, RuleSet, ServiceIntervalRule
+from analytics.alerts.run_hours import DEFAULT_MAX_GAP, run_seconds, running_intervals
+from analytics.alerts.window import DataWindow, MachineData, RunningTime, ServiceData
+from contract import MachineRef, from_epoch_ms, to_epoch_ms
+from store import InfluxClient, Series, quote_ident, quote_string, time_literal
+from store.schema import (
+    FIELD_ONLINE,
+    FIELD_STATE,
+    MACHINE_STATUS,
+    TAG_LINE,
+    TAG_MACHINE,
+    TAG_SITE,
+    TELEMETRY,
+)
+
+_CHUNK_STEPS = 1440  # steps per query: a day at the default 1-minute step
+_BY_MACHINE = f"{quote_ident(TAG_SITE)}, {quote_ident(TAG_LINE)}, {quote_ident(TAG_MACHINE)}"
+
+
+@dataclass
+class _Acc:
+    """One machine's data as it is being collected."""
+
+    ref: MachineRef
+    ref_ts: int = -1
+    values: dict[str, dict[int, float]] = field(default_factory=dict)
+    states: dict[int, str] = field(default_factory=dict)
+    seen: set[int] = field(default_factory=set)
+    state_before: tuple[int, str] | None = None
+    last_seen_before: int | None = None
+    status_before: tuple[int, bool] | None = None
+    status: list[tuple[int, bool]] = field(default_factory=list)
+
+    def place(self, series: Series, ts: int) -> None:
+        """Keep the site/line of the latest series that mentions the machine."""
+        if ts >= self.ref_ts:
+            self.ref_ts = ts
+            self.ref = MachineRef(
+                series.tags.get(TAG_SITE, self.ref.site),
+                series.tags.get(TAG_LINE, self.ref.line),
+                self.ref.machine,
+            )
+
+
+class WindowSource:
+    """Builds data windows for a rule set from one InfluxDB database.
+
+    Keeps a small cache of run-hours already counted (for service-interval rules), so
+    the live service, which reads contiguous windows, does not recount months of history
+    every cycle. A fresh ``WindowSource`` (a replay) counts from scratch.
+    """
+
+    def __init__(
+        self, client: InfluxClient, rules: RuleSet, max_gap: timedelta = DEFAULT_MAX_GAP
+    ) -> None:
+        self.client = client
+        self.rules = rules
+        self.max_gap = max_gap
+        # (machine, maintenance kind) → (anchor ms or None, window start ms, run seconds)
+        self._run_cache: dict[tuple[str, str], tuple[int | None, int, float]] = {}
+
+    @property
+    def lookback(self) -> timedelta:
+        """How far before a window machines are looked for (the longest no-data lookback)."""
+        spans = [r.lookback for r in self.rules.rule if isinstance(r, NoDataRule)]
+        return max([timedelta(days=1), *spans])
+
+    def load(self, start: datetime, end: datetime) -> DataWindow:
+        """The window ``[start, end)``; both must lie on the step grid."""
+        step = self.rules.step
+        step_ms = int(step / timedelta(milliseconds=1))
+        if to_epoch_ms(start) % step_ms or to_epoch_ms(end) % step_ms:
+            raise ValueError(f"window [{start}, {end}) is not aligned to the {step} step grid")
+        acc: dict[str, _Acc] = {}
+        if end > start:
+            self._before(acc, start)
+            lo = start
+            while lo < end:
+                hi = min(lo + step * _CHUNK_STEPS, end)
+                self._steps(acc, lo, hi, step_ms)
+                lo = hi
+            self._status(acc, start, end)
+        machines: dict[str, MachineData] = {}
+        service_inputs = self._service(acc, start, end)
+        for name, a in acc.items():
+            machines[name] = MachineData(
+                ref=a.ref,
+                kind=self.rules.kind_of(name),
+                values=a.values,
+                states=a.states,
+                seen=frozenset(a.seen),
+                state_before=a.state_before[1] if a.state_before else None,
+                last_seen_before=a.last_seen_before,
+                status_before=a.status_before,
+                status=tuple(sorted(a.status)),
+                service=service_inputs.get(name, {}),
+            )
+        return DataWindow(start, end, step, machines)
+
+    def _acc(self, acc: dict[str, _Acc], series: Series) -> _Acc:
+        machine = series.tags.get(TAG_MACHINE, "")
+        if machine not in acc:
+            acc[machine] = _Acc(
+                MachineRef(series.tags.get(TAG_SITE, ""), series.tags.get(TAG_LINE, ""), machine)
+            )
+        return acc[machine]
+
+    def _before(self, acc: dict[str, _Acc], start: datetime) -> None:
+        """Who was reporting before the window, their last state and last sample time."""
+        since = time_literal(start - self.lookback)
+        until = time_literal(start)
+        fields = [FIELD_STATE, *self.rules.value_names()]
+        statements = [
+            f"SELECT last({quote_ident(f)}) FROM {quote_ident(TELEMETRY)} "
+            f"WHERE time >= {since} AND time < {until} GROUP BY {_BY_MACHINE}"
+            for f in fields
+        ]
+        statements.append(
+            f"SELECT last({quote_ident(FIELD_ONLINE)}) FROM {quote_ident(MACHINE_STATUS)} "
+            f"WHERE time >= {since} AND time < {until} GROUP BY {_BY_MACHINE}"
+        )
+        results = self.client.query("; ".join(statements))
+        for index, result in enumerate(results):
+            for series in result:
+                if not series.values:
+                    continue
+                ts, value = int(series.values[0][0]), series.values[0][1]
+                a = self._acc(acc, series)
+                a.place(series, ts)
+                if index == len(statements) - 1:
+                    a.status_before = (ts, bool(value))
+                    continue
+                a.last_seen_before = max(a.last_seen_before or ts, ts)
+                if index == 0 and value is not None:
+                    a.state_before = (ts, str(value))
+
+    def _steps(self, acc: dict[str, _Acc], lo: datetime, hi: datetime, step_ms: int) -> None:
+        names = self.rules.value_names()
+        aggregates = [f"mean({quote_ident(n)}) AS {quote_ident(n)}" for n in names]
+        aggregates.append(f"last({quote_ident(FIELD_STATE)}) AS {quote_ident(FIELD_STATE)}")
+        where = f"WHERE time >= {time_literal(lo)} AND time < {time_literal(hi)}"
+        group = f"GROUP BY time({step_ms}ms), {_BY_MACHINE} fill(none)"
+        results = self.client.query(
+            f"SELECT {', '.join(aggregates)} FROM {quote_ident(TELEMETRY)} {where} {group}; "
+            f"SELECT count(*) FROM {quote_ident(TELEMETRY)} {where} {group}"
+        )
+        for series in results[0]:
+            a = self._acc(acc, series)
+            columns = series.columns
+            for row in series.values:
+                t = int(row[0]) + step_ms  # label steps by their end
+                for name, value in zip(columns[1:], row[1:], strict=True):
+                    if value is None:
+                        continue
+                    if name == FIELD_STATE:
+                        a.states[t] = str(value)
+                    else:
+                        a.values.setdefault(name, {})[t] = float(value)
+            if series.values:
+                a.place(series, int(series.values[-1][0]))
+        for series in results[1]:
+            a = self._acc(acc, series)
+            for row in series.values:
+                if any(isinstance(v, int | float) and v > 0 for v in row[1:]):
+                    a.seen.add(int(row[0]) + step_ms)
+
+    def _status(self, acc: dict[str, _Acc], start: datetime, end: datetime) -> None:
+        for series in self.client.query_series(
+            f"SELECT {quote_ident(FIELD_ONLINE)} FROM {quote_ident(MACHINE_STATUS)} "
+            f"WHERE time >= {time_literal(start)} AND time < {time_literal(end)} GROUP BY {_BY_MACHINE}"
+        ):
+            a = self._acc(acc, series)
+            a.status.extend((int(ts), bool(online)) for ts, online in series.values)
+
+    def _service(
+        self, acc: dict[str, _Acc], start: datetime, end: datetime
+    ) -> dict[str, dict[str, ServiceData]]:
+        """Per machine and maintenance kind: run seconds before the window, records, running time."""
+        wanted: dict[str, set[str]] = {}
+        for machine in acc:
+            kind = self.rules.kind_of(machine)
+            for rule in self.rules.rule:
+                if isinstance(rule, ServiceIntervalRule) and rule.selects(machine, kind):
+                    wanted.setdefault(machine, set()).add(rule.maintenance_kind)
+        if not wanted or end <= start:
+            return {}
+        start_ms, end_ms = to_epoch_ms(start), to_epoch_ms(end)
+        records: dict[tuple[str, str], list[int]] = {}
+        for record in maintenance_records(self.client, end, set(wanted)):
+            records.setdefault((record.ref.machine, record.kind), []).append(to_epoch_ms(record.at))
+        running = running_intervals(self.client, set(wanted), start, end, self.max_gap)
+        out: dict[str, dict[str, ServiceData]] = {}
+        for machine, kinds in wanted.items():
+            timeline = RunningTime(tuple(running.get(machine, [])))
+            for kind in sorted(kinds):
+                times = sorted(records.get((machine, kind), []))
+                anchor = max((t for t in times if t < start_ms), default=None)
+                run_before = self._run_before(machine, kind, anchor, start_ms)
+                inside = tuple(t for t in times if start_ms <= t < end_ms)
+                out.setdefault(machine, {})[kind] = ServiceData(run_before, inside, timeline)
+        return out
+
+    def _run_before(self, machine: str, kind: str, anchor: int | None, start_ms: int) -> float:
+        """Run seconds from ``anchor`` (or the machine's first data) to the window start."""
+        cached = self._run_cache.get((machine, kind))
+        if cached is not None and cached[0] == anchor and cached[1] <= start_ms:
+            seconds = cached[2] + run_seconds(
+                self.client,
+                machine,
+                from_epoch_ms(cached[1]),
+                from_epoch_ms(start_ms),
+                self.max_gap,
+            )
+        else:
+            begin = anchor if anchor is not None else self._first_seen(machine)
+            seconds = 0.0
+            if begin is not None and begin < start_ms:
+                seconds = run_seconds(
+                    self.client,
+                    machine,
+                    from_epoch_ms(begin),
+                    from_epoch_ms(start_ms),
+                    self.max_gap,
+                )
+        self._run_cache[(machine, kind)] = (anchor, start_ms, seconds)
+        return seconds
+
+    def _first_seen(self, machine: str) -> int | None:
+        rows: list[dict[str, Any]] = self.client.query_rows(
+            f"SELECT first({quote_ident(FIELD_STATE)}) FROM {quote_ident(TELEMETRY)} "
+            f"WHERE {quote_ident(TAG_MACHINE)} = {quote_string(machine)}"
+        )
+        return int(rows[0]["time"]) if rows else None
+
+
+def load_window(client: InfluxClient, rules: RuleSet, start: datetime, end: datetime) -> DataWindow:
+    """A one-off window (replays); the live service keeps a ``WindowSource``."""
+    return WindowSource(client, rules).load(start, end)
