@@ -1,0 +1,105 @@
+"""Settings of the ingest service: the shared connection settings plus an ``[ingest]`` section.
+
+Every field can be set in the TOML file (``[ingest]`` table) or overridden with
+``RUNHOURS_INGEST__<FIELD>``, e.g. ``RUNHOURS_INGEST__BATCH_POINTS=10000``.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from contract import ContractError, validate_id
+from contract.settings import RunhoursSettings
+
+# MQTT 5 limits: Receive Maximum is a two-byte integer > 0, Session Expiry four bytes.
+RECEIVE_MAXIMUM_LIMIT = 65_535
+SESSION_NEVER_EXPIRES = 0xFFFF_FFFF
+
+
+class IngestOptions(BaseModel):
+    """The ``[ingest]`` section: subscription, batching, backpressure, retries, metrics."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    client_id: str = Field(
+        default="runhours-ingest",
+        description="MQTT client id; keeps the persistent session, so it must be stable "
+        "across restarts and distinct per worker",
+    )
+    share_group: str | None = Field(
+        default=None,
+        description="MQTT 5 shared subscription group ($share/<group>/…): workers with "
+        "the same group split the telemetry between them",
+    )
+    site: str = Field(default="+", description="only this site's topics; '+' = every site")
+    batch_points: int = Field(default=5000, ge=1, description="write when this many points wait")
+    batch_interval: float = Field(
+        default=0.2, gt=0, description="…or when the oldest waiting point is this old (s)"
+    )
+    max_inflight: int = Field(
+        default=2000,
+        ge=1,
+        le=RECEIVE_MAXIMUM_LIMIT,
+        description="MQTT 5 Receive Maximum: unacknowledged messages the broker may send us",
+    )
+    session_expiry: int = Field(
+        default=7 * 24 * 3600,
+        ge=1,
+        le=SESSION_NEVER_EXPIRES,
+        description="seconds the broker keeps our session (and queues for us) while we are away",
+    )
+    keepalive: int = Field(default=30, ge=5, description="MQTT keepalive (s)")
+    reconnect_min_delay: int = Field(default=1, ge=1, description="first broker reconnect delay")
+    reconnect_max_delay: int = Field(default=30, ge=1, description="longest reconnect delay (s)")
+    retry_initial: float = Field(
+        default=0.2, gt=0, description="first delay before retrying a failed write (s)"
+    )
+    retry_max: float = Field(default=30.0, gt=0, description="longest delay between retries (s)")
+    shutdown_timeout: float = Field(
+        default=15.0,
+        ge=0,
+        description="on SIGTERM, how long to keep trying to flush before leaving the rest "
+        "unacknowledged (the broker redelivers it on the next start)",
+    )
+    metrics_port: int = Field(default=0, ge=0, le=65535, description="Prometheus /metrics; 0 = off")
+    metrics_addr: str = Field(default="0.0.0.0", description="address the metrics server binds")
+    stats_interval: float = Field(
+        default=10.0, ge=0, description="write an ingest_stats point this often (s); 0 = off"
+    )
+
+    @field_validator("site")
+    @classmethod
+    def _site(cls, value: str) -> str:
+        return value if value == "+" else _id(value, "site")
+
+    @field_validator("share_group")
+    @classmethod
+    def _share_group(cls, value: str | None) -> str | None:
+        return None if value in (None, "") else _id(value, "share_group")
+
+    @field_validator("client_id")
+    @classmethod
+    def _client_id(cls, value: str) -> str:
+        # Also a tag value of ingest_stats points and part of log lines.
+        return _id(value, "client_id")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> IngestOptions:
+        if self.retry_initial > self.retry_max:
+            raise ValueError("retry_initial must not exceed retry_max")
+        if self.reconnect_min_delay > self.reconnect_max_delay:
+            raise ValueError("reconnect_min_delay must not exceed reconnect_max_delay")
+        return self
+
+
+def _id(value: str, what: str) -> str:
+    try:
+        return validate_id(value, what)
+    except ContractError as exc:
+        raise ValueError(str(exc).removeprefix(f"{what}: ")) from None
+
+
+class IngestSettings(RunhoursSettings):
+    """Settings of ``runhours ingest``: connections (DESIGN.md) and the ``[ingest]`` section."""
+
+    ingest: IngestOptions = IngestOptions()

@@ -1,0 +1,179 @@
+"""Ingest counters, kept twice: as Prometheus metrics and as an in-process snapshot.
+
+Each service owns its ``CollectorRegistry`` (not prometheus-client's global one), so
+several workers can run in one process — the tests do — and each serves its own
+``/metrics`` when ``metrics_port`` is set.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+PREFIX = "runhours_ingest"
+
+
+@dataclass(frozen=True)
+class IngestStats:
+    """What one worker has done so far (running totals), and what it holds now."""
+
+    messages_received: int = 0
+    messages_invalid: int = 0  # dead-lettered (by validation or by InfluxDB's 400)
+    messages_acked: int = 0
+    acks_dropped: int = 0  # received on an earlier connection: the broker redelivers them
+    points_written: int = 0  # telemetry and status points accepted by InfluxDB
+    batches_written: int = 0
+    write_retries: int = 0
+    held: int = 0  # received, not yet acknowledged (bounded by max_inflight per connection)
+    max_held: int = 0
+    connects: int = 0
+    last_write_at: datetime | None = None
+
+
+class IngestMetrics:
+    """Thread-safe counters updated by the MQTT thread and the writer thread."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self._received = Counter(
+            f"{PREFIX}_messages_received", "MQTT messages received", ["kind"], registry=r
+        )
+        self._invalid = Counter(
+            f"{PREFIX}_messages_invalid", "messages sent to the dead letters", registry=r
+        )
+        self._acked = Counter(f"{PREFIX}_messages_acked", "messages acknowledged", registry=r)
+        self._dropped = Counter(
+            f"{PREFIX}_acks_dropped",
+            "acks not sent because the message came on an earlier connection",
+            registry=r,
+        )
+        self._points = Counter(f"{PREFIX}_points_written", "points written to InfluxDB", registry=r)
+        self._retries = Counter(f"{PREFIX}_write_retries", "failed writes retried", registry=r)
+        self._latency = Histogram(
+            f"{PREFIX}_write_latency_seconds",
+            "duration of successful InfluxDB writes",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+        self._batch = Histogram(
+            f"{PREFIX}_batch_points",
+            "points per telemetry batch",
+            buckets=(1, 10, 50, 100, 500, 1000, 2500, 5000, 10000, 25000, 50000),
+            registry=r,
+        )
+        self._depth = Gauge(
+            f"{PREFIX}_queue_depth", "messages received and not yet acknowledged", registry=r
+        )
+        self._last = Gauge(
+            f"{PREFIX}_last_write_timestamp_seconds",
+            "Unix time of the last successful write",
+            registry=r,
+        )
+        self._lock = threading.Lock()
+        self._stats = IngestStats()
+        # Since the last ingest_stats point: sums for the interval's means.
+        self._latency_sum = 0.0
+        self._latency_n = 0
+        self._batch_sum = 0
+        self._batch_n = 0
+        self._server: WSGIServer | None = None
+        self._server_thread: threading.Thread | None = None
+
+    def _update(self, **changes: Any) -> None:
+        self._stats = replace(self._stats, **changes)
+
+    def received(self, kind: str) -> None:
+        self._received.labels(kind).inc()
+        with self._lock:
+            s = self._stats
+            held = s.held + 1
+            self._update(
+                messages_received=s.messages_received + 1,
+                held=held,
+                max_held=max(s.max_held, held),
+            )
+            self._depth.set(held)
+
+    def invalid(self) -> None:
+        self._invalid.inc()
+        with self._lock:
+            self._update(messages_invalid=self._stats.messages_invalid + 1)
+
+    def settled(self, acked: bool) -> None:
+        """A held message is done: acknowledged, or its ack dropped (stale connection)."""
+        (self._acked if acked else self._dropped).inc()
+        with self._lock:
+            s = self._stats
+            self._update(
+                held=s.held - 1,
+                messages_acked=s.messages_acked + acked,
+                acks_dropped=s.acks_dropped + (not acked),
+            )
+            self._depth.set(s.held - 1)
+
+    def abandoned(self, count: int) -> None:
+        """Messages left unacknowledged at shutdown (the broker redelivers them)."""
+        with self._lock:
+            self._update(held=self._stats.held - count)
+            self._depth.set(self._stats.held)
+
+    def connected(self) -> None:
+        with self._lock:
+            self._update(connects=self._stats.connects + 1)
+
+    def write_took(self, seconds: float) -> None:
+        self._latency.observe(seconds)
+        self._last.set_to_current_time()
+        with self._lock:
+            self._latency_sum += seconds
+            self._latency_n += 1
+            self._update(last_write_at=datetime.now(UTC))
+
+    def batch_written(self, points: int) -> None:
+        self._points.inc(points)
+        self._batch.observe(points)
+        with self._lock:
+            s = self._stats
+            self._batch_sum += points
+            self._batch_n += 1
+            self._update(
+                points_written=s.points_written + points, batches_written=s.batches_written + 1
+            )
+
+    def retried(self) -> None:
+        self._retries.inc()
+        with self._lock:
+            self._update(write_retries=self._stats.write_retries + 1)
+
+    def snapshot(self) -> IngestStats:
+        with self._lock:
+            return self._stats
+
+    def interval_means(self) -> tuple[float, float]:
+        """Mean write latency (ms) and mean batch size since the last call; resets them."""
+        with self._lock:
+            latency = 1000 * self._latency_sum / self._latency_n if self._latency_n else 0.0
+            batch = self._batch_sum / self._batch_n if self._batch_n else 0.0
+            self._latency_sum, self._latency_n, self._batch_sum, self._batch_n = 0.0, 0, 0, 0
+            return latency, batch
+
+    def serve(self, port: int, addr: str = "0.0.0.0") -> int:
+        """Serve ``/metrics`` over HTTP in a daemon thread; return the bound port."""
+        server, thread = start_http_server(port, addr, registry=self.registry)
+        self._server, self._server_thread = server, thread
+        return int(server.server_port)
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._server_thread is not None:
+            self._server_thread.join(timeout=5)
+            self._server_thread = None

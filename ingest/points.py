@@ -1,0 +1,107 @@
+"""What the ingest writes to InfluxDB, as pure functions from validated messages to points.
+
+The schema is documented in ``store/schema.py``; escaping happens in ``store``'s line
+protocol encoder, so a machine id or value name can never inject a tag or a field.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+
+from contract import ContractError, MachineRef, Status, Telemetry, to_epoch_ms
+from store import Point
+from store.lineprotocol import FieldValue
+from store.schema import (
+    FIELD_BUFFERED,
+    FIELD_DROPPED_TOTAL,
+    FIELD_HOUR,
+    FIELD_ONLINE,
+    FIELD_POINTS,
+    FIELD_STATE,
+    INGEST_TOUCHED,
+    MACHINE_STATUS,
+    TAG_LINE,
+    TAG_MACHINE,
+    TAG_SITE,
+    TELEMETRY,
+)
+
+HOUR_MS = 3_600_000
+
+# One machine-hour the ingest wrote to: (site, line, machine, epoch ms of the UTC hour start).
+MachineHour = tuple[MachineRef, int]
+
+
+def machine_tags(ref: MachineRef) -> dict[str, str]:
+    return {TAG_SITE: ref.site, TAG_LINE: ref.line, TAG_MACHINE: ref.machine}
+
+
+def telemetry_points(ref: MachineRef, message: Telemetry) -> list[Point]:
+    """One ``telemetry`` point per sample, at the sample's own time (ms).
+
+    Fields: every value (float), ``state`` when the sample has one, and the message's
+    counters on its last sample (the counters were read at that instant). Raises
+    ``ContractError`` for names that would collide in one point: a value called
+    ``state``, or a counter that is also a value of the last sample.
+    """
+    tags = machine_tags(ref)
+    last = len(message.samples) - 1
+    points: list[Point] = []
+    for index, sample in enumerate(message.samples):
+        if FIELD_STATE in sample.values:
+            raise ContractError(
+                f"samples.{index}.values.{FIELD_STATE}: the name is reserved for the "
+                "sample's state; rename the value"
+            )
+        fields: dict[str, FieldValue] = dict(sample.values)
+        if sample.state is not None:
+            fields[FIELD_STATE] = sample.state
+        if index == last and message.counters:
+            clash = sorted(set(message.counters) & (set(fields) | {FIELD_STATE}))
+            if clash:
+                raise ContractError(
+                    f"counters.{clash[0]}: the last sample already has a field of that "
+                    "name; counters and values must be named differently"
+                )
+            fields.update(message.counters)
+        points.append(Point(TELEMETRY, tags, fields, sample.ts_ms))
+    return points
+
+
+def status_point(ref: MachineRef, status: Status) -> Point:
+    """A ``machine_status`` point at the status's time: online 1.0/0.0, edge buffer health."""
+    fields: dict[str, FieldValue] = {FIELD_ONLINE: 1.0 if status.online else 0.0}
+    if status.buffered is not None:
+        fields[FIELD_BUFFERED] = float(status.buffered)
+    if status.dropped_total is not None:
+        fields[FIELD_DROPPED_TOTAL] = float(status.dropped_total)
+    return Point(MACHINE_STATUS, machine_tags(ref), fields, to_epoch_ms(status.ts))
+
+
+def hour_start_ms(ts_ms: int) -> int:
+    """Epoch ms of the UTC hour that contains ``ts_ms``."""
+    return ts_ms - ts_ms % HOUR_MS
+
+
+def touched_hours(ref: MachineRef, points: Iterable[Point]) -> Counter[MachineHour]:
+    """How many of a machine's points fall into each UTC hour."""
+    return Counter((ref, hour_start_ms(p.ts_ms)) for p in points)
+
+
+def touched_markers(touched: Mapping[MachineHour, int], now_ns: int) -> list[Point]:
+    """``ingest_touched`` markers for one successful write, in ns precision.
+
+    The timestamps are ``now_ns + index`` so markers of one write never overwrite each
+    other (same tag set + same time would be the same point). Note: ``Point.ts_ms``
+    carries nanoseconds here; write these with ``precision="ns"``.
+    """
+    return [
+        Point(
+            INGEST_TOUCHED,
+            machine_tags(ref),
+            {FIELD_HOUR: float(hour), FIELD_POINTS: float(count)},
+            now_ns + index,
+        )
+        for index, ((ref, hour), count) in enumerate(sorted(touched.items()))
+    ]
