@@ -1,5 +1,122 @@
-"""`runhours dashboards`."""
+"""`runhours dashboards build|check`: Grafana dashboards as code."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated
 
 import typer
+from rich.table import Table
 
-app = typer.Typer(help="dashboards (not implemented yet)", no_args_is_help=False)
+from contract.settings import RunhoursSettings
+from dashboards import (
+    DEFAULT_CONTRACTS,
+    GENERATED_DIR,
+    ContractsFileError,
+    build_all,
+    read_contracts,
+    render,
+    write_all,
+)
+from dashboards.check import check_all, panel_failures
+from runhours.commands._common import ConfigOption, console, fail, load
+from runhours.report import parse_time
+from store import InfluxClient, InfluxError
+
+app = typer.Typer(
+    help="Grafana dashboards as code: build the provisioned JSON, check every query.",
+    no_args_is_help=True,
+)
+
+ContractsOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--contracts",
+        help="Contracts TOML (the billing format); adds per-contract panels to the usage "
+        f"dashboard. Default: {DEFAULT_CONTRACTS.relative_to(DEFAULT_CONTRACTS.parents[1])} "
+        "when it exists.",
+        dir_okay=False,
+    ),
+]
+
+
+def _boards(contracts: Path | None) -> dict[str, str]:
+    try:
+        views = read_contracts(contracts) if contracts is not None else None
+        return {name: render(board) for name, board in build_all(views).items()}
+    except ContractsFileError as exc:
+        fail(str(exc))
+
+
+@app.command()
+def build(
+    out: Annotated[
+        Path,
+        typer.Option(help="Folder for the JSON files (Grafana's dashboard provider reads it)."),
+    ] = GENERATED_DIR,
+    contracts: ContractsOption = None,
+) -> None:
+    """Write every dashboard as JSON, byte for byte the same for the same code.
+
+    The files in dashboards/generated/ are committed; a test fails when they are stale,
+    so run this after changing anything under dashboards/.
+    """
+    try:
+        views = read_contracts(contracts) if contracts is not None else None
+        paths = write_all(out, views)
+    except ContractsFileError as exc:
+        fail(str(exc))
+    for path in paths:
+        console.print(f"wrote {path}")
+
+
+@app.command()
+def check(
+    config: ConfigOption = None,
+    since: Annotated[
+        str, typer.Option("--from", help="Start: RFC 3339 time or date (default: 24 h ago).")
+    ] = "",
+    until: Annotated[
+        str, typer.Option("--to", help="End: RFC 3339 time or date (default: now).")
+    ] = "",
+    contracts: ContractsOption = None,
+) -> None:
+    """Run every panel's query against InfluxDB the way Grafana would, with "All" selected.
+
+    Exit 1 when a panel returns no data, a query fails, or a query names a measurement,
+    field or tag the database does not have. Use it after a deployment or a demo run.
+    """
+    settings = load(RunhoursSettings, config)
+    end = parse_time(until) if until else datetime.now(UTC)
+    start = parse_time(since) if since else end - timedelta(hours=24)
+    boards = {name: json.loads(text) for name, text in _boards(contracts).items()}
+    client = InfluxClient(
+        settings.influx_url,
+        settings.influx_db,
+        username=settings.influx_user,
+        password=settings.influx_password,
+        token=settings.influx_token,
+    )
+    with client:
+        try:
+            outcomes = check_all(client, boards, start=start, end=end)
+        except InfluxError as exc:
+            fail(str(exc))
+    table = Table("dashboard", "query", "rows", "problem")
+    for outcome in outcomes:
+        problem = outcome.error or ", ".join(outcome.unknown_names)
+        table.add_row(
+            outcome.query.dashboard.removesuffix(".json"),
+            outcome.query.where,
+            str(outcome.rows),
+            problem or ("" if outcome.rows else "no data"),
+        )
+    console.print(table)
+    problems = panel_failures(outcomes)
+    for problem in problems:
+        console.print(f"[red]{problem}[/]", highlight=False)
+    if problems:
+        raise typer.Exit(1)
+    console.print(f"all {len(outcomes)} queries answered with data")

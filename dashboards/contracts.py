@@ -1,0 +1,70 @@
+"""The few contract facts the usage dashboard needs, read from the contracts TOML file.
+
+The file is the billing engine's public format (``[[contract]]`` with ``id``,
+``timezone``, ``billable_states``, ``minimum_hours`` and ``[[contract.machine]]`` ids);
+dashboards may not import the billing code, so this reads just those keys. Effective
+dates, tiers and rounding are the billing export's business: the dashboard shows
+metered hours, the statement is the authority.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+
+class ContractsFileError(ValueError):
+    """The contracts file is missing, not TOML, or lacks a key the dashboards need."""
+
+
+@dataclass(frozen=True)
+class ContractView:
+    id: str
+    machines: tuple[str, ...]
+    billable_states: tuple[str, ...] = ("running",)
+    minimum_hours: Decimal | None = None
+    timezone: str = "UTC"
+
+
+def _contract(index: int, raw: dict[str, Any], path: Path) -> ContractView:
+    where = f"{path}: contract[{index}]"
+    if not isinstance(raw.get("id"), str) or not raw["id"]:
+        raise ContractsFileError(f"{where}.id: missing (every contract needs an id)")
+    where = f"{path}: contract {raw['id']!r}"
+    machines = raw.get("machine", [])
+    if not isinstance(machines, list) or not all(
+        isinstance(m, dict) and isinstance(m.get("id"), str) for m in machines
+    ):
+        raise ContractsFileError(f'{where}: each [[contract.machine]] needs an id = "…"')
+    states = raw.get("billable_states", ["running"])
+    if not isinstance(states, list) or not states or not all(isinstance(s, str) for s in states):
+        raise ContractsFileError(f"{where}.billable_states: a non-empty list of states")
+    minimum = raw.get("minimum_hours")
+    try:
+        minimum_hours = Decimal(str(minimum)) if minimum is not None else None
+    except InvalidOperation:
+        raise ContractsFileError(f"{where}.minimum_hours: {minimum!r} is not a number") from None
+    return ContractView(
+        id=raw["id"],
+        machines=tuple(sorted({m["id"] for m in machines})),
+        billable_states=tuple(states),
+        minimum_hours=minimum_hours,
+        timezone=str(raw.get("timezone", "UTC")),
+    )
+
+
+def read_contracts(path: Path) -> list[ContractView]:
+    """The contracts of ``path``, in file order."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ContractsFileError(f"{path}: no such file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ContractsFileError(f"{path}: not valid TOML: {exc}") from None
+    contracts = data.get("contract", [])
+    if not isinstance(contracts, list):
+        raise ContractsFileError(f"{path}: expected [[contract]] tables")
+    return [_contract(i, raw, path) for i, raw in enumerate(contracts)]

@@ -1,0 +1,155 @@
+"""*Fleet overview*: machines by state, presence, run-hours, active alerts, state timeline."""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import dashboard as builder
+
+from dashboards.influxql import InfluxQL
+from dashboards.layout import new_dashboard
+from dashboards.panels import (
+    STATE_MAPPINGS,
+    bar_gauge,
+    single_stat,
+    state_timeline,
+    table_panel,
+)
+from dashboards.signals import STATE_COLORS
+from dashboards.variables import machine_variables, machine_where
+from store.influxql import quote_ident, quote_string
+from store.schema import (
+    ALERTS,
+    FIELD_ALERT_ID,
+    FIELD_ONLINE,
+    FIELD_STATE,
+    FIELD_STATUS,
+    FIELD_VALUE,
+    MACHINE_STATUS,
+    TAG_LINE,
+    TAG_MACHINE,
+    TAG_RULE,
+    TAG_SEVERITY,
+    TAG_SITE,
+    TELEMETRY,
+    USAGE_HOURLY,
+    state_seconds_field,
+)
+
+UID = "runhours-fleet"
+
+STATE = quote_ident(FIELD_STATE)
+MACHINE = quote_ident(TAG_MACHINE)
+ONLINE = quote_ident(FIELD_ONLINE)
+RUNNING_S = quote_ident(state_seconds_field("running"))
+
+
+def _last_state_per_machine() -> str:
+    return (
+        f"SELECT last({STATE}) AS {STATE} FROM {quote_ident(TELEMETRY)} "
+        f"{machine_where()} GROUP BY {MACHINE}"
+    )
+
+
+def _machines_in_state(state: str) -> InfluxQL:
+    return InfluxQL(
+        f"SELECT count({STATE}) AS {quote_ident(state)} FROM ({_last_state_per_machine()}) "
+        f"WHERE {STATE} = {quote_string(state)}"
+    ).ref_id(state)
+
+
+def _presence() -> InfluxQL:
+    last_online = (
+        f"SELECT last({ONLINE}) AS {ONLINE} FROM {quote_ident(MACHINE_STATUS)} "
+        f"{machine_where()} GROUP BY {MACHINE}"
+    )
+    return InfluxQL(
+        f'SELECT sum({ONLINE}) AS "online", count({ONLINE}) - sum({ONLINE}) AS "offline" '
+        f"FROM ({last_online})"
+    )
+
+
+def _run_hours_per_machine() -> InfluxQL:
+    return InfluxQL(
+        f'SELECT sum({RUNNING_S}) / 3600 AS "run-hours" FROM {quote_ident(USAGE_HOURLY)} '
+        f"{machine_where()} GROUP BY {MACHINE}"
+    ).alias("$tag_machine")
+
+
+def _active_alerts() -> InfluxQL:
+    status, value, alert_id = (quote_ident(f) for f in (FIELD_STATUS, FIELD_VALUE, FIELD_ALERT_ID))
+    tags = ", ".join(
+        quote_ident(t) for t in (TAG_SITE, TAG_LINE, TAG_MACHINE, TAG_RULE, TAG_SEVERITY)
+    )
+    # The newest transition per (machine, rule); active while it is not `resolved`.
+    latest = (
+        f"SELECT last({status}) AS {status}, {value}, {alert_id} FROM {quote_ident(ALERTS)} "
+        f"{machine_where()} GROUP BY {tags}"
+    )
+    return InfluxQL(
+        f"SELECT {tags}, {status}, {value}, {alert_id} FROM ({latest}) "
+        f"WHERE {status} <> {quote_string('resolved')}"
+    ).table()
+
+
+def _state_timeline_query() -> InfluxQL:
+    return InfluxQL(
+        f"SELECT last({STATE}) FROM {quote_ident(TELEMETRY)} {machine_where()} "
+        f"GROUP BY time($__interval), {MACHINE} fill(null)"
+    ).alias("$tag_machine")
+
+
+def dashboard() -> builder.Dashboard:
+    """Build the fleet overview."""
+    board = new_dashboard(UID, "runhours / Fleet overview", machine_variables())
+    board = board.description(
+        "Every machine at a glance: state, presence, run-hours and what needs attention."
+    )
+    by_state = single_stat(
+        "Machines by state",
+        "none",
+        *(_machines_in_state(state) for state in STATE_COLORS),
+        description="Machines whose most recent state in the time range is each state.",
+        width=10,
+    )
+    presence = single_stat(
+        "Online / offline",
+        "none",
+        _presence(),
+        description="From the retained status topic and the agents' MQTT will.",
+        width=6,
+    )
+    today = bar_gauge(
+        "Run-hours today",
+        "h",
+        _run_hours_per_machine(),
+        description="Hours in state `running` since local midnight, from the hourly rollups.",
+        width=4,
+        height=5,
+    ).time_from("now/d")
+    month = bar_gauge(
+        "Run-hours this month",
+        "h",
+        _run_hours_per_machine(),
+        description="Hours in state `running` this calendar month, from the hourly rollups.",
+        width=4,
+        height=5,
+    ).time_from("now/M")
+    alerts = table_panel(
+        "Active alerts",
+        "none",
+        _active_alerts(),
+        description="Alerts whose newest transition is not `resolved` (pending, firing, acked).",
+        height=7,
+    )
+    timeline = (
+        state_timeline(
+            "State timeline",
+            _state_timeline_query(),
+            description="One band per machine; gaps are time without samples (unknown).",
+            height=10,
+        )
+        .interval("1m")  # heartbeats come at least every 60 s: no false gaps
+        .mappings(STATE_MAPPINGS)
+    )
+    for panel in (by_state, presence, today, month, alerts, timeline):
+        board = board.with_panel(panel)
+    return board
