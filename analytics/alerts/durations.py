@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, PlainSerializer
@@ -64,3 +64,24 @@ Duration = Annotated[
     BeforeValidator(parse_duration),
     PlainSerializer(format_duration, return_type=str),
 ]
+
+
+def parse_time(text: str, what: str = "time", now: datetime | None = None) -> datetime:
+    """An aware UTC time from RFC 3339 with a zone (``2026-03-02T08:00Z``), ``now`` or ``now-7d``."""
+    text = text.strip()
+    current = now or datetime.now(UTC)
+    if text == "now" or text.startswith(("now-", "now+")):
+        if text == "now":
+            return current
+        delta = parse_duration(text[4:])
+        return current - delta if text[3] == "-" else current + delta
+    try:
+        ts = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"{what}: {text!r} is not a time; use RFC 3339 with a zone "
+            "(2026-03-02T08:00:00Z), 'now' or 'now-7d'"
+        ) from None
+    if ts.tzinfo is None:
+        raise ValueError(f"{what}: {text!r} has no time zone; add one, e.g. {text}Z")
+    return ts.astimezone(UTC)

@@ -1,5 +1,226 @@
-"""`runhours alerts`."""
+"""`runhours alerts`: replay rules over history, list, acknowledge and resolve alerts."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
 
 import typer
+from rich.table import Table
 
-app = typer.Typer(help="alerts (not implemented yet)", no_args_is_help=False)
+from runhours.commands._common import ConfigOption, console, fail, load
+
+app = typer.Typer(
+    help="Maintenance and condition alerts: replay rules over history (evaluate), list, "
+    "acknowledge and resolve alerts, or serve the HTTP API and alert console. Alert state "
+    "lives in <data_dir>/alerts.sqlite3; rules in a TOML file (docs/alerts.md).",
+    no_args_is_help=True,
+)
+
+RulesOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--rules",
+        "-r",
+        help="Rules file (TOML, see docs/alerts.md); default: [analytics] rules in the config, "
+        "else examples/rules.toml.",
+        dir_okay=False,
+    ),
+]
+
+
+def _settings(config: Path | None):  # type: ignore[no-untyped-def]
+    from analytics.service import AnalyticsSettings
+
+    return load(AnalyticsSettings, config)
+
+
+def _rules(path: Path):  # type: ignore[no-untyped-def]
+    from analytics.alerts import RulesError, load_rules
+
+    try:
+        return load_rules(path)
+    except RulesError as exc:
+        fail(str(exc))
+
+
+def _time(text: str, what: str) -> datetime:
+    from analytics.alerts.durations import parse_time
+
+    try:
+        return parse_time(text, what)
+    except ValueError as exc:
+        fail(str(exc))
+
+
+def _fmt(ts: datetime | None) -> str:
+    return ts.strftime("%Y-%m-%d %H:%M:%SZ") if ts else ""
+
+
+def _value(value: float | None) -> str:
+    return "" if value is None else f"{value:.4g}"
+
+
+@app.command()
+def evaluate(
+    start: Annotated[
+        str,
+        typer.Option("--from", help="Start: RFC 3339 with a zone (2026-03-02T00:00Z), 'now-7d'."),
+    ],
+    end: Annotated[str, typer.Option("--to", help="End (exclusive), same forms; e.g. 'now'.")],
+    rules: RulesOption = None,
+    output: Annotated[
+        str, typer.Option("--format", "-f", help="table, or json: a list of alerts.")
+    ] = "table",
+    config: ConfigOption = None,
+) -> None:
+    """Replay the rules over stored telemetry between --from and --to.
+
+    Deterministic: the same data and rules give the same alerts (ids included). The
+    window is walked in fixed steps of data time (the rules file's `step`, 1 min by
+    default, on an epoch-aligned grid); each step sees the samples of the step before
+    it. Starts from an empty state, so anomaly baselines need their warm-up inside the
+    window. Nothing is stored or sent. JSON output is a list of
+    {"id", "rule", "machine", "severity", "started_at", "resolved_at", "value"}.
+    """
+    from analytics.alerts import replay
+    from analytics.service import influx_client
+    from store import InfluxError
+
+    if output not in ("table", "json"):
+        fail(f"--format {output!r}: use table or json")
+    settings = _settings(config)
+    ruleset = _rules(rules or settings.rules_file)
+    lo, hi = _time(start, "--from"), _time(end, "--to")
+    try:
+        with influx_client(settings) as client:
+            result = replay(client, ruleset, lo, hi)
+    except (InfluxError, ValueError) as exc:
+        fail(str(exc))
+    if output == "json":
+        print(json.dumps([a.summary_json() for a in result.alerts], indent=2))
+        return
+    table = Table("id", "rule", "machine", "severity", "started", "resolved", "value", "summary")
+    for a in result.alerts:
+        table.add_row(
+            a.id,
+            a.rule,
+            a.machine,
+            a.severity,
+            _fmt(a.started_at),
+            _fmt(a.resolved_at),
+            _value(a.value),
+            a.summary,
+        )
+    console.print(table)
+    console.print(f"{len(result.alerts)} alerts from {_fmt(result.start)} to {_fmt(result.end)}")
+
+
+@app.command("list")
+def list_(
+    active: Annotated[bool, typer.Option("--active", help="Only alerts still firing.")] = False,
+    machine: Annotated[
+        str | None, typer.Option("--machine", "-m", help="Only this machine.")
+    ] = None,
+    output: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 200,
+    config: ConfigOption = None,
+) -> None:
+    """List alerts from the analytics service's store (newest first)."""
+    from analytics.alerts import AlertStore
+
+    if output not in ("table", "json"):
+        fail(f"--format {output!r}: use table or json")
+    settings = _settings(config)
+    alerts = AlertStore.in_data_dir(settings.data_dir).alerts(
+        active=True if active else None, machine=machine, limit=limit
+    )
+    if output == "json":
+        print(json.dumps([a.to_json() for a in alerts], indent=2))
+        return
+    table = Table("id", "machine", "rule", "severity", "since", "value", "state", "ack", "summary")
+    for a in alerts:
+        ack = f"{a.acked_by} {_fmt(a.acked_at)}" if a.acked else ""
+        table.add_row(
+            a.id,
+            a.machine,
+            a.rule,
+            a.severity,
+            _fmt(a.started_at),
+            _value(a.last_value if a.last_value is not None else a.value),
+            a.state,
+            ack,
+            a.summary,
+        )
+    console.print(table)
+
+
+@app.command()
+def ack(
+    alert_id: Annotated[
+        str, typer.Argument(metavar="ID", help="Alert id (see `runhours alerts list`).")
+    ],
+    by: Annotated[str, typer.Option("--by", help="Who acknowledges.")],
+    note: Annotated[str | None, typer.Option("--note", help="Why, or what is being done.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Acknowledge an alert: reminders stop, the alert stays until it clears.
+
+    The acknowledgement is kept across restarts and delivered to the alert's channels.
+    """
+    from analytics.alerts import AlertError, AlertStore
+
+    settings = _settings(config)
+    try:
+        alert = AlertStore.in_data_dir(settings.data_dir).ack(alert_id, by, note)
+    except AlertError as exc:
+        fail(str(exc))
+    console.print(f"acknowledged {alert.id} ({alert.rule} on {alert.machine}) by {alert.acked_by}")
+
+
+@app.command()
+def resolve(
+    alert_id: Annotated[
+        str, typer.Argument(metavar="ID", help="Alert id (see `runhours alerts list`).")
+    ],
+    by: Annotated[str, typer.Option("--by", help="Who resolves.")] = "operator",
+    note: Annotated[str | None, typer.Option("--note", help="What was done.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Resolve a firing alert by hand.
+
+    If its condition still holds, a new alert is raised once it has held for the
+    rule's `for` again.
+    """
+    from analytics.alerts import AlertError, AlertStore
+
+    settings = _settings(config)
+    try:
+        alert = AlertStore.in_data_dir(settings.data_dir).resolve(alert_id, by, note)
+    except AlertError as exc:
+        fail(str(exc))
+    console.print(f"resolved {alert.id} ({alert.rule} on {alert.machine})")
+
+
+@app.command()
+def serve(
+    port: Annotated[int, typer.Option("--port", "-p", help="HTTP port.")] = 8642,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    config: ConfigOption = None,
+) -> None:
+    """Serve the HTTP API and the alert console (without evaluating rules).
+
+    Open http://HOST:PORT/ for the console; the API is under /api (docs at /docs).
+    """
+    import uvicorn
+
+    from analytics.alerts import AlertStore
+    from analytics.console import create_app
+    from analytics.service import influx_client
+
+    settings = _settings(config)
+    app_ = create_app(AlertStore.in_data_dir(settings.data_dir), influx_client(settings))
+    console.print(f"alert console on http://{host}:{port}/")
+    uvicorn.run(app_, host=host, port=port, log_level="warning")

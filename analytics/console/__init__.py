@@ -1,0 +1,11 @@
+"""The operators' HTTP API (FastAPI) and the alert console page it serves.
+
+>>> app = create_app(AlertStore.in_data_dir(Path("var")), influx)   # doctest: +SKIP
+
+Served by ``runhours analytics --http-port P`` or ``runhours alerts serve``.
+"""
+
+from analytics.console.api import create_app
+from analytics.console.server import ConsoleServer
+
+__all__ = ["ConsoleServer", "create_app"]

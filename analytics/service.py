@@ -1,0 +1,230 @@
+"""The continuous analytics service behind ``runhours analytics``.
+
+Every ``interval`` seconds it evaluates the alert rules over the data that arrived
+since the last cycle (the same ``evaluate`` a replay runs, carrying the state over),
+commits the cycle to the SQLite store, and lets the delivery workers (MQTT, InfluxDB,
+webhook) send the new transitions in the background. It also refreshes the usage
+rollups each cycle, and can serve the HTTP API and alert console.
+
+>>> service = AnalyticsService(load_settings(AnalyticsSettings, Path("runhours.toml")))  # doctest: +SKIP
+>>> service.run(stop_event)                                                              # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from analytics.alerts.delivery import (
+    InfluxSender,
+    MqttSender,
+    OutboxWorker,
+    Sender,
+    WebhookSender,
+)
+from analytics.alerts.durations import Duration
+from analytics.alerts.engine import evaluate
+from analytics.alerts.model import Transition
+from analytics.alerts.rules import DEFAULT_RULES, RuleSet, load_rules
+from analytics.alerts.source import WindowSource
+from analytics.alerts.store import AlertStore
+from analytics.alerts.window import align
+from contract.settings import RunhoursSettings
+from store import InfluxClient
+
+log = logging.getLogger("runhours.analytics")
+
+
+class AnalyticsOptions(BaseModel):
+    """The ``[analytics]`` settings section (``RUNHOURS_ANALYTICS__FIELD`` in the environment)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rules: Path | None = None  # rules file; default: examples/rules.toml of this checkout
+    interval: float = Field(default=10.0, gt=0)  # seconds between evaluation cycles
+    settle: Duration = timedelta(seconds=5)  # how far behind now to evaluate (ingest latency)
+    start_lookback: Duration = timedelta(hours=1)  # first start: evaluate this much history
+    max_catch_up: Duration = timedelta(days=1)  # after a long stop, skip older data than this
+    http_host: str = "127.0.0.1"
+    http_port: int | None = None  # serve the HTTP API and the alert console on this port
+    webhook_url: str | None = None  # JSON POST per transition
+    webhook_timeout: float = Field(default=5.0, gt=0)
+    mqtt: bool = True  # retained message per active alert
+    influx: bool = True  # a point per transition in the `alerts` measurement
+    retry_base: float = Field(default=0.5, gt=0)  # first retry delay of a failed delivery (s)
+    retry_max: float = Field(default=30.0, gt=0)  # longest retry delay (s)
+    rollups: bool = True  # refresh the usage rollups each cycle
+
+
+class AnalyticsSettings(RunhoursSettings):
+    """Settings of the analytics service: the shared ones plus ``[analytics]``."""
+
+    analytics: AnalyticsOptions = AnalyticsOptions()
+
+    @property
+    def rules_file(self) -> Path:
+        return self.analytics.rules or DEFAULT_RULES
+
+
+def influx_client(settings: RunhoursSettings) -> InfluxClient:
+    return InfluxClient(
+        settings.influx_url,
+        settings.influx_db,
+        username=settings.influx_user,
+        password=settings.influx_password,
+        token=settings.influx_token,
+    )
+
+
+class ServiceBusy(RuntimeError):
+    """Another analytics service already runs on this data directory."""
+
+
+@dataclass
+class CycleResult:
+    """What one evaluation cycle did."""
+
+    start: datetime | None
+    end: datetime | None
+    transitions: list[Transition] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _refresh_rollups(client: InfluxClient, data_dir: Path) -> None:
+    # Guarded until analytics.rollups lands in the repository; then a plain import.
+    try:
+        from analytics import rollups  # type: ignore[attr-defined, unused-ignore]
+    except ImportError:
+        return
+    refresh: Any = getattr(rollups, "refresh_rollups", None)
+    default_file: Any = getattr(rollups, "default_state_file", None)
+    if refresh is not None:
+        state_file = default_file(data_dir) if default_file else data_dir / "rollups.json"
+        refresh(client, state_file=state_file)
+
+
+class AnalyticsService:
+    """Evaluation cycles, delivery workers and (optionally) the HTTP console, in one process."""
+
+    def __init__(self, settings: AnalyticsSettings, rules: RuleSet | None = None) -> None:
+        self.settings = settings
+        self.options = settings.analytics
+        self.rules = rules if rules is not None else load_rules(settings.rules_file)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = self._take_lock(settings.data_dir / "analytics.lock")
+        self.store = AlertStore.in_data_dir(settings.data_dir)
+        self.client = influx_client(settings)
+        self.source = WindowSource(self.client, self.rules)
+        self.workers: list[OutboxWorker] = []
+        self._http: Any = None
+
+    @staticmethod
+    def _take_lock(path: Path) -> IO[str]:
+        handle = path.open("a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise ServiceBusy(
+                f"another analytics service runs on {path.parent} (lock {path}); stop it first "
+                "or give this one another data_dir"
+            ) from None
+        handle.truncate(0)
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        return handle
+
+    # -- delivery and HTTP ------------------------------------------------------------
+
+    def start_delivery(self) -> None:
+        """Start one outbox worker per enabled channel."""
+        o = self.options
+        senders: list[tuple[str, Sender]] = []
+        if o.influx:
+            senders.append(("influx", InfluxSender(self.client)))
+        if o.mqtt:
+            senders.append(("mqtt", MqttSender(self.settings)))
+        if o.webhook_url:
+            senders.append(("webhook", WebhookSender(o.webhook_url, o.webhook_timeout)))
+        for channel, sender in senders:
+            self.workers.append(
+                OutboxWorker(
+                    self.store, channel, sender, base_delay=o.retry_base, max_delay=o.retry_max
+                )
+            )
+        for worker in self.workers:
+            worker.start()
+
+    def start_http(self) -> None:
+        if self.options.http_port is None:
+            return
+        from analytics.console.server import ConsoleServer
+
+        self._http = ConsoleServer(
+            self.store, self.client, self.options.http_host, self.options.http_port
+        )
+        self._http.start()
+
+    # -- evaluation ----------------------------------------------------------------------
+
+    def cycle(self, now: datetime | None = None) -> CycleResult:
+        """Evaluate the steps completed since the last cycle and commit them."""
+        began = datetime.now(UTC)
+        now = now or began
+        rules = self.rules
+        if self.options.rollups:
+            try:
+                _refresh_rollups(self.client, self.settings.data_dir)
+            except Exception:  # rollups are another feature's; never stop alerting for them
+                log.exception("refreshing the usage rollups failed")
+        end = align(now - self.options.settle, rules.step)
+        state = self.store.load_state()
+        start = state.until or align(end - self.options.start_lookback, rules.step)
+        oldest = align(end - self.options.max_catch_up, rules.step)
+        if start < oldest:
+            log.warning("skipping data from %s to %s (older than max_catch_up)", start, oldest)
+            start = oldest
+        if start >= end:
+            return CycleResult(None, None)
+        window = self.source.load(start, end)
+        result = evaluate(rules, window, state)
+        applied = self.store.commit(
+            result.state, result.transitions, {"rules": rules.fingerprint()}
+        )
+        for worker in self.workers:
+            worker.wake()
+        for transition in applied:
+            a = transition.alert
+            log.info("%s %s %s %s %s", transition.kind, a.id, a.rule, a.machine, a.summary)
+        return CycleResult(start, end, applied, (datetime.now(UTC) - began).total_seconds())
+
+    def run(self, stop: threading.Event, max_cycles: int | None = None) -> None:
+        """Run cycles every ``interval`` seconds until ``stop`` is set."""
+        cycles = 0
+        while not stop.is_set():
+            try:
+                self.cycle()
+            except Exception:  # InfluxDB down, a bad point: log, keep the state, try again
+                log.exception("evaluation cycle failed; retrying next interval")
+            cycles += 1
+            if max_cycles is not None and cycles >= max_cycles:
+                break
+            stop.wait(self.options.interval)
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        self.workers = []
+        if self._http is not None:
+            self._http.stop()
+            self._http = None
+        self.client.close()
+        self._lock.close()
