@@ -210,6 +210,10 @@ class MachineSim:
                         strict=True,
                     )
                 ]
+                targets = [
+                    min(goal, x0) if lag.rises_only_running and code != RUNNING else goal
+                    for lag, goal, x0 in zip(model.lags, targets, lag0, strict=True)
+                ]
             else:
                 run_before = 0
                 lag0 = list(targets)  # the machine has been in its first state for a while

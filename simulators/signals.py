@@ -46,6 +46,8 @@ class Lag:
     # (state code, period load) -> steady value; temperatures as rise over ambient
     target: Callable[[int, float], float]
     over_ambient: bool = True
+    # Only running can raise it (an unloaded compressor cannot build receiver pressure).
+    rises_only_running: bool = False
 
 
 @dataclass
@@ -261,7 +263,13 @@ MODELS: dict[MachineKind, KindModel] = {
         lags=(
             # Receiver pressure: loaded climbs toward 7.6 bar, unloaded the plant draws it
             # down toward 6.6 bar, stopped it bleeds off through leaks.
-            Lag("discharge_pressure_bar", 300.0, _by_state(0.0, 6.6, lambda load: 7.6), False),
+            Lag(
+                "discharge_pressure_bar",
+                300.0,
+                _by_state(0.0, 6.6, lambda load: 7.6),
+                over_ambient=False,
+                rises_only_running=True,
+            ),
             Lag("oil_temp_c", 900.0, _by_state(0.0, 48.0, lambda load: 54.0 + 6.0 * load)),
             Lag("bearing_temp_c", 1500.0, _by_state(0.0, 22.0, lambda load: 27.0 + 6.0 * load)),
         ),
