@@ -5,6 +5,7 @@ physically plausible sensor readings and an hour meter, can wear out a bearing u
 fails, and records its ground truth (true seconds per state per hour, onset and failure).
 
 >>> from datetime import UTC, datetime, timedelta
+>>> from pathlib import Path
 >>> from simulators import MachineSim, fleet, write_ground_truth
 >>> start = datetime(2026, 3, 2, tzinfo=UTC)
 >>> sims = [MachineSim(spec, start) for spec in fleet(12, start=start)]
