@@ -7,7 +7,6 @@ from grafana_foundation_sdk.builders import dashboard as builder
 from dashboards.influxql import InfluxQL
 from dashboards.layout import new_dashboard
 from dashboards.panels import (
-    STATE_MAPPINGS,
     bar_gauge,
     single_stat,
     state_timeline,
@@ -40,6 +39,7 @@ STATE = quote_ident(FIELD_STATE)
 MACHINE = quote_ident(TAG_MACHINE)
 ONLINE = quote_ident(FIELD_ONLINE)
 RUNNING_S = quote_ident(state_seconds_field("running"))
+ACKED = "acked"  # the `status` of an acknowledgement transition
 
 
 def _last_state_per_machine() -> str:
@@ -79,10 +79,11 @@ def _active_alerts() -> InfluxQL:
     tags = ", ".join(
         quote_ident(t) for t in (TAG_SITE, TAG_LINE, TAG_MACHINE, TAG_RULE, TAG_SEVERITY)
     )
-    # The newest transition per (machine, rule); active while it is not `resolved`.
+    # The newest firing/resolved transition per (machine, rule); active unless resolved.
+    # Acknowledgements are skipped: an ack of a resolved alert must not revive it.
     latest = (
         f"SELECT last({status}) AS {status}, {value}, {alert_id} FROM {quote_ident(ALERTS)} "
-        f"{machine_where()} GROUP BY {tags}"
+        f"{machine_where(f'{status} <> {quote_string(ACKED)}')} GROUP BY {tags}"
     )
     return InfluxQL(
         f"SELECT {tags}, {status}, {value}, {alert_id} FROM ({latest}) "
@@ -137,7 +138,8 @@ def dashboard() -> builder.Dashboard:
         "Active alerts",
         "none",
         _active_alerts(),
-        description="Alerts whose newest transition is not `resolved` (pending, firing, acked).",
+        description="Alerts not resolved yet, acknowledged or not; `since` is the time of "
+        "their newest transition.",
         height=7,
     )
     timeline = (
@@ -146,9 +148,7 @@ def dashboard() -> builder.Dashboard:
             _state_timeline_query(),
             description="One band per machine; gaps are time without samples (unknown).",
             height=10,
-        )
-        .interval("1m")  # heartbeats come at least every 60 s: no false gaps
-        .mappings(STATE_MAPPINGS)
+        ).interval("1m")  # heartbeats come at least every 60 s: no false gaps
     )
     for panel in (by_state, presence, today, month, alerts, timeline):
         board = board.with_panel(panel)

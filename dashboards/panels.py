@@ -89,6 +89,16 @@ def time_series(
 ) -> timeseries.Panel:
     """Lines over time; ``levels`` are drawn as dashed threshold lines."""
     panel = _setup(timeseries.Panel(), title, unit, targets, description, width, height)
+    panel = panel.legend(
+        common_builder.VizLegendOptions()
+        .display_mode(common.LegendDisplayMode.LIST)
+        .placement(common.LegendPlacement.BOTTOM)
+        .show_legend(True)
+    ).tooltip(
+        common_builder.VizTooltipOptions()
+        .mode(common.TooltipDisplayMode.MULTI)
+        .sort(common.SortOrder.DESCENDING)
+    )
     levels = tuple(levels)
     if levels:
         panel = panel.thresholds(level_thresholds(levels, below_levels)).thresholds_style(
@@ -153,7 +163,13 @@ def state_timeline(
 ) -> statetimeline.Panel:
     """Coloured bands per series: one row per machine, one colour per state."""
     panel = _setup(statetimeline.Panel(), title, "string", targets, description, width, height)
-    return panel.mappings(STATE_MAPPINGS).show_value(common.VisibilityMode.NEVER).merge_values(True)
+    return (
+        panel.mappings(STATE_MAPPINGS)
+        .show_value(common.VisibilityMode.NEVER)
+        .merge_values(True)
+        .line_width(0)
+        .fill_opacity(80)
+    )
 
 
 def table_panel(
@@ -165,4 +181,4 @@ def table_panel(
     height: int = 8,
 ) -> table.Panel:
     """Rows as the query returns them (use ``InfluxQL(...).table()`` targets)."""
-    return _setup(table.Panel(), title, unit, targets, description, width, height)
+    return _setup(table.Panel(), title, unit, targets, description, width, height).show_header(True)

@@ -172,8 +172,10 @@ def write_fleet(influx: InfluxClient, site: str, machines: int = 6) -> FleetData
     data.active_alert = second
     alerts = []
     for machine, transitions in (
-        (first, [("firing", 60, 4.8), ("resolved", 120, 3.9)]),
-        (second, [("pending", 150, 4.6), ("firing", 160, 4.7)]),
+        # Acknowledged after it resolved: must not count as active again.
+        (first, [("firing", 60, 4.8), ("resolved", 120, 3.9), ("acked", 130, 3.9)]),
+        # Acknowledged while firing: still active.
+        (second, [("firing", 150, 4.6), ("acked", 160, 4.7)]),
     ):
         tags = {
             TAG_SITE: site,
@@ -308,8 +310,9 @@ def test_fleet_panels_show_the_exact_figures(influx: InfluxClient, fleet_data: F
     # Active alerts: only the machine whose alert is still firing.
     rows = _run(influx, _target(board, "Active alerts")[0])
     assert [(r["machine"], r["status"], r["value"]) for r in rows] == [
-        (fleet_data.active_alert, "firing", 4.7)
+        (fleet_data.active_alert, "firing", 4.6)
     ]
+    assert rows[0]["time"] == (START + timedelta(minutes=150)).timestamp() * 1000  # since
     # Run-hours today, from the rollups (the panel's range is `now/d`).
     rows = _run(influx, _target(board, "Run-hours today")[0], time_from="now/d")
     assert {r["machine"]: r["run-hours"] for r in rows} == pytest.approx(
