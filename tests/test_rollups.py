@@ -1,0 +1,174 @@
+"""Hourly rollups: same hours as raw samples, kept current from the ingest's touched log."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pytest
+
+from analytics.periods import bucket_edges, to_ms
+from analytics.rollups import (
+    RefreshState,
+    read_rollups,
+    rebuild_rollups,
+    refresh_rollups,
+    usage_series,
+)
+from analytics.usage import UsageSeries, raw_usage_series
+from contract import STATES, from_epoch_ms
+from store import InfluxClient, Point, encode_points
+from tests.test_billing_support import (
+    BERLIN,
+    HOUR,
+    MINUTE,
+    ingest,
+    markers,
+    sample,
+    steady,
+    utc,
+)
+
+START = utc(2026, 10, 24, 20)  # spans the Berlin DST change (25 Oct, 03:00 → 02:00)
+END = START + timedelta(days=2)
+
+
+def messy_history(machine: str, seed: int) -> list[Point]:
+    """Random states changing at ms precision, samples every 20-90 s, heartbeats without
+    a state, gaps beyond max_gap, an hour meter with a reset."""
+    rng = np.random.default_rng(seed)
+    points: list[Point] = []
+    t = to_ms(START) - 10 * 60_000
+    state = "running"
+    meter = 5_000.0
+    while t < to_ms(END) + 10 * 60_000:
+        if rng.random() < 0.08:
+            state = str(rng.choice(STATES))
+        ts = from_epoch_ms(int(t))
+        stated = rng.random() < 0.6
+        counter = None
+        if rng.random() < 0.3:
+            meter = 30.0 if rng.random() < 0.01 else meter + float(rng.integers(0, 90))
+            counter = meter
+        points.append(sample(machine, ts, state if stated else None, counter=counter))
+        step = int(rng.integers(20_000, 90_000)) + int(rng.integers(0, 1000))
+        if rng.random() < 0.01:
+            step += int(rng.integers(6, 120)) * 60_000  # an outage longer than max_gap
+        t += step
+    return points
+
+
+def assert_same(a: dict[str, UsageSeries], b: dict[str, UsageSeries]) -> None:
+    assert a.keys() == b.keys()
+    for machine in a:
+        x, y = a[machine], b[machine]
+        assert np.array_equal(x.edges_ms, y.edges_ms)
+        assert np.array_equal(x.state_ms, y.state_ms), machine
+        assert np.array_equal(x.known_ms, y.known_ms), machine
+        assert np.array_equal(x.counter_ms, y.counter_ms), machine
+        assert np.array_equal(x.counter_defined, y.counter_defined), machine
+        assert np.array_equal(x.counter_reset, y.counter_reset), machine
+
+
+MACHINES = ["cnc-01", "pump-01", "comp-01"]
+
+
+@pytest.fixture
+def history(influx: InfluxClient) -> dict[str, list[Point]]:
+    data = {m: messy_history(m, seed) for seed, m in enumerate(MACHINES)}
+    influx.write([p for points in data.values() for p in points])
+    return data
+
+
+def test_rollups_give_exactly_the_raw_hours(
+    influx: InfluxClient, history: dict[str, list[Point]]
+) -> None:
+    written = rebuild_rollups(influx, START, END)
+    assert written == 3 * 48
+    for by, tz in [("hour", BERLIN), ("day", BERLIN), (None, BERLIN)]:
+        edges = [to_ms(e) for e in bucket_edges(START, END, by, tz)]  # type: ignore[arg-type]
+        from_rollups = read_rollups(influx, MACHINES, edges)
+        from_raw = raw_usage_series(influx, MACHINES, edges)
+        assert_same(from_rollups, from_raw)
+    total = from_raw["cnc-01"]
+    # the data really exercises the cases: unknown stretches, several states, a meter.
+    assert 0 < int(total.known_ms[0]) < 48 * 3_600_000
+    assert np.count_nonzero(total.state_ms[0]) >= 4
+    assert total.counter_defined[0]
+
+
+def test_half_hour_zones_fall_back_to_raw(
+    influx: InfluxClient, history: dict[str, list[Point]]
+) -> None:
+    kolkata = ZoneInfo("Asia/Kolkata")  # UTC+05:30: local days start at hh:30 UTC
+    edges = [to_ms(e) for e in bucket_edges(START, END, "day", kolkata)]
+    assert any(e % 3_600_000 for e in edges)
+    assert_same(usage_series(influx, MACHINES, edges), raw_usage_series(influx, MACHINES, edges))
+
+
+def test_refresh_recomputes_touched_hours_and_late_data(
+    influx: InfluxClient, tmp_path: Path
+) -> None:
+    state_file = tmp_path / "rollups.json"
+    t0 = utc(2026, 10, 5, 6)
+    # Running 06:00-10:00 reported every minute, then silence (a broker outage) until
+    # 11:00, then running again to 12:00.
+    live = steady("cnc-01", "running", t0, t0 + 4 * HOUR, MINUTE)
+    live += steady("cnc-01", "running", t0 + 5 * HOUR, t0 + 6 * HOUR, MINUTE)
+    ingest(influx, live)
+    # hours 06..09 and 11 touched; 10 and 12 recomputed too (09:59 and 11:59 hold 5 min).
+    assert refresh_rollups(influx, state_file=state_file, overlap=timedelta(0)) == 7
+    assert refresh_rollups(influx, state_file=state_file, overlap=timedelta(0)) == 0
+    edges = [to_ms(t0 + k * HOUR) for k in range(8)]
+    before = read_rollups(influx, ["cnc-01"], edges)["cnc-01"]
+    assert (before.known_ms // 1000).tolist() == [3600, 3600, 3600, 3600, 240, 3600, 240]
+
+    # The edge buffer replays the outage late: a fault from 10:00 to 10:30, then idle.
+    late = steady("cnc-01", "fault", t0 + 4 * HOUR, t0 + 4 * HOUR + 30 * MINUTE, MINUTE)
+    late += steady("cnc-01", "idle", t0 + 4 * HOUR + 30 * MINUTE, t0 + 5 * HOUR, MINUTE)
+    ingest(influx, late)
+    assert refresh_rollups(influx, state_file=state_file, overlap=timedelta(0)) == 2
+    after = read_rollups(influx, ["cnc-01"], edges)["cnc-01"]
+    assert_same({"m": after}, {"m": raw_usage_series(influx, ["cnc-01"], edges)["cnc-01"]})
+    hour10 = after.usage(4).state_seconds
+    assert (hour10["fault"], hour10["idle"], hour10["running"]) == (1800.0, 1800.0, 0.0)
+    assert RefreshState.read(state_file) is not None
+
+
+def test_refresh_rereads_markers_still_in_flight(influx: InfluxClient, tmp_path: Path) -> None:
+    state_file = tmp_path / "rollups.json"
+    t0 = utc(2026, 10, 6, 6)
+    ingest(influx, steady("pump-01", "running", t0, t0 + HOUR, MINUTE))
+    assert refresh_rollups(influx, state_file=state_file) == 2  # 06 and the spill into 07
+    watermark = RefreshState.read(state_file)
+    assert watermark is not None
+    # A marker stamped 10 s before the watermark lands only now (a slow concurrent write).
+    points = [sample("pump-01", t0 + 3 * HOUR, "idle")]
+    influx.write(points)
+    late_marker = markers(points, now_ns=watermark.watermark_ns - 10_000_000_000)
+    influx.write_lines(encode_points(late_marker), precision="ns")
+    # 30 s overlap: the marker is seen (again hours 06-07 from the overlap, plus 09 and 10).
+    assert refresh_rollups(influx, state_file=state_file) == 4
+    rows = read_rollups(influx, ["pump-01"], [to_ms(t0 + 3 * HOUR), to_ms(t0 + 4 * HOUR)])
+    assert rows["pump-01"].usage(0).state_seconds["idle"] == 300.0
+
+
+def test_a_late_stated_sample_updates_the_heartbeats_after_it(
+    influx: InfluxClient, tmp_path: Path
+) -> None:
+    state_file = tmp_path / "rollups.json"
+    t0 = utc(2026, 10, 7, 6)
+    # Value-only heartbeats every minute 06:00-09:00: no state known yet.
+    beats = [sample("comp-01", t0 + k * MINUTE) for k in range(180)]
+    ingest(influx, beats)
+    assert refresh_rollups(influx, state_file=state_file, overlap=timedelta(0)) == 4
+    edges = [to_ms(t0 + k * HOUR) for k in range(4)]
+    assert read_rollups(influx, ["comp-01"], edges)["comp-01"].known_ms.tolist() == [0, 0, 0]
+    # The "running" sample at 05:59 arrives late: it carries through the whole chain.
+    ingest(influx, [sample("comp-01", t0 - MINUTE, "running")])
+    assert refresh_rollups(influx, state_file=state_file, overlap=timedelta(0)) == 5  # 05-09
+    after = read_rollups(influx, ["comp-01"], edges)["comp-01"]
+    assert (after.state_ms[:, 2] // 1000).tolist() == [3600, 3600, 3600]
+    assert_same({"m": after}, {"m": raw_usage_series(influx, ["comp-01"], edges)["comp-01"]})
