@@ -54,7 +54,10 @@ def replay(client: InfluxClient, rules: RuleSet, start: datetime, end: datetime)
         hi += rules.step
     window = WindowSource(client, rules).load(lo, hi)
     result = evaluate(rules, window)
-    return Replay(lo, hi, collect_alerts(result.transitions), result.transitions)
+    # Alerts still firing at the end: their latest snapshot (last value) from the state.
+    final = {a.id: a for a in result.state.active_alerts()}
+    alerts = [final.get(a.id, a) for a in collect_alerts(result.transitions)]
+    return Replay(lo, hi, alerts, result.transitions)
 
 
 def first_condition_alert(alerts: list[Alert], machine: str) -> Alert | None:

@@ -146,6 +146,7 @@ Rule = Annotated[
     ThresholdRule | AnomalyRule | ServiceIntervalRule | NoDataRule, Field(discriminator="kind")
 ]
 CONDITION_KINDS = frozenset({"threshold", "anomaly"})
+RULE_KINDS = "threshold | anomaly | service_interval | no_data"
 
 
 class RuleSet(BaseModel):
@@ -216,6 +217,10 @@ def _describe(error: ValidationError, data: dict[str, Any], source: str) -> str:
             msg = "unknown key (check the spelling; see docs/alerts.md)"
         elif item["type"] == "missing":
             msg = "missing (required)"
+        elif item["type"] == "union_tag_invalid":
+            msg = f"kind: {item['input'].get('kind')!r} is not a rule kind (use {RULE_KINDS})"
+        elif item["type"] == "union_tag_not_found":
+            msg = f"kind: missing (use {RULE_KINDS})"
         if len(loc) >= 2 and loc[0] == "rule" and isinstance(loc[1], int):
             index = loc[1]
             raw = raw_rules[index] if index < len(raw_rules) else {}
