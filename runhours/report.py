@@ -182,7 +182,8 @@ def fetch_report(
             for r in rows
             if r.get(f"mean_{name}") is not None
         ]
-        report.signals[name] = ([t for t, _ in points], [v for _, v in points])
+        if points:  # mean(*) lists every field of the measurement, mostly other kinds'
+            report.signals[name] = ([t for t, _ in points], [v for _, v in points])
 
     samples = [
         (_ts(r["time"]), str(r[FIELD_STATE]))
@@ -299,8 +300,8 @@ def figure(report: MachineReport) -> Figure:
             )
         ax.set_ylabel(f"{name}\n[{_unit(name)}]", fontsize=8)
         ax.grid(True, linewidth=0.3)
-    for since, until, severity in windows:
-        for ax in [ax_states, *ax_signals]:
+    for since, until, severity in windows:  # signals only: the state colours stay true
+        for ax in ax_signals:
             ax.axvspan(
                 _num(since),
                 _num(until),
