@@ -1,0 +1,400 @@
+"""Store-and-forward: samples wait on disk (SQLite, WAL) until the broker acknowledged them.
+
+Every sample is committed here before it is published and deleted only after the PUBACK of
+the message that carried it, so neither a broker outage nor ``kill -9`` of the agent loses
+it (a sample may be published twice; the ingest stores a redelivered sample as the same
+point). The buffer works like a queue with a read cursor:
+
+- ``append`` adds samples (one transaction), then enforces the bounds;
+- ``take`` hands out the oldest samples not yet handed out (they are now *in flight*);
+- ``ack`` deletes a batch once its message was acknowledged;
+- ``rewind`` (at every (re)connect) puts everything in flight back in line, to be resent.
+
+Bounds: ``max_bytes`` caps the total wire size of the buffered samples (the encoded JSON
+that will be published, counters included; the file itself is somewhat larger) and
+``max_age`` caps how long a sample may wait, measured from when it was appended (wall
+clock, so replayed or simulated timestamps do not matter). Overflow drops the oldest
+samples that are not in flight (in-flight ones are on their way; they are at most
+``max_in_flight × max_batch``); every drop is counted in the persisted ``dropped_total``
+and logged.
+
+The per-agent message sequence number ``seq`` and the timestamp of the newest sample ever
+appended (``last_ts_ms``, so a replay source can resume after a restart) are persisted too.
+
+One process at a time: the file is opened in SQLite's exclusive locking mode, so a second
+agent on the same buffer fails with ``BufferInUse`` instead of corrupting the sequence.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from contract import ContractError, encode_sample
+from edge.readings import Reading
+
+log = logging.getLogger("runhours.edge.buffer")
+
+COUNTER_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+DEFAULT_MAX_BYTES = 256 * 1024 * 1024
+DEFAULT_MAX_AGE_S = 7 * 24 * 3600.0
+DROP_LOG_INTERVAL_S = 10.0
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS samples (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: the historical watermark needs it
+    added_ms INTEGER NOT NULL,             -- wall clock at append, for max_age
+    body BLOB NOT NULL,                    -- the sample's wire JSON (contract.encode_sample)
+    counters BLOB                          -- the machine's counters at this sample, JSON
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+
+class EdgeBufferError(RuntimeError):
+    """The buffer file cannot be opened or used."""
+
+
+class BufferInUse(EdgeBufferError):
+    """Another process holds the buffer file."""
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Consecutive buffered samples handed out for one message."""
+
+    first_id: int
+    last_id: int
+    bodies: list[bytes]
+    counters: bytes | None  # of the batch's last sample
+    nbytes: int
+
+    def __len__(self) -> int:
+        return len(self.bodies)
+
+
+def encode_counters(counters: Mapping[str, float]) -> bytes | None:
+    """Counters as the wire JSON of a telemetry message's ``counters``; ``None`` when empty.
+
+    Checked here, not at publish time: one bad name would make the ingest reject the whole
+    batch that carries it.
+    """
+    if not counters:
+        return None
+    out: dict[str, float] = {}
+    for name, value in counters.items():
+        if not COUNTER_NAME.fullmatch(name):
+            raise ContractError(f"counters: name {name!r} must match [a-z][a-z0-9_]{{0,63}}")
+        number = float(value)
+        if not math.isfinite(number):
+            raise ContractError(f"counters: {name!r} is not a finite number: {value}")
+        out[name] = number
+    return json.dumps(out, separators=(",", ":")).encode()
+
+
+class SampleBuffer:
+    """The on-disk queue of one edge agent (see the module docstring)."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        max_age_s: float = DEFAULT_MAX_AGE_S,
+        sync: Literal["normal", "full"] = "normal",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if max_bytes <= 0 or max_age_s <= 0:
+            raise ValueError("max_bytes and max_age_s must be positive")
+        self.path = Path(path)
+        self.max_bytes = max_bytes
+        self.max_age_s = max_age_s
+        self._clock = clock
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, isolation_level=None, timeout=0)
+        try:
+            self._db.execute("PRAGMA locking_mode=EXCLUSIVE")
+            # NORMAL survives a killed process (WAL); FULL also survives power loss.
+            self._db.execute(f"PRAGMA synchronous={sync.upper()}")
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(SCHEMA)
+            self._db.execute("BEGIN IMMEDIATE")  # takes the exclusive lock for good
+            self._db.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            self._db.close()
+            if "locked" in str(exc):
+                raise BufferInUse(
+                    f"{self.path}: edge buffer is in use by another process (one agent per "
+                    "buffer: give each agent its own [edge.buffer] path)"
+                ) from None
+            raise EdgeBufferError(f"{self.path}: cannot open the edge buffer: {exc}") from None
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise EdgeBufferError(
+                f"{self.path}: not an edge buffer ({exc}); move it away or choose another path"
+            ) from None
+        count, nbytes = self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(length(body) + IFNULL(length(counters), 0)), 0) "
+            "FROM samples"
+        ).fetchone()
+        self._count: int = count
+        self._bytes: int = nbytes
+        self._cursor = 0  # highest id handed out since the last rewind
+        self._in_flight = 0
+        self._last_id = self._sequence()
+        self.dropped = 0  # dropped by this process (dropped_total spans restarts)
+        self._unlogged_drops = 0
+        self._last_drop_log = -math.inf
+
+    # -- state ------------------------------------------------------------------------------
+
+    @property
+    def count(self) -> int:
+        """Samples in the buffer, in flight included."""
+        return self._count
+
+    @property
+    def nbytes(self) -> int:
+        """Wire size of the buffered samples (what ``max_bytes`` bounds)."""
+        return self._bytes
+
+    @property
+    def unsent(self) -> int:
+        """Samples not handed out since the last rewind."""
+        return self._count - self._in_flight
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    @property
+    def cursor(self) -> int:
+        """Row id of the newest sample handed out since the last rewind (0: none)."""
+        return self._cursor
+
+    @property
+    def last_id(self) -> int:
+        """Row id of the newest sample ever appended (ids are never reused)."""
+        return self._last_id
+
+    @property
+    def dropped_total(self) -> int:
+        """Samples dropped by overflow or age over the buffer's whole life."""
+        return self._meta("dropped_total")
+
+    @property
+    def last_ts_ms(self) -> int | None:
+        """Timestamp of the newest sample ever appended; a replay resumes after it."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'last_ts_ms'").fetchone()
+        return None if row is None else int(row[0])
+
+    @property
+    def seq(self) -> int:
+        """The ``seq`` the next message will carry."""
+        return self._meta("seq")
+
+    # -- operations -------------------------------------------------------------------------
+
+    def append(self, readings: Iterable[Reading]) -> int:
+        """Commit samples (one transaction), then drop what exceeds the bounds. Returns how many."""
+        now_ms = int(self._clock() * 1000)
+        rows: list[tuple[int, bytes, bytes | None]] = []
+        nbytes = 0
+        last_ts = None
+        for reading in readings:
+            body = encode_sample(reading.sample)
+            counters = encode_counters(reading.counters)
+            rows.append((now_ms, body, counters))
+            nbytes += len(body) + (len(counters) if counters else 0)
+            last_ts = reading.sample.ts_ms
+        if not rows:
+            return 0
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany("INSERT INTO samples (added_ms, body, counters) VALUES (?, ?, ?)", rows)
+            db.execute(
+                "INSERT INTO meta (key, value) VALUES ('last_ts_ms', ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
+                (last_ts,),
+            )
+            self._count += len(rows)
+            self._bytes += nbytes
+            dropped = self._enforce_bounds(now_ms)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            self._reload()
+            raise
+        self._last_id = self._sequence()
+        self._note_drops(dropped)
+        return len(rows)
+
+    def take(self, limit: int, upto: int | None = None) -> Batch | None:
+        """Hand out up to ``limit`` of the oldest unsent samples, ids ``<= upto`` if given."""
+        rows = self._db.execute(
+            "SELECT id, body, counters FROM samples WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
+            (self._cursor, self._last_id if upto is None else upto, limit),
+        ).fetchall()
+        if not rows:
+            return None
+        bodies = [row[1] for row in rows]
+        counters = rows[-1][2]
+        nbytes = sum(len(b) for b in bodies) + sum(len(r[2]) for r in rows if r[2])
+        batch = Batch(rows[0][0], rows[-1][0], bodies, counters, nbytes)
+        self._cursor = batch.last_id
+        self._in_flight += len(batch)
+        return batch
+
+    def ack(self, batch: Batch) -> int:
+        """Delete a batch whose message the broker acknowledged. Returns samples deleted."""
+        deleted = self._db.execute(
+            "DELETE FROM samples WHERE id BETWEEN ? AND ?", (batch.first_id, batch.last_id)
+        ).rowcount
+        self._in_flight = max(0, self._in_flight - len(batch))
+        if deleted == len(batch):
+            self._count -= deleted
+            self._bytes -= batch.nbytes
+        else:  # acked after a rewind/discard changed the rows; recount rather than guess
+            self._reload()
+        return int(deleted)
+
+    def rewind(self) -> int:
+        """Put everything in flight back in line (after a disconnect); expire old samples.
+
+        Returns ``last_id``, the watermark: samples with ids up to it were buffered while
+        no connection was up.
+        """
+        self._cursor = 0
+        self._in_flight = 0
+        self.expire()
+        return self._last_id
+
+    def expire(self) -> int:
+        """Drop samples older than ``max_age`` (not those in flight). Returns how many."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            dropped = self._enforce_bounds(int(self._clock() * 1000))
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            self._reload()
+            raise
+        self._note_drops(dropped)
+        return dropped
+
+    def next_seq(self) -> int:
+        """Allocate the ``seq`` of the next message (persisted first: monotonic across restarts)."""
+        row = self._db.execute(
+            "INSERT INTO meta (key, value) VALUES ('seq', 1) "
+            "ON CONFLICT (key) DO UPDATE SET value = value + 1 RETURNING value"
+        ).fetchone()
+        return int(row[0]) - 1
+
+    def discard_all(self) -> int:
+        """Drop every buffered sample (counted as dropped), e.g. leftovers of a simulation."""
+        self.rewind()
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            dropped = self._db.execute("DELETE FROM samples").rowcount
+            self._add_dropped_total(dropped)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._reload()
+        self.dropped += dropped
+        return int(dropped)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> SampleBuffer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _enforce_bounds(self, now_ms: int) -> int:
+        """Inside a transaction: drop the oldest unsent samples past max_bytes or max_age."""
+        excess = self._bytes - self.max_bytes
+        cutoff = now_ms - int(self.max_age_s * 1000)
+        oldest = self._db.execute(
+            "SELECT added_ms FROM samples WHERE id > ? ORDER BY id LIMIT 1", (self._cursor,)
+        ).fetchone()
+        if oldest is None or (excess <= 0 and oldest[0] >= cutoff):
+            return 0
+        freed = dropped = 0
+        last = None
+        rows = self._db.execute(
+            "SELECT id, added_ms, length(body) + IFNULL(length(counters), 0) FROM samples "
+            "WHERE id > ? ORDER BY id",
+            (self._cursor,),
+        )
+        for row_id, added_ms, size in rows:
+            if freed >= excess and added_ms >= cutoff:
+                break
+            freed += size
+            dropped += 1
+            last = row_id
+        if last is None:
+            return 0
+        self._db.execute("DELETE FROM samples WHERE id > ? AND id <= ?", (self._cursor, last))
+        self._add_dropped_total(dropped)
+        self._count -= dropped
+        self._bytes -= freed
+        return dropped
+
+    def _add_dropped_total(self, n: int) -> None:
+        self._db.execute(
+            "INSERT INTO meta (key, value) VALUES ('dropped_total', ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = value + excluded.value",
+            (n,),
+        )
+
+    def _note_drops(self, dropped: int) -> None:
+        if not dropped:
+            return
+        self.dropped += dropped
+        self._unlogged_drops += dropped
+        now = time.monotonic()
+        if now - self._last_drop_log >= DROP_LOG_INTERVAL_S:  # at most one line per interval
+            log.warning(
+                "edge buffer %s full or expired (max_bytes=%d, max_age=%gs): dropped the "
+                "%d oldest samples (dropped_total=%d)",
+                self.path,
+                self.max_bytes,
+                self.max_age_s,
+                self._unlogged_drops,
+                self.dropped_total,
+            )
+            self._unlogged_drops = 0
+            self._last_drop_log = now
+
+    def _meta(self, key: str) -> int:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def _sequence(self) -> int:
+        row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'samples'").fetchone()
+        return 0 if row is None else int(row[0])
+
+    def _reload(self) -> None:
+        count, nbytes = self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(length(body) + IFNULL(length(counters), 0)), 0) "
+            "FROM samples"
+        ).fetchone()
+        self._count, self._bytes = count, nbytes
+        (self._in_flight,) = self._db.execute(
+            "SELECT COUNT(*) FROM samples WHERE id <= ?", (self._cursor,)
+        ).fetchone()

@@ -1,0 +1,86 @@
+"""One edge agent as a long-running process: source → buffer → broker, until SIGTERM/SIGINT.
+
+``runhours edge`` builds the source (CSV replay here, the simulator in ``runhours``) and
+calls ``serve``. A finished source (the end of a CSV file) does not end the process: the
+agent keeps running, so whatever is still buffered goes out when the broker is reachable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+from edge.agent import AgentStats, EdgeAgent
+from edge.buffer import SampleBuffer
+from edge.config import CsvSource, EdgeSettings
+from edge.readings import Reading
+from edge.sources import csv_source, feed
+
+log = logging.getLogger("runhours.edge")
+
+SourceFactory = Callable[[SampleBuffer], AsyncIterator[Sequence[Reading]]]
+
+
+def csv_factory(options: CsvSource) -> SourceFactory:
+    """The CSV replay, resuming after the newest sample the buffer ever took."""
+
+    def make(buffer: SampleBuffer) -> AsyncIterator[Sequence[Reading]]:
+        return csv_source(options.path, speed=options.speed, after_ts_ms=buffer.last_ts_ms)
+
+    return make
+
+
+async def serve(
+    settings: EdgeSettings,
+    make_source: SourceFactory,
+    *,
+    signals: Sequence[signal.Signals] = (signal.SIGTERM, signal.SIGINT),
+    on_started: Callable[[EdgeAgent], None] | None = None,
+) -> AgentStats:
+    """Run one agent and its source until a signal; then stop gracefully. Returns its stats.
+
+    On the signal the source stops first, then the agent publishes what it can within
+    ``stop_timeout`` and goes offline. A failing source (e.g. a bad CSV row) stops the agent
+    the same way and its error is raised afterwards.
+    """
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    with settings.open_buffer() as buffer:
+        agent = EdgeAgent(settings.edge.ref, buffer, settings.broker, settings.edge.agent_options())
+        for sig in signals:
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            log.info(
+                "edge agent %s/%s/%s → %s; buffer %s (%d samples waiting)",
+                *settings.edge.ref,
+                settings.broker.url,
+                buffer.path,
+                buffer.count,
+            )
+            run = asyncio.create_task(agent.run())
+            feeder = asyncio.create_task(feed(agent, make_source(buffer)))
+            stopper = asyncio.create_task(stop.wait())
+            if on_started is not None:
+                on_started(agent)
+            await _first(run, feeder, stopper)
+            if feeder.done() and feeder.exception() is None:
+                log.info("source finished: %d samples taken", feeder.result())
+                await _first(run, stopper)
+            failure = feeder.exception() if feeder.done() else None
+            feeder.cancel()
+            stopper.cancel()
+            agent.stop()
+            await run
+            if failure is not None:
+                raise failure
+            return agent.stats
+        finally:
+            for sig in signals:
+                loop.remove_signal_handler(sig)
+
+
+async def _first(*tasks: asyncio.Task[Any]) -> None:
+    await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
