@@ -6,6 +6,8 @@ Every field can be set in the TOML file (``[ingest]`` table) or overridden with
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from contract import ContractError, validate_id
@@ -103,3 +105,9 @@ class IngestSettings(RunhoursSettings):
     """Settings of ``runhours ingest``: connections (DESIGN.md) and the ``[ingest]`` section."""
 
     ingest: IngestOptions = IngestOptions()
+
+    @classmethod
+    def from_base(cls, base: RunhoursSettings, **options: Any) -> IngestSettings:
+        """``base``'s connection settings with an ``[ingest]`` section built from
+        ``options`` (the demo and the tests use this)."""
+        return cls(**base.model_dump(exclude={"ingest"}), ingest=IngestOptions(**options))

@@ -30,7 +30,6 @@ from contract import MachineRef, Status, decode_telemetry, status_subscription
 from contract import telemetry_subscription as telemetry_filter
 from contract.settings import RunhoursSettings, SettingsError, load_settings
 from ingest import (
-    IngestOptions,
     IngestService,
     IngestSettings,
     deadletter_payload,
@@ -63,9 +62,7 @@ def ingest_settings(base: RunhoursSettings, **options: Any) -> IngestSettings:
         "stats_interval": 0,
         "shutdown_timeout": 5,
     }
-    return IngestSettings(
-        **base.model_dump(exclude={"ingest"}), ingest=IngestOptions(**{**defaults, **options})
-    )
+    return IngestSettings.from_base(base, **{**defaults, **options})
 
 
 def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
