@@ -311,6 +311,10 @@ def test_valid_messages_land_exactly(
         return bool(rows) and rows[0]["last"] == 5.0
 
     wait_for(stats_written, 5, "an ingest_stats point with points_written = 5")
+    # Clearing the retained status (empty payload) is acknowledged and stores nothing.
+    publisher.publish(topic(site, "pump-7", line="l2", leaf="status"), b"", retain=True)
+    wait_for(lambda: ingest.stats.messages_acked == 5, 10, "the clearing message acked")
+    assert ingest.stats.points_written == 5 and ingest.stats.messages_invalid == 0
 
 
 def test_mosquitto_pub_message_lands(
