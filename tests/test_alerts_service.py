@@ -88,7 +88,7 @@ class Retained:
         host, port = url.removeprefix("mqtt://").split(":")
         self.messages: list[bytes] = []
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-        self.client.on_message = lambda c, u, m: self.messages.append(m.payload)
+        self.client.on_message = lambda c, u, m: self.messages.append(bytes(m.payload))
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
         self.client.connect(host, int(port))
         self.client.loop_start()
