@@ -112,7 +112,7 @@ class Telemetry(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    machine: str = Field(pattern=ID_PATTERN.pattern)
+    machine: str = Field(pattern=f"^{ID_PATTERN.pattern}$")
     seq: StrictInt = Field(ge=0)
     samples: list[Sample] = Field(min_length=1)
     counters: dict[str, Number] = Field(default_factory=dict)

@@ -93,3 +93,11 @@ def test_models_are_typed() -> None:
         "seq": 0,
         "samples": [{"ts": 1_767_225_600_000, "state": "off"}],
     }
+
+
+@pytest.mark.parametrize("machine", ["cnc,01", "cnc 01", "ok-but-trailing\n"])
+def test_payload_machine_id_is_anchored(machine: str) -> None:
+    with pytest.raises(ValueError, match="machine"):
+        Telemetry.model_validate(
+            {"machine": machine, "seq": 0, "samples": [{"ts": 1, "state": "off"}]}
+        )
