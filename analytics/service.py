@@ -37,6 +37,7 @@ from analytics.alerts.rules import DEFAULT_RULES, RuleSet, load_rules
 from analytics.alerts.source import WindowSource
 from analytics.alerts.store import AlertStore
 from analytics.alerts.window import align
+from analytics.rollups import default_state_file, refresh_rollups
 from contract.settings import RunhoursSettings
 from store import InfluxClient
 
@@ -96,19 +97,6 @@ class CycleResult:
     end: datetime | None
     transitions: list[Transition] = field(default_factory=list)
     seconds: float = 0.0
-
-
-def _refresh_rollups(client: InfluxClient, data_dir: Path) -> None:
-    # Guarded until analytics.rollups lands in the repository; then a plain import.
-    try:
-        from analytics import rollups  # type: ignore[attr-defined, unused-ignore]
-    except ImportError:
-        return
-    refresh: Any = getattr(rollups, "refresh_rollups", None)
-    default_file: Any = getattr(rollups, "default_state_file", None)
-    if refresh is not None:
-        state_file = default_file(data_dir) if default_file else data_dir / "rollups.json"
-        refresh(client, state_file=state_file)
 
 
 class AnalyticsService:
@@ -182,7 +170,7 @@ class AnalyticsService:
         rules = self.rules
         if self.options.rollups:
             try:
-                _refresh_rollups(self.client, self.settings.data_dir)
+                refresh_rollups(self.client, state_file=default_state_file(self.settings.data_dir))
             except Exception:  # rollups are another feature's; never stop alerting for them
                 log.exception("refreshing the usage rollups failed")
         end = align(now - self.options.settle, rules.step)

@@ -128,7 +128,6 @@ def test_kill_and_restart_mid_incident_keeps_one_alert_and_the_ack(
         start_lookback="30s",
         retry_base=0.1,
         retry_max=1.0,
-        rollups=False,
     )
     subscriber = Retained(settings.mqtt_url, alert_topic(test_id, "vib", "pump-01"))
     store = AlertStore.in_data_dir(settings.data_dir)

@@ -1,10 +1,10 @@
 """Running time of machines, for service-interval rules.
 
-``run_seconds`` is the one place that asks "how long did this machine run between
-two instants"; it follows the billing semantics (DESIGN.md: a sample's state holds
-until the next sample, never longer than ``max_gap``). It is meant to become
-``analytics.usage.machine_usage(...).state_seconds["running"]`` once the usage
-engine lands: a one-line swap.
+``run_seconds`` (hours since the last service, up to a window's start) asks the usage
+engine (``analytics.usage.machine_usage``), so alerts count run-hours exactly as
+billing does. Inside an evaluation window the running *intervals* are needed step by
+step; ``running_intervals`` derives them from the raw state samples with the same
+rule (a state holds until the next sample, never longer than ``max_gap``).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
+from analytics.usage import machine_usage
 from contract import to_epoch_ms
 from store import InfluxClient, quote_ident, quote_string, time_literal
 from store.schema import FIELD_STATE, TAG_MACHINE, TELEMETRY
@@ -97,8 +98,9 @@ def run_seconds(
     end: datetime,
     max_gap: timedelta = DEFAULT_MAX_GAP,
 ) -> float:
-    """Seconds ``machine`` spent running within ``[start, end)``."""
+    """Seconds ``machine`` spent running within ``[start, end)`` (the usage engine's count)."""
     if end <= start:
         return 0.0
-    found = running_intervals(client, [machine], start, end, max_gap).get(machine, [])
-    return sum(b - a for a, b in found) / 1000
+    return machine_usage(client, machine, start, end, max_gap=max_gap).state_seconds.get(
+        "running", 0.0
+    )
