@@ -113,6 +113,15 @@ class AnalyticsService:
         self.source = WindowSource(self.client, self.rules)
         self.workers: list[OutboxWorker] = []
         self._http: Any = None
+        self._retire_orphans()
+
+    def _retire_orphans(self) -> None:
+        """Resolve alerts whose rule is no longer in the rules file (nothing would clear them)."""
+        for alert in self.store.alerts(active=True):
+            if self.rules.get(alert.rule) is None:
+                note = f"rule {alert.rule!r} is no longer in {self.settings.rules_file}"
+                self.store.resolve(alert.id, by="rules", note=note)
+                log.warning("resolved %s: %s", alert.id, note)
 
     @staticmethod
     def _take_lock(path: Path) -> IO[str]:

@@ -276,3 +276,33 @@ def test_slow_webhook_does_not_delay_evaluation(
         receiver.close()
     assert [seq for seq, _ in receiver.received] == sorted(seq for seq, _ in receiver.received)
     assert [b["event"] for _, b in receiver.received] == ["firing", "resolved"] * 3
+
+
+def test_alerts_of_a_removed_rule_are_resolved_at_start(
+    settings: RunhoursSettings, tmp_path: Path
+) -> None:
+    from analytics.alerts import Alert, Transition
+
+    since = datetime(2026, 3, 2, tzinfo=UTC)
+    old = Alert(
+        id="0123456789",
+        rule="retired",
+        rule_kind="threshold",
+        machine="pump-01",
+        site="plant1",
+        line="line-a",
+        severity="warning",
+        state="firing",
+        pending_since=since,
+        started_at=since,
+    )
+    store = AlertStore.in_data_dir(settings.data_dir)
+    store.record([Transition("firing", since, old)])
+    rules = tmp_path / "rules.toml"
+    rules.write_text(RULES)
+    options = AnalyticsOptions(rules=rules, mqtt=False, influx=False, rollups=False)
+    service = AnalyticsService(AnalyticsSettings(**{**settings.model_dump(), "analytics": options}))
+    service.close()
+    final = store.get(old.id)
+    assert (final.state, final.resolved_by) == ("resolved", "rules")
+    assert store.history(old.id)[-1]["note"] == f"rule 'retired' is no longer in {rules}"
