@@ -278,3 +278,13 @@ def test_interval_rounding_and_panel_ranges() -> None:
     assert panel_range("now/M", T0, now) == (datetime(2026, 3, 1, tzinfo=UTC), now)
     assert panel_range("7d", T0, now) == (now - timedelta(days=7), now)
     assert panel_range(None, T0, now) == (T0, now)
+
+
+def test_schema_doc_names_every_schema_constant() -> None:
+    import store.schema as schema
+
+    doc = (REPO / "docs" / "schema.md").read_text()
+    names = {v for k, v in vars(schema).items() if k.isupper() and isinstance(v, str)}
+    names |= {schema.state_seconds_field(state) for state in STATES}
+    missing = sorted(name for name in names if f"`{name}`" not in doc)
+    assert missing == [], f"docs/schema.md does not document {missing}"
