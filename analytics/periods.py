@@ -48,11 +48,15 @@ def to_ms(ts: datetime) -> int:
     return to_epoch_ms(ts)
 
 
+def local_instant(naive: datetime, tz: tzinfo) -> datetime:
+    """A wall-clock time in ``tz`` as an aware datetime (the earlier one when ambiguous)."""
+    # Round-trip through UTC so a time that falls into a DST gap lands on a real instant.
+    return naive.replace(tzinfo=tz).astimezone(UTC).astimezone(tz)
+
+
 def local_midnight(day: date, tz: tzinfo) -> datetime:
     """The first instant of ``day`` in ``tz`` (as an aware datetime in ``tz``)."""
-    naive = datetime(day.year, day.month, day.day)
-    # Round-trip through UTC so a midnight that falls into a DST gap lands on a real instant.
-    return naive.replace(tzinfo=tz).astimezone(UTC).astimezone(tz)
+    return local_instant(datetime(day.year, day.month, day.day), tz)
 
 
 @dataclass(frozen=True)
@@ -162,9 +166,7 @@ def parse_instant(text: str, tz: tzinfo) -> datetime:
             f"time {text!r} not understood: use RFC 3339 (2026-10-01T08:00:00Z) "
             "or a date (2026-10-01)"
         ) from None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=tz).astimezone(UTC).astimezone(tz)
-    return value
+    return local_instant(value, tz) if value.tzinfo is None else value
 
 
 def bucket_edges(

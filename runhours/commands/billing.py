@@ -1,5 +1,275 @@
-"""`runhours billing`."""
+"""`runhours billing`: export priced statements (CSV/JSON), finalize them, inspect the ledger."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from decimal import Decimal
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
 
 import typer
+from rich.table import Table
 
-app = typer.Typer(help="billing (not implemented yet)", no_args_is_help=False)
+from analytics.billing import (
+    BillingError,
+    ContractsError,
+    Ledger,
+    LedgerError,
+    Statement,
+    default_ledger,
+    export_statements,
+    load_contracts,
+)
+from analytics.billing.formats import dec
+from analytics.periods import PeriodError
+from analytics.rollups import default_state_file, refresh_rollups
+from contract.settings import RunhoursSettings
+from runhours.commands._common import ConfigOption, console, err_console, fail, load
+from store import InfluxClient, InfluxError
+
+app = typer.Typer(
+    help="Power-by-the-hour billing: priced statements per contract and period, exported as "
+    "CSV or JSON, finalized into a ledger; late data yields adjustment lines.",
+    no_args_is_help=True,
+)
+
+
+class Format(StrEnum):
+    csv = "csv"
+    json = "json"
+
+
+ContractsOption = Annotated[
+    Path,
+    typer.Option(
+        "--contracts",
+        help="Contracts TOML file (format: docs/billing.md, example: examples/contracts.toml).",
+        dir_okay=False,
+    ),
+]
+
+
+def render_summary(statements: Sequence[Statement], title: str = "billing summary") -> Table:
+    """A table of statements for people: hours, amount and coverage per contract."""
+    table = Table(
+        "contract",
+        "customer",
+        "period",
+        "machines",
+        "billable h",
+        "amount",
+        "coverage",
+        title=title,
+    )
+    for s in statements:
+        usage = [line for line in s.lines if line.kind == "usage"]
+        machines = len({line.machine for line in usage})
+        billable = sum((line.billable_hours for line in s.lines), Decimal(0))
+        lowest = min((line.coverage for line in usage), default=None)
+        table.add_row(
+            s.contract_id,
+            s.customer,
+            f"{s.period_start.isoformat(timespec='minutes')} – "
+            f"{s.period_end.isoformat(timespec='minutes')}",
+            str(machines),
+            dec(billable),
+            f"{dec(s.total)} {s.currency}",
+            "" if lowest is None else f"≥ {dec(lowest)}%",
+        )
+    return table
+
+
+def _write_atomically(target: Path, data: bytes) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _client(settings: RunhoursSettings) -> InfluxClient:
+    return InfluxClient(
+        settings.influx_url,
+        settings.influx_db,
+        username=settings.influx_user,
+        password=settings.influx_password,
+        token=settings.influx_token,
+    )
+
+
+@app.command()
+def export(
+    period: Annotated[
+        str,
+        typer.Option(
+            "--period",
+            help="Billing period in the contracts' own time zones: a month (2026-10), a "
+            "quarter (2026-Q4) or an ISO week (2026-W40). Contracts billing per another "
+            "kind of period are left out.",
+        ),
+    ],
+    contracts: ContractsOption,
+    fmt: Annotated[
+        Format,
+        typer.Option(
+            "--format",
+            "-f",
+            help="csv: one row per line item plus a total row per contract; json: a list of "
+            "statements. Both byte-identical for the same data.",
+        ),
+    ] = Format.csv,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Write the export here (atomically; nothing is written on any error). "
+            "Default: standard output.",
+            dir_okay=False,
+        ),
+    ] = None,
+    finalize: Annotated[
+        bool,
+        typer.Option(
+            "--finalize",
+            help="Record the statements as issued in the ledger (<data_dir>/billing/"
+            "ledger.sqlite3). Later exports of the period repeat the issued lines and add "
+            "adjustment lines for late data; finalizing again records those.",
+        ),
+    ] = False,
+    contract: Annotated[
+        list[str] | None,
+        typer.Option("--contract", help="Only this contract id (repeat for several)."),
+    ] = None,
+    from_raw: Annotated[
+        bool,
+        typer.Option(
+            "--from-raw",
+            help="Meter from raw samples instead of the hourly rollups (slower; gives the "
+            "same hours — a cross-check).",
+        ),
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Export the priced statements of one period for every contract in the file.
+
+    Each machine's hours in the billable states are metered within its effective dates, rounded, rated (flat or graduated tiers, over-use multiplier), with a true-up line when the contract's minimum is not reached. Notes (coverage gaps, hour-meter disagreements) go to standard error.
+    """
+    settings = load(RunhoursSettings, config)
+    try:
+        chosen = load_contracts(contracts)
+    except ContractsError as exc:
+        fail(str(exc))
+    if contract:
+        unknown = sorted(set(contract) - {c.id for c in chosen})
+        if unknown:
+            fail(f"--contract {', '.join(unknown)}: not in {contracts}")
+        chosen = [c for c in chosen if c.id in set(contract)]
+    ledger = Ledger(default_ledger(settings.data_dir))
+    try:
+        with _client(settings) as client:
+            if not from_raw:
+                refresh_rollups(client, state_file=default_state_file(settings.data_dir))
+            # Encoded before anything is recorded: the ledger holds exactly what the file
+            # says. A failure before this point leaves neither a file nor a ledger entry.
+            result = export_statements(
+                client,
+                chosen,
+                period,
+                fmt=fmt.value,
+                ledger=ledger,
+                finalize=finalize,
+                from_raw=from_raw,
+            )
+        if out is not None:
+            _write_atomically(out, result.data)
+    except (BillingError, PeriodError, LedgerError, InfluxError, OSError) as exc:
+        fail(str(exc))
+    for revision in result.recorded:
+        err_console.print(
+            f"finalized {revision.contract_id} revision {revision.revision}: "
+            f"{revision.lines} line(s), {dec(revision.total)} {revision.currency}",
+            highlight=False,
+        )
+    if out is None:
+        sys.stdout.buffer.write(result.data)
+        sys.stdout.flush()
+    for statement in result.statements:
+        for note in statement.notes:
+            err_console.print(f"note: {statement.contract_id}: {note}", highlight=False)
+        if statement.pending_adjustments:
+            err_console.print(
+                f"note: {statement.contract_id}: finalized before; late data changed it — "
+                "see the adjustment lines (finalize again to issue them)",
+                highlight=False,
+            )
+    err_console.print(render_summary(result.statements, title=f"billing {period}"))
+
+
+@app.command()
+def check(contracts: ContractsOption) -> None:
+    """Validate a contracts file and show what it says (exit 2 naming each bad field)."""
+    try:
+        items = load_contracts(contracts)
+    except ContractsError as exc:
+        fail(str(exc))
+    table = Table("contract", "customer", "zone", "period", "rate", "minimum h", "machines")
+    for c in items:
+        rate = (
+            f"{c.rate_per_hour} {c.currency}/h"
+            if c.rate_per_hour is not None
+            else " / ".join(
+                f"≤{t.up_to_hours}: {t.rate_per_hour}" if t.up_to_hours else f"{t.rate_per_hour}"
+                for t in c.tier
+            )
+            + f" {c.currency}/h"
+        )
+        if c.allowance_hours is not None:
+            rate += f", ×{c.overuse_multiplier} above {c.allowance_hours} h"
+        table.add_row(
+            c.id,
+            c.customer,
+            c.timezone,
+            c.period,
+            rate,
+            "" if c.minimum_hours is None else str(c.minimum_hours),
+            ", ".join(sorted({m.id for m in c.machine})),
+        )
+    console.print(table)
+
+
+@app.command()
+def ledger(
+    contract: Annotated[
+        str | None, typer.Option("--contract", help="Only this contract id.")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """List the finalized statements (revisions) recorded in the ledger."""
+    settings = load(RunhoursSettings, config)
+    try:
+        revisions = Ledger(default_ledger(settings.data_dir)).revisions(contract)
+    except LedgerError as exc:
+        fail(str(exc))
+    table = Table(
+        "contract", "period start", "period end", "revision", "issued at", "lines", "amount"
+    )
+    for r in revisions:
+        table.add_row(
+            r.contract_id,
+            r.period_start,
+            r.period_end,
+            str(r.revision),
+            r.issued_at,
+            str(r.lines),
+            f"{dec(r.total)} {r.currency}",
+        )
+    console.print(table)

@@ -1,5 +1,207 @@
-"""`runhours usage`."""
+"""`runhours usage`: seconds per state per machine over a time range, for engineers and checks."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any
 
 import typer
+from rich.table import Table
 
-app = typer.Typer(help="usage (not implemented yet)", no_args_is_help=False)
+from analytics.counters import CounterTolerance
+from analytics.periods import PeriodError, parse_instant, zone
+from analytics.rollups import default_state_file, fleet_usage, refresh_rollups
+from analytics.usage import Usage
+from contract import STATES
+from contract.settings import RunhoursSettings
+from runhours.commands._common import ConfigOption, console, fail, load
+from store import InfluxClient, InfluxError
+
+
+class By(StrEnum):
+    hour = "hour"
+    day = "day"
+    month = "month"
+
+
+class UsageFormat(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+app = typer.Typer(
+    help="Seconds per state per machine over a time range (from the hourly rollups).",
+    no_args_is_help=True,
+)
+
+
+def usage_json(rows: list[Usage], tolerance: CounterTolerance) -> list[dict[str, Any]]:
+    """The JSON form: one object per machine and bucket (documented in docs/billing.md)."""
+    return [
+        {
+            "machine": u.machine,
+            "start": u.start.isoformat(),
+            "end": u.end.isoformat(),
+            "state_seconds": {state: u.state_seconds[state] for state in STATES},
+            "known_seconds": u.known_seconds,
+            "coverage": round(u.coverage, 6),
+            "counter_seconds": u.counter_seconds,
+            "counter_reset": u.counter_reset,
+            "counter_mismatch": u.counter_mismatch(tolerance),
+        }
+        for u in rows
+    ]
+
+
+def _hours(seconds: float | None) -> str:
+    return "" if seconds is None else f"{seconds / 3600:.3f}"
+
+
+@app.callback(invoke_without_command=True)
+def usage(
+    start: Annotated[
+        str,
+        typer.Option(
+            "--from",
+            help="Start (inclusive): RFC 3339 (2026-10-01T06:00:00Z) or a date (2026-10-01, "
+            "local midnight in --tz).",
+        ),
+    ],
+    end: Annotated[str, typer.Option("--to", help="End (exclusive), written like --from.")],
+    machine: Annotated[
+        list[str] | None,
+        typer.Option("--machine", "-m", help="Only this machine id (repeat for several)."),
+    ] = None,
+    tz: Annotated[
+        str,
+        typer.Option(
+            "--tz",
+            help="IANA time zone for dates without an offset and for hour/day/month buckets "
+            "(e.g. Europe/Berlin).",
+        ),
+    ] = "UTC",
+    by: Annotated[
+        By | None,
+        typer.Option(
+            "--by",
+            help="One row per machine and local hour, day or month; default: one row per "
+            "machine for the whole range.",
+        ),
+    ] = None,
+    fmt: Annotated[
+        UsageFormat,
+        typer.Option("--format", "-f", help="table (for people), csv or json (for tools)."),
+    ] = UsageFormat.table,
+    from_raw: Annotated[
+        bool,
+        typer.Option(
+            "--from-raw",
+            help="Compute from raw samples instead of the hourly rollups (slower; a check).",
+        ),
+    ] = False,
+    tolerance_pct: Annotated[
+        float,
+        typer.Option(help="Flag hour-meter vs state disagreement beyond this percentage ..."),
+    ] = 1.0,
+    tolerance_s: Annotated[float, typer.Option(help="... plus this many seconds.")] = 60.0,
+    config: ConfigOption = None,
+) -> None:
+    """Seconds per state, known time (coverage) and hour-meter time per machine.
+
+    A sample's state holds until the next sample, at most 5 minutes; time past that is unknown. The hourly rollups are first brought up to date with what the ingest wrote.
+    """
+    settings = load(RunhoursSettings, config)
+    try:
+        zone_info = zone(tz)
+        lo, hi = parse_instant(start, zone_info), parse_instant(end, zone_info)
+        if hi <= lo:
+            fail(f"--to ({hi.isoformat()}) must be after --from ({lo.isoformat()})")
+    except PeriodError as exc:
+        fail(str(exc))
+    tolerance = CounterTolerance(Decimal(str(tolerance_pct)) / 100, Decimal(str(tolerance_s)))
+    try:
+        with InfluxClient(
+            settings.influx_url,
+            settings.influx_db,
+            username=settings.influx_user,
+            password=settings.influx_password,
+            token=settings.influx_token,
+        ) as client:
+            if not from_raw:
+                refresh_rollups(client, state_file=default_state_file(settings.data_dir))
+            rows = fleet_usage(
+                client,
+                lo,
+                hi,
+                machines=machine or None,
+                by=by.value if by else None,
+                tz=zone_info,
+                from_raw=from_raw,
+            )
+    except InfluxError as exc:
+        fail(str(exc))
+    if fmt == UsageFormat.json:
+        typer.echo(json.dumps(usage_json(rows, tolerance), indent=2))
+    elif fmt == UsageFormat.csv:
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(
+            [
+                "machine",
+                "start",
+                "end",
+                *(f"{s}_s" for s in STATES),
+                "known_s",
+                "coverage",
+                "counter_s",
+                "counter_reset",
+                "counter_mismatch",
+            ]
+        )
+        for item in usage_json(rows, tolerance):
+            writer.writerow(
+                [
+                    item["machine"],
+                    item["start"],
+                    item["end"],
+                    *(item["state_seconds"][s] for s in STATES),
+                    item["known_seconds"],
+                    item["coverage"],
+                    "" if item["counter_seconds"] is None else item["counter_seconds"],
+                    item["counter_reset"],
+                    item["counter_mismatch"],
+                ]
+            )
+        typer.echo(out.getvalue(), nl=False)
+    else:
+        table = Table(
+            "machine",
+            "start",
+            "end",
+            *(f"{s} h" for s in STATES),
+            "coverage",
+            "meter h",
+            "flags",
+            title=f"usage {lo.isoformat()} – {hi.isoformat()}",
+        )
+        for u in rows:
+            flags = []
+            if u.counter_reset:
+                flags.append("meter reset")
+            if u.counter_mismatch(tolerance):
+                flags.append("meter ≠ states")
+            table.add_row(
+                u.machine,
+                u.start.isoformat(timespec="minutes"),
+                u.end.isoformat(timespec="minutes"),
+                *(_hours(u.state_seconds[s]) for s in STATES),
+                f"{u.coverage * 100:.2f}%",
+                _hours(u.counter_seconds),
+                ", ".join(flags),
+            )
+        console.print(table)

@@ -1,0 +1,188 @@
+"""Billing runs: contracts + stored usage → statements → CSV/JSON, with the ledger.
+
+This is the I/O edge of billing: it reads usage (hourly rollups, or raw samples with
+``from_raw``), prices it with the pure rules of ``statements``/``pricing``, reconciles
+with the ledger of issued statements, and encodes the export.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from analytics.billing.contracts import Contract, load_contracts
+from analytics.billing.formats import ExportFormat, encode
+from analytics.billing.ledger import Ledger, Revision
+from analytics.billing.statements import MachineMeter, Statement, price, restate
+from analytics.periods import Period, calendar_period, custom_period, period_kind, to_ms
+from analytics.rollups import refresh_rollups, usage_series
+from analytics.usage import STATE_CODE, UsageSeries
+from store import InfluxClient
+
+
+class BillingError(ValueError):
+    """A billing run cannot proceed; the message says why and what to do."""
+
+
+def machine_windows(contract: Contract, period: Period) -> dict[str, list[tuple[int, int]]]:
+    """Per machine, the parts of ``period`` (epoch ms) it is under the contract."""
+    tz = contract.zone
+    out: dict[str, list[tuple[int, int]]] = {}
+    for term in contract.machine:
+        lo, hi = term.bound("from", tz), term.bound("to", tz)
+        a = max(period.start_ms, to_ms(lo)) if lo else period.start_ms
+        b = min(period.end_ms, to_ms(hi)) if hi else period.end_ms
+        if a < b:
+            out.setdefault(term.id, []).append((a, b))
+    return {machine: sorted(windows) for machine, windows in sorted(out.items())}
+
+
+def meter_from_series(
+    contract: Contract, series: UsageSeries, windows: Sequence[tuple[int, int]]
+) -> MachineMeter:
+    """Pure: sum the buckets of ``series`` that lie inside the machine's windows."""
+    inside = [
+        k
+        for k in range(len(series))
+        if any(a <= series.edges_ms[k] and series.edges_ms[k + 1] <= b for a, b in windows)
+    ]
+    billable = series.state_total_ms(contract.billable_states)
+    defined = any(bool(series.counter_defined[k]) for k in inside)
+    return MachineMeter(
+        machine=series.machine,
+        window_ms=sum(b - a for a, b in windows),
+        known_ms=sum(int(series.known_ms[k]) for k in inside),
+        billable_state_ms=sum(int(billable[k]) for k in inside),
+        running_ms=sum(int(series.state_ms[k, STATE_CODE["running"]]) for k in inside),
+        counter_ms=sum(int(series.counter_ms[k]) for k in inside) if defined else None,
+        counter_reset=any(bool(series.counter_reset[k]) for k in inside),
+    )
+
+
+def meters(
+    client: InfluxClient, contract: Contract, period: Period, *, from_raw: bool = False
+) -> list[MachineMeter]:
+    """Each machine's metered usage in the period (machines outside it are left out)."""
+    windows = machine_windows(contract, period)
+    groups: dict[tuple[int, ...], list[str]] = {}
+    for machine, spans in windows.items():
+        edges = tuple(sorted({e for span in spans for e in span}))
+        groups.setdefault(edges, []).append(machine)
+    out: list[MachineMeter] = []
+    for edges, machines in groups.items():
+        found = usage_series(client, machines, list(edges), from_raw=from_raw)
+        out.extend(meter_from_series(contract, found[m], windows[m]) for m in machines)
+    return sorted(out, key=lambda m: m.machine)
+
+
+def contract_periods(contracts: Sequence[Contract], label: str) -> list[tuple[Contract, Period]]:
+    """The contracts that bill per the kind of period ``label`` names, with that period."""
+    kind = period_kind(label)
+    chosen = [(c, calendar_period(label, c.zone)) for c in contracts if c.period == kind]
+    if not chosen:
+        kinds = ", ".join(sorted({f"{c.id}: {c.period}" for c in contracts}))
+        raise BillingError(
+            f"no contract bills per {kind} ({label}); the contracts' periods are {kinds}"
+        )
+    return chosen
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What an export produced: the statements, the encoded file and any new revisions."""
+
+    statements: list[Statement]
+    data: bytes
+    recorded: list[Revision]
+
+
+def build_statements(
+    client: InfluxClient,
+    contracts: Sequence[Contract],
+    label: str,
+    *,
+    ledger: Ledger | None = None,
+    from_raw: bool = False,
+) -> list[Statement]:
+    """The statements of every contract billing per ``label``'s period, sorted by contract.
+
+    With a ledger, a period finalized before comes back as its issued lines plus
+    adjustments (see :func:`analytics.billing.statements.restate`).
+    """
+    out = []
+    for contract, period in sorted(contract_periods(contracts, label), key=lambda cp: cp[0].id):
+        fresh = price(
+            contract, period.start, period.end, meters(client, contract, period, from_raw=from_raw)
+        )
+        if ledger is not None:
+            revisions, issued = ledger.issued(fresh)
+            fresh = restate(fresh, issued, revisions)
+        out.append(fresh)
+    return out
+
+
+def export_statements(
+    client: InfluxClient,
+    contracts: Sequence[Contract],
+    label: str,
+    *,
+    fmt: ExportFormat,
+    ledger: Ledger | None = None,
+    finalize: bool = False,
+    from_raw: bool = False,
+    now: datetime | None = None,
+) -> ExportResult:
+    """Build, encode and (with ``finalize``) record the statements of a period.
+
+    Finalizing needs a ledger and a period that has ended. The ledger is written only
+    after the export was encoded, in one transaction.
+    """
+    if finalize and ledger is None:
+        raise BillingError("finalizing needs a ledger")
+    statements = build_statements(client, contracts, label, ledger=ledger, from_raw=from_raw)
+    if finalize:
+        moment = now or datetime.now(UTC)
+        for statement in statements:
+            if statement.period_end > moment:
+                raise BillingError(
+                    f"{statement.contract_id}: period {label} ends "
+                    f"{statement.period_end.isoformat()}; finalize it after it has ended"
+                )
+    data = encode(statements, fmt)
+    recorded = ledger.record(statements) if finalize and ledger is not None else []
+    return ExportResult(statements, data, recorded)
+
+
+def billing_summary(
+    client: InfluxClient,
+    contracts_path: Path,
+    period_start: datetime,
+    period_end: datetime,
+    *,
+    from_raw: bool = False,
+    rollup_state: Path | None = None,
+) -> list[Statement]:
+    """Statements of every contract for an arbitrary ``[period_start, period_end)``.
+
+    For the demo (a simulated week): each contract's tiers and minimum apply to the
+    range as if it were one period. Rollups are read as stored; pass ``rollup_state``
+    (the refresh watermark file) to bring them up to date first, or ``from_raw``.
+    Start and end should be whole hours (else raw samples are read).
+    """
+    contracts = load_contracts(contracts_path)
+    if rollup_state is not None and not from_raw:
+        refresh_rollups(client, state_file=rollup_state)
+    out = []
+    for contract in sorted(contracts, key=lambda c: c.id):
+        period = custom_period(period_start, period_end, contract.zone)
+        out.append(
+            price(
+                contract,
+                period.start,
+                period.end,
+                meters(client, contract, period, from_raw=from_raw),
+            )
+        )
+    return out

@@ -1,0 +1,274 @@
+"""Statements: the priced lines of one contract for one period, and their restatements.
+
+A statement is built from each machine's metered usage (:class:`MachineMeter`) by the
+pricing rules; it is pure data with exact decimals. When a finalized (issued) statement
+is exported again, :func:`restate` keeps every issued line as it was and appends
+*adjustment* lines for what changed since, like a credit note: the adjustments sum to
+the change of the total.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from decimal import Decimal
+from fractions import Fraction
+from typing import Literal
+
+from analytics.billing.contracts import Contract
+from analytics.billing.pricing import (
+    METERED_PLACES,
+    allocate,
+    amount_of,
+    base_rate,
+    coverage_percent,
+    currency_places,
+    hours_of,
+    hours_places,
+    round_to_increment,
+    segments,
+    to_decimal,
+)
+from analytics.counters import CounterTolerance, counter_mismatch
+
+LineKind = Literal["usage", "true_up", "adjustment"]
+LINE_KINDS: tuple[LineKind, ...] = ("usage", "true_up", "adjustment")
+
+
+@dataclass(frozen=True)
+class Line:
+    """One line of a statement; ``key`` names what it bills (adjustments reuse it)."""
+
+    id: str
+    kind: LineKind
+    machine: str
+    metered_hours: Decimal
+    billable_hours: Decimal
+    rate: Decimal
+    amount: Decimal
+    coverage: Decimal  # percent
+    method: str
+    key: str
+
+
+@dataclass(frozen=True)
+class Statement:
+    """The lines of one contract for one period; ``total`` is the sum of their amounts."""
+
+    contract_id: str
+    customer: str
+    currency: str
+    period_start: datetime
+    period_end: datetime
+    lines: tuple[Line, ...]
+    notes: tuple[str, ...] = ()
+    issued_revisions: int = 0  # how many times this period was finalized before
+    pending_adjustments: bool = field(default=False)
+
+    @property
+    def total(self) -> Decimal:
+        places = currency_places(self.currency)
+        return sum((line.amount for line in self.lines), Decimal(0).scaleb(-places))
+
+    @property
+    def period_key(self) -> tuple[str, str, str]:
+        return (self.contract_id, self.period_start.isoformat(), self.period_end.isoformat())
+
+
+@dataclass(frozen=True)
+class MachineMeter:
+    """One machine's metered usage within its effective window of the period."""
+
+    machine: str
+    window_ms: int  # how long the machine was under contract in the period
+    known_ms: int  # of that, time with a known state
+    billable_state_ms: int  # time in the contract's billable states
+    running_ms: int
+    counter_ms: int | None  # hour-meter delta; None without readings
+    counter_reset: bool = False
+
+
+def line_id(contract_id: str, start: datetime, end: datetime, key: str, revision: int) -> str:
+    """A line id that is the same in every run for the same contract, period and line."""
+    text = f"{contract_id}|{start.isoformat()}|{end.isoformat()}|{key}|{revision}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _fmt_hours(ms: int) -> str:
+    return format(to_decimal(hours_of(ms), 2), "f")
+
+
+def price(
+    contract: Contract, start: datetime, end: datetime, meters: Sequence[MachineMeter]
+) -> Statement:
+    """Pure: the statement of ``contract`` for ``[start, end)`` from its machines' meters."""
+    places = currency_places(contract.currency)
+    hplaces = hours_places(contract)
+    bands = segments(contract)
+    tolerance = CounterTolerance(
+        contract.counter_tolerance_pct / 100, contract.counter_tolerance_seconds
+    )
+    lines: list[Line] = []
+    notes: list[str] = []
+    billable_total = Decimal(0)
+    known_total = window_total = 0
+
+    def make(
+        kind: LineKind,
+        key: str,
+        machine: str,
+        metered: Decimal,
+        billable: Decimal,
+        rate: Decimal,
+        coverage: Decimal,
+        method: str,
+    ) -> Line:
+        billable = billable.quantize(Decimal(1).scaleb(-hplaces))
+        return Line(
+            line_id(contract.id, start, end, key, 0),
+            kind,
+            machine,
+            metered,
+            billable,
+            rate,
+            amount_of(billable, rate, places),
+            coverage,
+            method,
+            key,
+        )
+
+    for meter in sorted(meters, key=lambda m: m.machine):
+        if contract.method == "counter":
+            metered_ms = meter.counter_ms or 0
+            if meter.counter_ms is None:
+                notes.append(
+                    f"{meter.machine}: no hour-meter readings in the period; its counter-"
+                    "metered hours are 0"
+                )
+        else:
+            metered_ms = meter.billable_state_ms
+        if meter.counter_reset:
+            notes.append(f"{meter.machine}: the hour meter was reset in the period")
+        if counter_mismatch(
+            None if meter.counter_ms is None else meter.counter_ms / 1000,
+            meter.running_ms / 1000,
+            tolerance,
+        ):
+            notes.append(
+                f"{meter.machine}: hour meter {_fmt_hours(meter.counter_ms or 0)} h vs running "
+                f"{_fmt_hours(meter.running_ms)} h from states: more apart than "
+                f"{contract.counter_tolerance_pct}% + {contract.counter_tolerance_seconds} s"
+            )
+        coverage = coverage_percent(meter.known_ms, meter.window_ms)
+        if meter.known_ms < meter.window_ms:
+            notes.append(
+                f"{meter.machine}: coverage {coverage}% (time without a known state is not billed)"
+            )
+        known_total += meter.known_ms
+        window_total += meter.window_ms
+        metered = hours_of(metered_ms)
+        billable = round_to_increment(metered, contract.rounding_hours, contract.rounding_mode)
+        for part in allocate(billable, metered, bands):
+            lines.append(
+                make(
+                    "usage",
+                    f"usage|{meter.machine}|{part.segment.key}",
+                    meter.machine,
+                    to_decimal(part.metered, METERED_PLACES),
+                    part.billable,
+                    part.segment.rate,
+                    coverage,
+                    contract.method,
+                )
+            )
+            billable_total += part.billable
+    if contract.minimum_hours is not None and billable_total < contract.minimum_hours:
+        lines.append(
+            make(
+                "true_up",
+                "true_up",
+                "",
+                to_decimal(Fraction(0), METERED_PLACES),
+                contract.minimum_hours - billable_total,
+                base_rate(contract),
+                coverage_percent(known_total, window_total),
+                "minimum",
+            )
+        )
+    return Statement(
+        contract.id,
+        contract.customer,
+        contract.currency,
+        start,
+        end,
+        tuple(lines),
+        tuple(notes),
+    )
+
+
+def restate(fresh: Statement, issued: Sequence[Line], revisions: int) -> Statement:
+    """Pure: the issued lines unchanged, plus adjustment lines up to ``fresh``.
+
+    ``issued`` are all lines recorded by the ``revisions`` finalizations so far. For each
+    key (machine band or true-up) whose hours or amount changed, one adjustment line
+    carries the difference; their amounts sum to ``fresh.total`` − the issued total.
+    """
+    if not revisions:
+        return fresh
+    totals: dict[str, tuple[Decimal, Decimal, Decimal]] = {}
+    last: dict[str, Line] = {}
+    for line in issued:
+        metered, billable, amount = totals.get(line.key, (Decimal(0), Decimal(0), Decimal(0)))
+        totals[line.key] = (
+            metered + line.metered_hours,
+            billable + line.billable_hours,
+            amount + line.amount,
+        )
+        last[line.key] = line
+    current = {line.key: line for line in fresh.lines}
+    adjustments = []
+    for key in sorted(set(totals) | set(current)):
+        now = current.get(key)
+        was = totals.get(key, (Decimal(0), Decimal(0), Decimal(0)))
+        values = (
+            (now.metered_hours, now.billable_hours, now.amount)
+            if now is not None
+            else (Decimal(0), Decimal(0), Decimal(0))
+        )
+        delta = [a - b for a, b in zip(values, was, strict=True)]
+        if not any(delta):
+            continue
+        model = now if now is not None else last[key]
+        adjustments.append(
+            replace(
+                model,
+                id=line_id(
+                    fresh.contract_id, fresh.period_start, fresh.period_end, key, revisions + 1
+                ),
+                kind="adjustment",
+                metered_hours=_no_negative_zero(delta[0]),
+                billable_hours=_no_negative_zero(delta[1]),
+                amount=_no_negative_zero(delta[2]),
+                coverage=model.coverage if now is not None else Decimal("0.00"),
+            )
+        )
+    return replace(
+        fresh,
+        lines=(*issued, *adjustments),
+        issued_revisions=revisions,
+        pending_adjustments=bool(adjustments),
+    )
+
+
+def _no_negative_zero(value: Decimal) -> Decimal:
+    return value.copy_abs() if value.is_zero() else value
+
+
+def adjustment_lines(statement: Statement) -> list[Line]:
+    return [line for line in statement.lines if line.kind == "adjustment"]
+
+
+def sum_amounts(lines: Iterable[Line]) -> Decimal:
+    return sum((line.amount for line in lines), Decimal(0))
