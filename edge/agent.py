@@ -223,7 +223,7 @@ class EdgeAgent:
         """Publish over one established connection until stop (returns) or failure (raises)."""
         watermark = self.buffer.rewind()
         log.info(
-            "%s: connected to %s; %d samples buffered (replayed as historical)",
+            "%s: connected to %s; %d buffered samples to replay (historical)",
             self.ref.machine,
             self.broker.url,
             self.buffer.count,

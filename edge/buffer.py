@@ -27,7 +27,6 @@ agent on the same buffer fails with ``BufferInUse`` instead of corrupting the se
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
@@ -85,19 +84,25 @@ def encode_counters(counters: Mapping[str, float]) -> bytes | None:
     """Counters as the wire JSON of a telemetry message's ``counters``; ``None`` when empty.
 
     Checked here, not at publish time: one bad name would make the ingest reject the whole
-    batch that carries it.
+    batch that carries it. Formatted directly (a validated name needs no escaping, and JSON
+    writes a finite float as ``repr`` does): this runs once per sample.
     """
     if not counters:
         return None
-    out: dict[str, float] = {}
+    parts = []
     for name, value in counters.items():
-        if not COUNTER_NAME.fullmatch(name):
-            raise ContractError(f"counters: name {name!r} must match [a-z][a-z0-9_]{{0,63}}")
+        if name not in _CHECKED_NAMES:
+            if not COUNTER_NAME.fullmatch(name):
+                raise ContractError(f"counters: name {name!r} must match [a-z][a-z0-9_]{{0,63}}")
+            _CHECKED_NAMES.add(name)
         number = float(value)
         if not math.isfinite(number):
             raise ContractError(f"counters: {name!r} is not a finite number: {value}")
-        out[name] = number
-    return json.dumps(out, separators=(",", ":")).encode()
+        parts.append(f'"{name}":{number!r}')
+    return ("{" + ",".join(parts) + "}").encode()
+
+
+_CHECKED_NAMES: set[str] = set()
 
 
 class SampleBuffer:
@@ -133,7 +138,7 @@ class SampleBuffer:
             if "locked" in str(exc):
                 raise BufferInUse(
                     f"{self.path}: edge buffer is in use by another process (one agent per "
-                    "buffer: give each agent its own [edge.buffer] path)"
+                    "buffer: give each agent its own edge.buffer.path)"
                 ) from None
             raise EdgeBufferError(f"{self.path}: cannot open the edge buffer: {exc}") from None
         except sqlite3.DatabaseError as exc:
