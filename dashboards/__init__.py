@@ -10,7 +10,7 @@ provisions (``deploy/grafana/``). Queries are InfluxQL against the schema in
 ``store/schema.py`` (documented in ``docs/schema.md``); only ``store`` names are used.
 """
 
-from dashboards.build import DEFAULT_CONTRACTS, GENERATED_DIR, build_all, render, write_all
+from dashboards.build import GENERATED_DIR, build_all, render, write_all
 from dashboards.contracts import ContractsFileError, ContractView, read_contracts
 from dashboards.influxql import DATASOURCE, DATASOURCE_UID, InfluxQuery, register
 
@@ -19,7 +19,6 @@ register()
 __all__ = [
     "DATASOURCE",
     "DATASOURCE_UID",
-    "DEFAULT_CONTRACTS",
     "GENERATED_DIR",
     "ContractView",
     "ContractsFileError",

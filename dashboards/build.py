@@ -14,24 +14,18 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as model
 
 from dashboards import fleet, ingest_health, machine, usage
-from dashboards.contracts import ContractView, read_contracts
+from dashboards.contracts import ContractView
 from dashboards.layout import number_panels
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 GENERATED_DIR = Path(__file__).resolve().parent / "generated"
-# The per-contract panels of the committed usage dashboard come from this file.
-DEFAULT_CONTRACTS = REPO_ROOT / "examples" / "contracts.toml"
 
 
-def default_contracts() -> list[ContractView]:
-    """The contracts of ``examples/contracts.toml``, or none while it does not exist."""
-    return read_contracts(DEFAULT_CONTRACTS) if DEFAULT_CONTRACTS.exists() else []
+def build_all(contracts: Sequence[ContractView] = ()) -> dict[str, model.Dashboard]:
+    """Every dashboard, keyed by its file name.
 
-
-def build_all(contracts: Sequence[ContractView] | None = None) -> dict[str, model.Dashboard]:
-    """Every dashboard, keyed by its file name (``None``: the default contracts)."""
-    if contracts is None:
-        contracts = default_contracts()
+    The committed files are built without contracts, so they depend on code alone; a
+    deployment adds its per-contract panels with ``--contracts`` (docs/deploy.md).
+    """
     builders = {
         "fleet-overview.json": fleet.dashboard(),
         "machine-detail.json": machine.dashboard(),
@@ -48,7 +42,7 @@ def render(dashboard: model.Dashboard) -> str:
     )
 
 
-def write_all(out: Path, contracts: Sequence[ContractView] | None = None) -> list[Path]:
+def write_all(out: Path, contracts: Sequence[ContractView] = ()) -> list[Path]:
     """Write every dashboard into ``out`` (created if missing); returns the paths written."""
     out.mkdir(parents=True, exist_ok=True)
     written = []

@@ -15,6 +15,9 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+# Billing period → Grafana's relative range for "this period so far".
+PERIODS = {"month": "now/M", "quarter": "now/fQ", "week": "now/w"}
+
 
 class ContractsFileError(ValueError):
     """The contracts file is missing, not TOML, or lacks a key the dashboards need."""
@@ -27,6 +30,8 @@ class ContractView:
     billable_states: tuple[str, ...] = ("running",)
     minimum_hours: Decimal | None = None
     timezone: str = "UTC"
+    period: str = "month"  # month | quarter | week: what minimum_hours is per
+    method: str = "state"  # state: time in billable states; counter: the hour meter
 
 
 def _contract(index: int, raw: dict[str, Any], path: Path) -> ContractView:
@@ -47,12 +52,20 @@ def _contract(index: int, raw: dict[str, Any], path: Path) -> ContractView:
         minimum_hours = Decimal(str(minimum)) if minimum is not None else None
     except InvalidOperation:
         raise ContractsFileError(f"{where}.minimum_hours: {minimum!r} is not a number") from None
+    period = raw.get("period", "month")
+    if period not in PERIODS:
+        raise ContractsFileError(f"{where}.period: {period!r} is not one of {', '.join(PERIODS)}")
+    method = raw.get("method", "state")
+    if method not in ("state", "counter"):
+        raise ContractsFileError(f"{where}.method: {method!r} is not 'state' or 'counter'")
     return ContractView(
         id=raw["id"],
         machines=tuple(sorted({m["id"] for m in machines})),
         billable_states=tuple(states),
         minimum_hours=minimum_hours,
         timezone=str(raw.get("timezone", "UTC")),
+        period=period,
+        method=method,
     )
 
 

@@ -74,15 +74,21 @@ def grafana_interval(
 def panel_range(time_from: str | None, start: datetime, end: datetime) -> tuple[datetime, datetime]:
     """The range a panel queries: the dashboard's, or its relative-time override.
 
-    ``now/d`` is today so far, ``now/M`` this month so far (UTC), ``6h``/``7d`` the
-    last 6 hours / 7 days before ``end`` (which plays "now").
+    ``now/d`` is today so far, ``now/w``, ``now/M``, ``now/fQ`` this week (from Monday),
+    month, quarter so far (UTC), ``6h``/``7d`` the last 6 hours / 7 days before ``end``
+    (which plays "now").
     """
     if not time_from:
         return start, end
     if time_from == "now/d":
         return end.replace(hour=0, minute=0, second=0, microsecond=0), end
+    midnight = end.replace(hour=0, minute=0, second=0, microsecond=0)
     if time_from == "now/M":
-        return end.replace(day=1, hour=0, minute=0, second=0, microsecond=0), end
+        return midnight.replace(day=1), end
+    if time_from == "now/fQ":  # fiscal quarter; fiscal year = calendar year here
+        return midnight.replace(month=(end.month - 1) // 3 * 3 + 1, day=1), end
+    if time_from == "now/w":  # week starting Monday (the dashboards' week_start)
+        return midnight - timedelta(days=end.weekday()), end
     return end - parse_duration(time_from.removeprefix("now-")), end
 
 

@@ -12,14 +12,20 @@ from collections.abc import Sequence
 from grafana_foundation_sdk.builders import dashboard as builder
 from grafana_foundation_sdk.builders import timeseries
 
-from dashboards.contracts import ContractView
+from dashboards.contracts import PERIODS, ContractView
 from dashboards.influxql import InfluxQL
 from dashboards.layout import new_dashboard
 from dashboards.panels import bar_gauge, time_series
 from dashboards.thresholds import Level
 from dashboards.variables import TIME_FILTER, machine_variables, machine_where
 from store.influxql import quote_ident, quote_string
-from store.schema import FIELD_KNOWN_S, TAG_MACHINE, USAGE_HOURLY, state_seconds_field
+from store.schema import (
+    FIELD_COUNTER_S,
+    FIELD_KNOWN_S,
+    TAG_MACHINE,
+    USAGE_HOURLY,
+    state_seconds_field,
+)
 
 UID = "runhours-usage"
 MACHINE = quote_ident(TAG_MACHINE)
@@ -27,9 +33,14 @@ ROLLUPS = quote_ident(USAGE_HOURLY)
 RUNNING_S = quote_ident(state_seconds_field("running"))
 
 
-def _billable_seconds(states: Sequence[str]) -> str:
-    """``sum("running_s") + sum("idle_s") …`` over the billable states."""
-    return " + ".join(f"sum({quote_ident(state_seconds_field(s))})" for s in states)
+def _billable_seconds(contract: ContractView) -> str:
+    """``sum("running_s") + sum("idle_s") …`` over the billable states, or the hour meter's
+    ``sum("counter_s")`` for contracts billed by ``method = "counter"``."""
+    if contract.method == "counter":
+        return f"sum({quote_ident(FIELD_COUNTER_S)})"
+    return " + ".join(
+        f"sum({quote_ident(state_seconds_field(s))})" for s in contract.billable_states
+    )
 
 
 def _contract_where(contract: ContractView) -> str:
@@ -44,7 +55,7 @@ def _tz(contract: ContractView) -> str:
 def _contract_per_day(contracts: Sequence[ContractView]) -> timeseries.Panel:
     targets = [
         InfluxQL(
-            f"SELECT ({_billable_seconds(c.billable_states)}) / 3600 AS {quote_ident(c.id)} "
+            f"SELECT ({_billable_seconds(c)}) / 3600 AS {quote_ident(c.id)} "
             f"FROM {ROLLUPS} {_contract_where(c)} GROUP BY time(1d) fill(none) {_tz(c)}"
         ).ref_id(f"C{i}")
         for i, c in enumerate(contracts)
@@ -62,13 +73,13 @@ def _contract_per_day(contracts: Sequence[ContractView]) -> timeseries.Panel:
 
 def _commitment(contract: ContractView) -> timeseries.Panel:
     levels: tuple[Level, ...] = ()
-    title = f"{contract.id}: billable hours this month"
+    title = f"{contract.id}: billable hours this {contract.period}"
     if contract.minimum_hours is not None:
         minimum = float(contract.minimum_hours)
         levels = (Level(minimum, "minimum commitment", "green"),)
         title += f" vs minimum {contract.minimum_hours} h"
     per_day = (
-        f'SELECT {_billable_seconds(contract.billable_states)} AS "seconds" FROM {ROLLUPS} '
+        f'SELECT {_billable_seconds(contract)} AS "seconds" FROM {ROLLUPS} '
         f"{_contract_where(contract)} GROUP BY time(1d) fill(none) {_tz(contract)}"
     )
     # cumulative_sum() cannot wrap `sum(a) + sum(b)`: add up the daily totals outside.
@@ -77,22 +88,27 @@ def _commitment(contract: ContractView) -> timeseries.Panel:
         title,
         "h",
         query,
-        description=f"Running total over the month ({contract.timezone}); the dashed line "
+        description=f"Running total over the {contract.period} so far, days in "
+        f"{contract.timezone}; the dashed line "
         "is the contract's minimum hours per period (a true-up is billed below it).",
         levels=levels,
         below_levels="red",  # red until the minimum is reached
         width=12,
     )
-    return panel.time_from("now/M")
+    return panel.time_from(PERIODS[contract.period])
 
 
 def dashboard(contracts: Sequence[ContractView] = ()) -> builder.Dashboard:
     """Build the usage dashboard; ``contracts`` adds per-contract panels."""
     board = new_dashboard(UID, "runhours / Usage and billing", machine_variables())
-    board = board.description(
-        "Billable hours from the hourly rollups (the same data the billing export reads), "
-        "their coverage, and each contract's progress against its minimum commitment."
-    ).time("now/M", "now")
+    board = (
+        board.description(
+            "Billable hours from the hourly rollups (the same data the billing export reads), "
+            "their coverage, and each contract's progress against its minimum commitment."
+        )
+        .time("now/M", "now")
+        .week_start("monday")
+    )
     per_machine_query = InfluxQL(
         f'SELECT sum({RUNNING_S}) / 3600 AS "running" FROM {ROLLUPS} {machine_where()} '
         f"GROUP BY time(1d), {MACHINE} fill(none)"

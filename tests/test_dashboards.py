@@ -182,8 +182,16 @@ from = 2026-10-01
 [[contract]]
 id = "PBH-002"
 billable_states = ["running", "idle"]
+period = "quarter"
 [[contract.machine]]
 id = "pump.01"
+
+[[contract]]
+id = "PBH-003"
+method = "counter"
+period = "week"
+[[contract.machine]]
+id = "comp-01"
 """
     )
     contracts = read_contracts(path)
@@ -191,22 +199,25 @@ id = "pump.01"
         ContractView(
             "PBH-001", ("cnc-01", "cnc-02"), ("running",), Decimal("100"), "Europe/Berlin"
         ),
-        ContractView("PBH-002", ("pump.01",), ("running", "idle"), None, "UTC"),
+        ContractView("PBH-002", ("pump.01",), ("running", "idle"), None, "UTC", "quarter"),
+        ContractView("PBH-003", ("comp-01",), ("running",), None, "UTC", "week", "counter"),
     ]
     usage = json.loads(render(build_all(contracts)["usage-billing.json"]))
     titles = [p["title"] for p in usage["panels"]]
-    assert titles[-3:] == [
+    assert titles[-4:] == [
         "Billable hours per contract per day",
         "PBH-001: billable hours this month vs minimum 100 h",
-        "PBH-002: billable hours this month",
+        "PBH-002: billable hours this quarter",
+        "PBH-003: billable hours this week",
     ]
-    per_day = usage["panels"][-3]["targets"]
+    assert [p["timeFrom"] for p in usage["panels"][-3:]] == ["now/M", "now/fQ", "now/w"]
+    per_day = usage["panels"][-4]["targets"]
     assert per_day[1]["query"] == (
         'SELECT (sum("running_s") + sum("idle_s")) / 3600 AS "PBH-002" FROM "usage_hourly" '
         'WHERE "machine" =~ /^(pump\\.01)$/ AND $timeFilter GROUP BY time(1d) fill(none) '
         "tz('UTC')"
     )
-    assert usage["panels"][-2]["timeFrom"] == "now/M"
+    assert per_day[2]["query"].startswith('SELECT (sum("counter_s")) / 3600 AS "PBH-003"')
 
 
 @pytest.mark.parametrize(
@@ -214,6 +225,7 @@ id = "pump.01"
     [
         ('[[contract]]\ncustomer = "x"\n', "contract[0].id: missing"),
         ('[[contract]]\nid = "A"\nminimum_hours = "lots"\n', "contract 'A'.minimum_hours"),
+        ('[[contract]]\nid = "A"\nperiod = "year"\n', "contract 'A'.period: 'year'"),
         ('[[contract]]\nid = "A"\n[[contract.machine]]\nname = "x"\n', "needs an id"),
         ("[[contract]\n", "not valid TOML"),
     ],
@@ -276,6 +288,8 @@ def test_interval_rounding_and_panel_ranges() -> None:
     now = datetime(2026, 3, 17, 13, 45, tzinfo=UTC)
     assert panel_range("now/d", T0, now) == (datetime(2026, 3, 17, tzinfo=UTC), now)
     assert panel_range("now/M", T0, now) == (datetime(2026, 3, 1, tzinfo=UTC), now)
+    assert panel_range("now/fQ", T0, now) == (datetime(2026, 1, 1, tzinfo=UTC), now)
+    assert panel_range("now/w", T0, now) == (datetime(2026, 3, 16, tzinfo=UTC), now)  # Mon
     assert panel_range("7d", T0, now) == (now - timedelta(days=7), now)
     assert panel_range(None, T0, now) == (T0, now)
 

@@ -12,7 +12,6 @@ from rich.table import Table
 
 from contract.settings import RunhoursSettings
 from dashboards import (
-    DEFAULT_CONTRACTS,
     GENERATED_DIR,
     ContractsFileError,
     build_all,
@@ -34,9 +33,9 @@ ContractsOption = Annotated[
     Path | None,
     typer.Option(
         "--contracts",
-        help="Contracts TOML (the billing format); adds per-contract panels to the usage "
-        f"dashboard. Default: {DEFAULT_CONTRACTS.relative_to(DEFAULT_CONTRACTS.parents[1])} "
-        "when it exists.",
+        help="Contracts TOML (the billing format, e.g. examples/contracts.toml): adds "
+        "per-contract panels (billable hours per day, progress against the minimum) to the "
+        "usage dashboard. Without it the dashboards depend on code alone.",
         dir_okay=False,
     ),
 ]
@@ -44,7 +43,7 @@ ContractsOption = Annotated[
 
 def _boards(contracts: Path | None) -> dict[str, str]:
     try:
-        views = read_contracts(contracts) if contracts is not None else None
+        views = read_contracts(contracts) if contracts is not None else []
         return {name: render(board) for name, board in build_all(views).items()}
     except ContractsFileError as exc:
         fail(str(exc))
@@ -60,11 +59,12 @@ def build(
 ) -> None:
     """Write every dashboard as JSON, byte for byte the same for the same code.
 
-    The files in dashboards/generated/ are committed; a test fails when they are stale,
-    so run this after changing anything under dashboards/.
+    The files in dashboards/generated/ (built without --contracts) are committed; a test
+    fails when they are stale, so run this after changing anything under dashboards/. A
+    deployment with contracts builds its own copy: --contracts FILE --out DIR.
     """
     try:
-        views = read_contracts(contracts) if contracts is not None else None
+        views = read_contracts(contracts) if contracts is not None else []
         paths = write_all(out, views)
     except ContractsFileError as exc:
         fail(str(exc))
