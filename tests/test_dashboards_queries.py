@@ -20,8 +20,10 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 from contract import STATES
+from contract.settings import RunhoursSettings
 from dashboards import ContractView, build_all, render
 from dashboards.check import (
     SchemaCatalog,
@@ -32,6 +34,7 @@ from dashboards.check import (
     split_subquery,
 )
 from dashboards.macros import Variable
+from runhours.cli import app
 from simulators import MachineSim, fleet
 from store import InfluxClient, Point
 from store.schema import (
@@ -371,3 +374,16 @@ def test_referenced_names_and_subqueries() -> None:
     )
     assert referenced_names(inner) == ({"machine_status"}, {"online", "site", "machine"})
     assert referenced_names(outer) == (set(), {"o"})
+
+
+def test_cli_check(settings: RunhoursSettings, fleet_data: FleetData) -> None:
+    env = {"RUNHOURS_INFLUX_URL": settings.influx_url, "RUNHOURS_INFLUX_DB": settings.influx_db}
+    args = ["dashboards", "check", "--from", START.isoformat(), "--to", END.isoformat()]
+    result = CliRunner().invoke(app, args, env=env, terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert re.search(r"all \d+ queries answered with data", result.output)
+    # A range with no data: every panel is reported, exit 1.
+    empty = ["--from", "2020-01-01", "--to", "2020-01-02"]
+    result = CliRunner().invoke(app, [*args[:2], *empty], env=env, terminal_width=200)
+    assert result.exit_code == 1
+    assert "fleet-overview.json: panel 'State timeline': no data" in result.output
