@@ -50,10 +50,14 @@ def _last_state_per_machine() -> str:
 
 
 def _machines_in_state(state: str) -> InfluxQL:
-    return InfluxQL(
-        f"SELECT count({STATE}) AS {quote_ident(state)} FROM ({_last_state_per_machine()}) "
-        f"WHERE {STATE} = {quote_string(state)}"
-    ).ref_id(state)
+    return (
+        InfluxQL(
+            f"SELECT count({STATE}) AS {quote_ident(state)} FROM ({_last_state_per_machine()}) "
+            f"WHERE {STATE} = {quote_string(state)}"
+        )
+        .ref_id(state)
+        .alias(state)
+    )
 
 
 def _presence() -> InfluxQL:
@@ -64,7 +68,7 @@ def _presence() -> InfluxQL:
     return InfluxQL(
         f'SELECT sum({ONLINE}) AS "online", count({ONLINE}) - sum({ONLINE}) AS "offline" '
         f"FROM ({last_online})"
-    )
+    ).alias("$col")
 
 
 def _run_hours_per_machine() -> InfluxQL:

@@ -54,7 +54,7 @@ def _hours_by_state() -> InfluxQL:
     return InfluxQL(
         f"SELECT {columns} FROM {quote_ident(USAGE_HOURLY)} {machine_where()} "
         "GROUP BY time(1d) fill(none)"
-    )
+    ).alias("$col")
 
 
 def _alert_annotation() -> Annotation:

@@ -57,7 +57,9 @@ def _contract_per_day(contracts: Sequence[ContractView]) -> timeseries.Panel:
         InfluxQL(
             f"SELECT ({_billable_seconds(c)}) / 3600 AS {quote_ident(c.id)} "
             f"FROM {ROLLUPS} {_contract_where(c)} GROUP BY time(1d) fill(none) {_tz(c)}"
-        ).ref_id(f"C{i}")
+        )
+        .ref_id(f"C{i}")
+        .alias("$col")
         for i, c in enumerate(contracts)
     ]
     return time_series(
@@ -83,7 +85,9 @@ def _commitment(contract: ContractView) -> timeseries.Panel:
         f"{_contract_where(contract)} GROUP BY time(1d) fill(none) {_tz(contract)}"
     )
     # cumulative_sum() cannot wrap `sum(a) + sum(b)`: add up the daily totals outside.
-    query = InfluxQL(f'SELECT cumulative_sum("seconds") / 3600 AS "billable" FROM ({per_day})')
+    query = InfluxQL(
+        f'SELECT cumulative_sum("seconds") / 3600 AS "billable" FROM ({per_day})'
+    ).alias("$col")
     panel = time_series(
         title,
         "h",
