@@ -48,6 +48,7 @@ from contract import STATES
 from store import InfluxClient, Point, quote_ident, quote_string
 from store.lineprotocol import FieldValue
 from store.schema import (
+    FIELD_COUNTER_RESETS,
     FIELD_COUNTER_S,
     FIELD_HOUR,
     FIELD_KNOWN_S,
@@ -62,8 +63,6 @@ from store.schema import (
     state_seconds_field,
 )
 
-# How many meter resets the hour saw (written with counter_s). Documented in docs/billing.md.
-FIELD_COUNTER_RESETS = "counter_resets"
 STATE_FIELDS = [state_seconds_field(state) for state in STATES]
 
 DEFAULT_OVERLAP = timedelta(seconds=30)

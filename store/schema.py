@@ -49,10 +49,12 @@ FIELD_BATCH_POINTS: Final = "batch_points"
 FIELD_QUEUE_DEPTH: Final = "queue_depth"
 
 # Hourly usage rollups (analytics): tags = machine tags; timestamp = UTC hour start;
-# fields `<state>_s` per state, `known_s`, `counter_s` (hour-meter delta, when reported).
+# fields `<state>_s` per state, `known_s`, `counter_s` (hour-meter delta, when reported)
+# and with it `counter_resets` (1.0 when the hour meter was reset within the hour).
 USAGE_HOURLY: Final = "usage_hourly"
 FIELD_KNOWN_S: Final = "known_s"
 FIELD_COUNTER_S: Final = "counter_s"
+FIELD_COUNTER_RESETS: Final = "counter_resets"
 
 
 def state_seconds_field(state: str) -> str:
