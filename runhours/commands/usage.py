@@ -10,6 +10,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.table import Table
 
 from analytics.counters import CounterTolerance
@@ -56,6 +57,9 @@ def usage_json(rows: list[Usage], tolerance: CounterTolerance) -> list[dict[str,
         }
         for u in rows
     ]
+
+
+_SHORT = {"off": "off", "idle": "idle", "running": "run", "fault": "fault", "maintenance": "maint"}
 
 
 def _hours(seconds: float | None) -> str:
@@ -180,15 +184,16 @@ def usage(
         typer.echo(out.getvalue(), nl=False)
     else:
         table = Table(
-            "machine",
-            "start",
-            "end",
-            *(f"{s} h" for s in STATES),
-            "coverage",
-            "meter h",
-            "flags",
-            title=f"usage {lo.isoformat()} – {hi.isoformat()}",
+            title=f"hours per state {lo.isoformat()} – {hi.isoformat()} ({tz})",
+            box=box.SIMPLE_HEAD,
+            pad_edge=False,
+            collapse_padding=True,
         )
+        for name in ("machine", "from", *(_SHORT[s] for s in STATES), "known", "meter"):
+            table.add_column(
+                name, no_wrap=True, justify="left" if name in ("machine", "from") else "right"
+            )
+        table.add_column("flags")
         for u in rows:
             flags = []
             if u.counter_reset:
@@ -197,10 +202,9 @@ def usage(
                 flags.append("meter ≠ states")
             table.add_row(
                 u.machine,
-                u.start.isoformat(timespec="minutes"),
-                u.end.isoformat(timespec="minutes"),
+                u.start.strftime("%m-%d %H:%M"),
                 *(_hours(u.state_seconds[s]) for s in STATES),
-                f"{u.coverage * 100:.2f}%",
+                f"{u.coverage * 100:.1f}%",
                 _hours(u.counter_seconds),
                 ", ".join(flags),
             )
