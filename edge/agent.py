@@ -287,7 +287,13 @@ class EdgeAgent:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), wait)
                 continue
-            await window.acquire()
+            if deadline is None:
+                await window.acquire()
+            else:  # stopping: never wait for window room past the stop deadline
+                try:
+                    await asyncio.wait_for(window.acquire(), max(0.0, deadline - now))
+                except TimeoutError:
+                    break
             batch = None
             if backlog:
                 batch = self.buffer.take(opts.max_batch, upto=watermark)
