@@ -65,7 +65,10 @@ from store.schema import (
 
 STATE_FIELDS = [state_seconds_field(state) for state in STATES]
 
-DEFAULT_OVERLAP = timedelta(seconds=30)
+# Markers are re-read from this long before the watermark: a write whose marker was stamped
+# before the newest one seen but landed later (another worker, a retried write) is still
+# seen. Cheap: the hours touched recently are the ones recomputed every cycle anyway.
+DEFAULT_OVERLAP = timedelta(minutes=5)
 STATE_FILE_NAME = "rollups.json"
 _REBUILD_CHUNK_HOURS = 24 * 7  # recompute a week of hours per query window
 

@@ -149,7 +149,7 @@ def test_refresh_rereads_markers_still_in_flight(influx: InfluxClient, tmp_path:
     influx.write(points)
     late_marker = markers(points, now_ns=watermark.watermark_ns - 10_000_000_000)
     influx.write_lines(encode_points(late_marker), precision="ns")
-    # 30 s overlap: the marker is seen (again hours 06-07 from the overlap, plus 09 and 10).
+    # 5 min overlap: the marker is seen (again hours 06-07 from the overlap, plus 09 and 10).
     assert refresh_rollups(influx, state_file=state_file) == 4
     rows = read_rollups(influx, ["pump-01"], [to_ms(t0 + 3 * HOUR), to_ms(t0 + 4 * HOUR)])
     assert rows["pump-01"].usage(0).state_seconds["idle"] == 300.0

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.table import Table
 
 from analytics.billing import (
@@ -53,32 +54,41 @@ ContractsOption = Annotated[
 ]
 
 
-def render_summary(statements: Sequence[Statement], title: str = "billing summary") -> Table:
-    """A table of statements for people: hours, amount and coverage per contract."""
-    table = Table(
-        "contract",
-        "customer",
-        "period",
-        "machines",
-        "billable h",
-        "amount",
-        "coverage",
-        title=title,
+def _span(statement: Statement) -> str:
+    return (
+        f"{statement.period_start.isoformat(timespec='minutes')} – "
+        f"{statement.period_end.isoformat(timespec='minutes')}"
     )
+
+
+def render_summary(statements: Sequence[Statement], title: str = "billing summary") -> Table:
+    """A table of statements for people: machines, billable hours, amount, lowest coverage."""
+    spans = {(s.period_start.timestamp(), s.period_end.timestamp()) for s in statements}
+    shared = len(spans) == 1
+    table = Table(
+        title=f"{title}: {_span(statements[0])}" if shared and statements else title,
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    table.add_column("contract", no_wrap=True)
+    table.add_column("customer")
+    if not shared:
+        table.add_column("period")
+    for name in ("machines", "billable h", "amount", "lowest coverage"):
+        table.add_column(name, justify="right", no_wrap=True)
     for s in statements:
         usage = [line for line in s.lines if line.kind == "usage"]
-        machines = len({line.machine for line in usage})
         billable = sum((line.billable_hours for line in s.lines), Decimal(0))
         lowest = min((line.coverage for line in usage), default=None)
         table.add_row(
             s.contract_id,
             s.customer,
-            f"{s.period_start.isoformat(timespec='minutes')} – "
-            f"{s.period_end.isoformat(timespec='minutes')}",
-            str(machines),
+            *([] if shared else [_span(s)]),
+            str(len({line.machine for line in usage})),
             dec(billable),
             f"{dec(s.total)} {s.currency}",
-            "" if lowest is None else f"≥ {dec(lowest)}%",
+            "" if lowest is None else f"{dec(lowest)}%",
         )
     return table
 
