@@ -112,11 +112,18 @@ class Telemetry(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    machine: str = Field(pattern=f"^{ID_PATTERN.pattern}$")
+    machine: str
     seq: StrictInt = Field(ge=0)
     samples: list[Sample] = Field(min_length=1)
     counters: dict[str, Number] = Field(default_factory=dict)
     historical: StrictBool = False
+
+    @field_validator("machine")
+    @classmethod
+    def _machine(cls, machine: str) -> str:
+        if not ID_PATTERN.fullmatch(machine):
+            raise ValueError(f"{machine!r} is not a valid id (allowed: [A-Za-z0-9_.-]{{1,64}})")
+        return machine
 
     @field_validator("counters")
     @classmethod
