@@ -156,6 +156,7 @@ class SampleBuffer:
         self._in_flight = 0
         self._last_id = self._sequence()
         self.dropped = 0  # dropped by this process (dropped_total spans restarts)
+        self._dropped_total = self._meta("dropped_total")  # kept in memory: readable after close
         self._unlogged_drops = 0
         self._last_drop_log = -math.inf
 
@@ -193,7 +194,7 @@ class SampleBuffer:
     @property
     def dropped_total(self) -> int:
         """Samples dropped by overflow or age over the buffer's whole life."""
-        return self._meta("dropped_total")
+        return self._dropped_total
 
     @property
     def last_ts_ms(self) -> int | None:
@@ -368,8 +369,10 @@ class SampleBuffer:
         )
 
     def _note_drops(self, dropped: int) -> None:
+        """After a commit that dropped samples: count and (rate-limited) log them."""
         if not dropped:
             return
+        self._dropped_total = self._meta("dropped_total")
         self.dropped += dropped
         self._unlogged_drops += dropped
         now = time.monotonic()
@@ -400,6 +403,7 @@ class SampleBuffer:
             "FROM samples"
         ).fetchone()
         self._count, self._bytes = count, nbytes
+        self._dropped_total = self._meta("dropped_total")
         (self._in_flight,) = self._db.execute(
             "SELECT COUNT(*) FROM samples WHERE id <= ?", (self._cursor,)
         ).fetchone()

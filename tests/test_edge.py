@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import getpass
 import json
 import os
 import signal
@@ -20,6 +21,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -86,7 +88,9 @@ class Subscriber:
     published before it reconnects are queued for it.
     """
 
-    def __init__(self, url: str, topic: str, *, persistent: bool = False) -> None:
+    def __init__(
+        self, url: str, topic: str, *, persistent: bool = False, ca_file: Path | None = None
+    ) -> None:
         broker = MqttUrl.parse(url)
         self.messages: list[tuple[str, bytes, bool]] = []
         self._lock = threading.Lock()
@@ -100,6 +104,10 @@ class Subscriber:
         self.client.on_subscribe = lambda *_: self._subscribed.set()
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(1, 1)
+        if broker.username:
+            self.client.username_pw_set(broker.username, broker.password)
+        if broker.tls:
+            self.client.tls_set(ca_certs=str(ca_file))
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 3600 if persistent else 0
         self.client.connect(broker.host, broker.port, clean_start=not persistent, properties=props)
@@ -139,7 +147,7 @@ class Subscriber:
 def subscribe() -> Iterator[Callable[..., Subscriber]]:
     made: list[Subscriber] = []
 
-    def make(url: str, topic: str, **kwargs: bool) -> Subscriber:
+    def make(url: str, topic: str, **kwargs: Any) -> Subscriber:
         made.append(Subscriber(url, topic, **kwargs))
         return made[-1]
 
@@ -383,6 +391,94 @@ def test_will_announces_offline_when_a_simulating_agent_is_killed(
     samples = [s for _, _, m in sub.telemetry() for s in m.samples]
     assert {"discharge_pressure_bar", "vibration_mm_s"} <= set(samples[-1].values)
     assert all("run_seconds_total" in m.counters for _, _, m in sub.telemetry())
+
+
+# -- credentials and TLS --------------------------------------------------------------------
+
+
+@pytest.fixture
+def tls_broker(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    """A private Mosquitto with TLS only and a password file (user ``edge``, ``s3cret``)."""
+    d = tmp_path / "tls"
+    d.mkdir()
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=test-ca")
+    openssl("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    openssl(
+        "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "san.ext",
+    )  # fmt: skip
+    passwd = d / "passwd"
+    passwd.touch(mode=0o600)
+    subprocess.run(["mosquitto_passwd", "-b", str(passwd), "edge", "s3cret"], check=True)
+    port = free_port()
+    (d / "mosquitto.conf").write_text(
+        f"user {getpass.getuser()}\nlistener {port} 127.0.0.1\n"
+        f"cafile {d}/ca.pem\ncertfile {d}/server.pem\nkeyfile {d}/server.key\n"
+        f"allow_anonymous false\npassword_file {passwd}\nlog_dest file {d}/mosquitto.log\n"
+    )
+    process = subprocess.Popen(
+        ["mosquitto", "-c", str(d / "mosquitto.conf")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert wait_until(lambda: _port_open(port), 10), (d / "mosquitto.log").read_text()
+        yield port, d / "ca.pem"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def _port_open(port: int) -> bool:
+    import socket
+
+    try:
+        socket.create_connection(("127.0.0.1", port), 0.2).close()
+    except OSError:
+        return False
+    return True
+
+
+def test_tls_and_credentials_from_the_settings(
+    tls_broker: tuple[int, Path],
+    test_id: str,
+    tmp_path: Path,
+    subscribe: Callable[..., Subscriber],
+) -> None:
+    port, ca = tls_broker
+    url = f"mqtts://edge:s3cret@127.0.0.1:{port}"
+    settings = EdgeSettings(mqtt_url=url, mqtt_ca_file=ca, data_dir=tmp_path / "var")
+    sub = subscribe(url, f"runhours/v1/{test_id}/+/+/telemetry", ca_file=ca)
+    ref = MachineRef(test_id, "line-a", "pump-03")
+
+    async def connect(settings: EdgeSettings, readings: int = 0, wait: float = 1.0) -> EdgeAgent:
+        with SampleBuffer(tmp_path / f"{uuid.uuid4().hex}.sqlite3") as buffer:
+            agent = EdgeAgent(ref, buffer, settings.broker, fast_options())
+            run = asyncio.create_task(agent.run())
+            if await agent.wait_connected(wait):
+                agent.submit(make_readings(0, readings))
+                assert await agent.drain(5)
+            agent.stop()
+            await run
+            return agent
+
+    agent = asyncio.run(connect(settings, readings=20, wait=5))
+    assert agent.stats.published == 20
+    assert wait_until(lambda: len(sub.sample_ts()) == 20, 5)
+
+    wrong = settings.model_copy(update={"mqtt_url": url.replace("s3cret", "guess")})
+    agent = asyncio.run(connect(wrong))
+    assert agent.stats.connects == 0 and "authorized" in (agent.last_error or "").lower()
+
+    untrusted = settings.model_copy(update={"mqtt_ca_file": None})  # system CAs: not ours
+    agent = asyncio.run(connect(untrusted))
+    assert agent.stats.connects == 0 and "certificate" in (agent.last_error or "").lower()
 
 
 # -- the buffer's bounds -------------------------------------------------------------------
