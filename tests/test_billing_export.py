@@ -218,3 +218,16 @@ def test_finalizing_a_period_that_has_not_ended_is_refused(setup: dict[str, Path
     )  # fmt: skip
     assert result.exit_code == 2
     assert "finalize it after it has ended" in result.output.replace("\n", " ")
+
+
+def test_check_and_rebuild_rollups_commands(setup: dict[str, Path]) -> None:
+    checked = CliRunner().invoke(app, ["billing", "check", "--contracts", str(setup["contracts"])])
+    assert checked.exit_code == 0, checked.output
+    assert "PBH-001" in checked.output and "cnc-01, cnc-02" in checked.output
+    rebuilt = CliRunner().invoke(
+        app,
+        ["billing", "rebuild-rollups", "--from", "2026-10-05", "--to", "2026-10-06",
+         "--tz", "Europe/Berlin", "--config", str(setup["config"])],
+    )  # fmt: skip
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert "rebuilt 72 machine-hours" in rebuilt.output  # 3 machines × 24 local hours

@@ -26,8 +26,8 @@ from analytics.billing import (
     load_contracts,
 )
 from analytics.billing.formats import dec
-from analytics.periods import PeriodError
-from analytics.rollups import default_state_file, refresh_rollups
+from analytics.periods import PeriodError, parse_instant, zone
+from analytics.rollups import default_state_file, rebuild_rollups, refresh_rollups
 from contract.settings import RunhoursSettings
 from runhours.commands._common import ConfigOption, console, err_console, fail, load
 from store import InfluxClient, InfluxError
@@ -224,6 +224,40 @@ def export(
     err_console.print(render_summary(result.statements, title=f"billing {period}"))
 
 
+@app.command("rebuild-rollups")
+def rebuild(
+    start: Annotated[
+        str,
+        typer.Option("--from", help="Start: RFC 3339 or a date (local midnight in --tz)."),
+    ],
+    end: Annotated[str, typer.Option("--to", help="End (exclusive), written like --from.")],
+    machine: Annotated[
+        list[str] | None,
+        typer.Option("--machine", "-m", help="Only this machine (repeat); default: all."),
+    ] = None,
+    tz: Annotated[str, typer.Option("--tz", help="IANA zone for dates without an offset.")] = "UTC",
+    config: ConfigOption = None,
+) -> None:
+    """Recompute the hourly usage rollups of a range from raw samples.
+
+    The rollups follow the ingest's log of what it wrote by themselves; run this after writing telemetry some other way (a backfill, an import) or to repair a range.
+    """
+    settings = load(RunhoursSettings, config)
+    try:
+        zone_info = zone(tz)
+        lo, hi = parse_instant(start, zone_info), parse_instant(end, zone_info)
+    except PeriodError as exc:
+        fail(str(exc))
+    if hi <= lo:
+        fail(f"--to ({hi.isoformat()}) must be after --from ({lo.isoformat()})")
+    try:
+        with _client(settings) as client:
+            hours = rebuild_rollups(client, lo, hi, machine or None)
+    except InfluxError as exc:
+        fail(str(exc))
+    console.print(f"rebuilt {hours} machine-hours of usage rollups")
+
+
 @app.command()
 def check(contracts: ContractsOption) -> None:
     """Validate a contracts file and show what it says (exit 2 naming each bad field)."""
@@ -231,29 +265,35 @@ def check(contracts: ContractsOption) -> None:
         items = load_contracts(contracts)
     except ContractsError as exc:
         fail(str(exc))
-    table = Table("contract", "customer", "zone", "period", "rate", "minimum h", "machines")
     for c in items:
-        rate = (
-            f"{c.rate_per_hour} {c.currency}/h"
-            if c.rate_per_hour is not None
-            else " / ".join(
-                f"≤{t.up_to_hours}: {t.rate_per_hour}" if t.up_to_hours else f"{t.rate_per_hour}"
-                for t in c.tier
+        if c.rate_per_hour is not None:
+            rate = f"{c.rate_per_hour} {c.currency}/h"
+        else:
+            rate = (
+                ", ".join(
+                    f"up to {t.up_to_hours} h at {t.rate_per_hour}"
+                    if t.up_to_hours is not None
+                    else f"then {t.rate_per_hour}"
+                    for t in c.tier
+                )
+                + f" {c.currency}/h per machine"
             )
-            + f" {c.currency}/h"
-        )
         if c.allowance_hours is not None:
-            rate += f", ×{c.overuse_multiplier} above {c.allowance_hours} h"
-        table.add_row(
-            c.id,
-            c.customer,
-            c.timezone,
-            c.period,
-            rate,
-            "" if c.minimum_hours is None else str(c.minimum_hours),
-            ", ".join(sorted({m.id for m in c.machine})),
+            rate += f"; ×{c.overuse_multiplier} above {c.allowance_hours} h per machine"
+        if c.minimum_hours is not None:
+            rate += f"; minimum {c.minimum_hours} h"
+        machines = ", ".join(
+            m.id + (f" (from {m.from_})" if m.from_ else "") + (f" (to {m.to})" if m.to else "")
+            for m in c.machine
         )
-    console.print(table)
+        console.print(
+            f"[bold]{c.id}[/]  {c.customer}  ({c.currency}, per {c.period} in {c.timezone})\n"
+            f"  meter: {c.method}, billable states {', '.join(c.billable_states)}; rounding "
+            f"{c.rounding_hours} h {c.rounding_mode}\n  rate: {rate}\n  machines: {machines}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    console.print(f"{contracts}: {len(items)} contract(s), valid")
 
 
 @app.command()
