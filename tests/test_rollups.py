@@ -87,6 +87,11 @@ def test_rollups_give_exactly_the_raw_hours(
 ) -> None:
     written = rebuild_rollups(influx, START, END)
     assert written == 3 * 48
+    # The rollups carry the machines' tags, so dashboards can group them by site and line.
+    series = influx.query_series('SHOW SERIES FROM "usage_hourly"')
+    assert sorted(row[0] for s in series for row in s.values) == [
+        f"usage_hourly,line=line-a,machine={m},site=plant1" for m in sorted(MACHINES)
+    ]
     for by, tz in [("hour", BERLIN), ("day", BERLIN), (None, BERLIN)]:
         edges = [to_ms(e) for e in bucket_edges(START, END, by, tz)]  # type: ignore[arg-type]
         from_rollups = read_rollups(influx, MACHINES, edges)
