@@ -169,10 +169,13 @@ async def run_fleet(
                 bar.update((t - start).total_seconds(), sum(produced), _published(agents))
                 if any(a.buffer.count >= high_water for a in agents):
                     await _all_below(agents, high_water, stop)
-            drain = asyncio.gather(*(a.drain(drain_timeout) for a in agents))
-            while not drain.done():
-                bar.update((reached - start).total_seconds(), sum(produced), _published(agents))
-                await asyncio.wait({drain}, timeout=0.2)
+            drain: asyncio.Future[Any] = asyncio.gather(*(a.drain(drain_timeout) for a in agents))
+            try:
+                while not drain.done():
+                    bar.update((reached - start).total_seconds(), sum(produced), _published(agents))
+                    await asyncio.wait({drain}, timeout=0.2)
+            finally:
+                await _cancel(drain)
             bar.update((reached - start).total_seconds(), sum(produced), _published(agents))
         for agent in agents:
             agent.stop()
@@ -207,8 +210,14 @@ async def _all_below(agents: Sequence[EdgeAgent], limit: int, stop: asyncio.Even
     try:
         await asyncio.wait([everything, stopped], return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for future in (*waits, everything, stopped):
-            future.cancel()
+        await _cancel(everything, stopped)
+
+
+async def _cancel(*futures: asyncio.Future[Any]) -> None:
+    """Cancel helper futures and collect their outcome (no "never retrieved" noise)."""
+    for future in futures:
+        future.cancel()
+    await asyncio.gather(*futures, return_exceptions=True)
 
 
 class _Progress:

@@ -48,7 +48,7 @@ from edge.buffer import encode_counters
 from edge.config import EdgeSettings
 from edge.sources import SourceError, csv_source, read_csv
 from runhours.cli import app as cli
-from runhours.fleet import run_fleet
+from runhours.fleet import FleetError, run_fleet
 from runhours.services import LocalServices, free_port
 from simulators import fleet, read_ground_truth
 
@@ -688,3 +688,21 @@ def test_simulate_command_runs_a_small_fleet(
 
     result = CliRunner().invoke(cli, [*args, "--speed", "fast"], env=env)
     assert result.exit_code == 2 and "--speed" in result.output
+
+
+def test_fleet_says_clearly_when_the_broker_is_unreachable(tmp_path: Path) -> None:
+    dead = f"mqtt://127.0.0.1:{free_port()}"
+    settings = EdgeSettings(mqtt_url=dead, data_dir=tmp_path / "var")
+    start = datetime(2026, 3, 2, tzinfo=UTC)
+    run = run_fleet(
+        settings,
+        fleet(2, start=start),
+        start=start,
+        end=start + timedelta(hours=1),
+        speed=None,
+        connect_timeout=0.5,
+    )
+    with pytest.raises(
+        FleetError, match=r"cannot reach the MQTT broker at mqtt://127\.0\.0\.1.*refused"
+    ):
+        asyncio.run(run)

@@ -101,6 +101,8 @@ def simulate(
         )
     except (FleetError, EdgeBufferError) as exc:
         fail(str(exc))
+    except asyncio.CancelledError:
+        fail("aborted: samples not yet published were left in the buffers", code=130)
     _report(result)
     if result.buffered:
         fail(
@@ -122,8 +124,18 @@ async def _run(
 ) -> FleetRun:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):  # stop simulating, still publish what exists
-        loop.add_signal_handler(sig, stop.set)
+    main = asyncio.current_task()
+
+    def on_signal() -> None:
+        # First Ctrl-C/SIGTERM: stop simulating, still publish what exists. Second: abort.
+        if stop.is_set() and main is not None:
+            main.cancel()
+            return
+        stop.set()
+        console.print("stopping: publishing what was simulated (Ctrl-C again to abort)")
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
     return await run_fleet(
         settings,
         specs,
