@@ -31,11 +31,14 @@ class Decoded:
         return self.error is None
 
 
-def decode_message(topic: str, payload: bytes) -> Decoded:
+def decode_message(topic: str, payload: bytes, received_ms: int | None = None) -> Decoded:
     """Validate a telemetry or status message against the v1 contract and encode its points.
 
     Anything wrong — not the contract, names that collide, a value line protocol cannot
     carry — comes back as ``Decoded(error=reason)`` for the dead letters; it never raises.
+    ``received_ms`` (wall clock) dates an ``online: false`` status no earlier than its
+    arrival: the agent's will carries the time it was set at connect, not the time the
+    agent died, and would otherwise sort before the agent's own ``online: true``.
     """
     try:
         if topic.endswith(STATUS_LEAF):
@@ -43,7 +46,7 @@ def decode_message(topic: str, payload: bytes) -> Decoded:
             if not payload:
                 # An empty retained message clears a status: nothing to store.
                 return Decoded()
-            points = [status_point(ref, decode_status(payload))]
+            points = [status_point(ref, decode_status(payload), received_ms)]
             return Decoded(encode_points(points), len(points))
         ref, message = decode_telemetry(topic, payload)
         points = telemetry_points(ref, message)

@@ -69,14 +69,20 @@ def telemetry_points(ref: MachineRef, message: Telemetry) -> list[Point]:
     return points
 
 
-def status_point(ref: MachineRef, status: Status) -> Point:
-    """A ``machine_status`` point at the status's time: online 1.0/0.0, edge buffer health."""
+def status_point(ref: MachineRef, status: Status, received_ms: int | None = None) -> Point:
+    """A ``machine_status`` point at the status's time: online 1.0/0.0, edge buffer health.
+
+    An offline status (the will) is dated no earlier than ``received_ms``, its arrival.
+    """
     fields: dict[str, FieldValue] = {FIELD_ONLINE: 1.0 if status.online else 0.0}
     if status.buffered is not None:
         fields[FIELD_BUFFERED] = float(status.buffered)
     if status.dropped_total is not None:
         fields[FIELD_DROPPED_TOTAL] = float(status.dropped_total)
-    return Point(MACHINE_STATUS, machine_tags(ref), fields, to_epoch_ms(status.ts))
+    ts_ms = to_epoch_ms(status.ts)
+    if not status.online and received_ms is not None:
+        ts_ms = max(ts_ms, received_ms)
+    return Point(MACHINE_STATUS, machine_tags(ref), fields, ts_ms)
 
 
 def hour_start_ms(ts_ms: int) -> int:

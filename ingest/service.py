@@ -288,7 +288,7 @@ class IngestService:
         self._last_received = time.monotonic()
         topic, payload = message.topic, bytes(message.payload)
         # decode_message never raises; paho would end its network thread if it did.
-        decoded = decode_message(topic, payload)
+        decoded = decode_message(topic, payload, time.time_ns() // 1_000_000)
         self.metrics.received("status" if topic.endswith(STATUS_LEAF) else "telemetry")
         self._queue.put(
             Delivery(
@@ -379,9 +379,11 @@ class IngestService:
         for delivery in good:
             touched.update(delivery.decoded.touched)
         if touched:
-            markers = encode_points(touched_markers(touched, time.time_ns()))
-            try:
-                self._writer.write(markers, precision="ns")
+            try:  # stamped when the write lands, so a long retry cannot hide markers
+                self._writer.write(
+                    lambda: encode_points(touched_markers(touched, time.time_ns())),
+                    precision="ns",
+                )
             except InfluxWriteRejected as exc:
                 log.error("InfluxDB rejected the ingest_touched markers: %s", exc)
         for delivery in written:

@@ -61,9 +61,10 @@ class InfluxWriter:
         self._on_write = on_write
         self._rng = random.Random()
 
-    def write(self, body: bytes, precision: str = "ms") -> None:
+    def write(self, body: bytes | Callable[[], bytes], precision: str = "ms") -> None:
         """Write until InfluxDB took it; raise ``InfluxWriteRejected`` on a 400, or
-        ``WriteAbandoned`` once ``abandon`` is set."""
+        ``WriteAbandoned`` once ``abandon`` is set. A callable body is encoded afresh for
+        each attempt (markers stamped with the wall time of the write that lands)."""
         attempt = 0
         failing_since: float | None = None
         while True:
@@ -71,7 +72,7 @@ class InfluxWriter:
                 raise WriteAbandoned("shutdown deadline reached while InfluxDB was failing")
             started = time.monotonic()
             try:
-                self.client.write_lines(body, precision)
+                self.client.write_lines(body() if callable(body) else body, precision)
             except InfluxUnavailable as exc:
                 problem = str(exc)
             except InfluxAuthError as exc:

@@ -274,6 +274,7 @@ def test_valid_messages_land_exactly(
         json.dumps({"online": True, "ts": T0, "buffered": 3, "dropped_total": 0}),
         retain=True,
     )
+    will_sent_ms = time.time_ns() // 1_000_000
     publisher.publish(  # what the agent's will says
         topic(site, "pump-7", line="l2", leaf="status"),
         json.dumps({"online": False, "ts": T0 + 1000}),
@@ -292,8 +293,10 @@ def test_valid_messages_land_exactly(
     status = influx.query_rows("SELECT * FROM machine_status ORDER BY time")
     assert [(r["time"], r["online"], r["buffered"], r["dropped_total"]) for r in status] == [
         (T0, 1.0, 3.0, 0.0),
-        (T0 + 1000, 0.0, None, None),
+        (status[1]["time"], 0.0, None, None),
     ]
+    # The will is dated by its arrival (its own ts is when the agent connected).
+    assert will_sent_ms <= status[1]["time"] <= time.time_ns() // 1_000_000
     # ingest_touched: which machine-hours got how many points (sum over the markers).
     touched: Counter[tuple[str, int]] = Counter()
     for row in influx.query_rows("SELECT * FROM ingest_touched", epoch="ns"):
@@ -629,3 +632,12 @@ def test_two_workers_share_one_subscription(
         got_a, got_b = a.stats.messages_received, b.stats.messages_received
     assert got_a > 0 and got_b > 0 and got_a + got_b == 200, (got_a, got_b)
     assert influx.count("telemetry", "load_pct") == {f"m-{i}": 250 for i in range(4)}
+
+
+def test_an_offline_will_is_dated_by_its_arrival_not_its_connect_time() -> None:
+    will = b'{"online": false, "ts": 1000}'
+    online = b'{"online": true, "ts": 1001}'
+    topic = "runhours/v1/s/l/m/status"
+    assert decode_message(topic, online, 5000).lines.endswith(b" 1001")
+    assert decode_message(topic, will, 5000).lines.endswith(b" 5000")
+    assert decode_message(topic, will).lines.endswith(b" 1000")
