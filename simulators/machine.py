@@ -154,7 +154,7 @@ class MachineSim:
         end = bisect.bisect_left(self._pending_ts, until_ms, lo=self._pos)
         out = self._pending[self._pos : end]
         self._pos = end
-        if self._pos > 50_000:  # drop handed-out readings now and then
+        if self._pos > 2_000:  # drop handed-out readings (memory stays flat at max speed)
             del self._pending[: self._pos], self._pending_ts[: self._pos]
             self._pos = 0
         self._emitted += len(out)
