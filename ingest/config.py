@@ -110,4 +110,5 @@ class IngestSettings(RunhoursSettings):
     def from_base(cls, base: RunhoursSettings, **options: Any) -> IngestSettings:
         """``base``'s connection settings with an ``[ingest]`` section built from
         ``options`` (the demo and the tests use this)."""
-        return cls(**base.model_dump(exclude={"ingest"}), ingest=IngestOptions(**options))
+        shared = base.model_dump(include=set(RunhoursSettings.model_fields))
+        return cls(**shared, ingest=IngestOptions(**options))
