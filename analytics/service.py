@@ -75,16 +75,6 @@ class AnalyticsSettings(RunhoursSettings):
         return self.analytics.rules or DEFAULT_RULES
 
 
-def influx_client(settings: RunhoursSettings) -> InfluxClient:
-    return InfluxClient(
-        settings.influx_url,
-        settings.influx_db,
-        username=settings.influx_user,
-        password=settings.influx_password,
-        token=settings.influx_token,
-    )
-
-
 class ServiceBusy(RuntimeError):
     """Another analytics service already runs on this data directory."""
 
@@ -109,7 +99,7 @@ class AnalyticsService:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self._lock = self._take_lock(settings.data_dir / "analytics.lock")
         self.store = AlertStore.in_data_dir(settings.data_dir)
-        self.client = influx_client(settings)
+        self.client = InfluxClient.from_settings(settings)
         self.source = WindowSource(self.client, self.rules)
         self.workers: list[OutboxWorker] = []
         self._http: Any = None

@@ -93,13 +93,7 @@ class IngestService:
         self.options = settings.ingest
         self.metrics = IngestMetrics()
         self.metrics_port: int | None = None
-        self._influx = InfluxClient(
-            settings.influx_url,
-            settings.influx_db,
-            username=settings.influx_user,
-            password=settings.influx_password,
-            token=settings.influx_token,
-        )
+        self._influx = InfluxClient.from_settings(settings)
         self._abandon = threading.Event()  # shutdown deadline passed: stop retrying
         self._writer = InfluxWriter(
             self._influx,

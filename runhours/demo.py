@@ -140,14 +140,7 @@ def run_demo(
     out_dir = settings.data_dir / "demo"
     out_dir.mkdir(parents=True, exist_ok=True)
     truth_file = out_dir / "ground-truth.json"
-    with InfluxClient(
-        settings.influx_url,
-        settings.influx_db,
-        username=settings.influx_user,
-        password=settings.influx_password,
-        token=settings.influx_token,
-        timeout=120,
-    ) as client:
+    with InfluxClient.from_settings(settings, timeout=120) as client:
         client.ensure_database()
         ingest_settings = IngestSettings.from_base(
             settings, client_id="runhours-demo-ingest", site=settings.edge.site

@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -58,6 +58,22 @@ class Series:
         return [dict(zip(self.columns, row, strict=True)) for row in self.values]
 
 
+class InfluxSettings(Protocol):
+    """What a client needs from the shared settings (``contract.settings.RunhoursSettings``
+    fits; ``store`` imports nothing of ours, so it names the fields instead)."""
+
+    @property
+    def influx_url(self) -> str: ...
+    @property
+    def influx_db(self) -> str: ...
+    @property
+    def influx_user(self) -> str | None: ...
+    @property
+    def influx_password(self) -> str | None: ...
+    @property
+    def influx_token(self) -> str | None: ...
+
+
 _DROPPED = re.compile(r"dropped=(\d+)")
 
 
@@ -81,6 +97,18 @@ class InfluxClient:
         headers = {"Authorization": f"Token {token}"} if token else {}
         auth = httpx.BasicAuth(username, password or "") if username else None
         self._http = httpx.Client(base_url=self.url, headers=headers, auth=auth, timeout=timeout)
+
+    @classmethod
+    def from_settings(cls, settings: InfluxSettings, *, timeout: float = 10.0) -> InfluxClient:
+        """A client for the configured URL, database and credentials."""
+        return cls(
+            settings.influx_url,
+            settings.influx_db,
+            username=settings.influx_user,
+            password=settings.influx_password,
+            token=settings.influx_token,
+            timeout=timeout,
+        )
 
     def __enter__(self) -> InfluxClient:
         return self

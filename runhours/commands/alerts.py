@@ -86,8 +86,7 @@ def evaluate(
     {"id", "rule", "machine", "severity", "started_at", "resolved_at", "value"}.
     """
     from analytics.alerts import replay
-    from analytics.service import influx_client
-    from store import InfluxError
+    from store import InfluxClient, InfluxError
 
     if output not in ("table", "json"):
         fail(f"--format {output!r}: use table or json")
@@ -95,7 +94,7 @@ def evaluate(
     ruleset = _rules(rules or settings.rules_file)
     lo, hi = _time(start, "--from"), _time(end, "--to")
     try:
-        with influx_client(settings) as client:
+        with InfluxClient.from_settings(settings) as client:
             result = replay(client, ruleset, lo, hi)
     except (InfluxError, ValueError) as exc:
         fail(str(exc))
@@ -218,9 +217,11 @@ def serve(
 
     from analytics.alerts import AlertStore
     from analytics.console import create_app
-    from analytics.service import influx_client
+    from store import InfluxClient
 
     settings = _settings(config)
-    app_ = create_app(AlertStore.in_data_dir(settings.data_dir), influx_client(settings))
+    app_ = create_app(
+        AlertStore.in_data_dir(settings.data_dir), InfluxClient.from_settings(settings)
+    )
     console.print(f"alert console on http://{host}:{port}/")
     uvicorn.run(app_, host=host, port=port, log_level="warning")

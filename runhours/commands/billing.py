@@ -105,16 +105,6 @@ def _write_atomically(target: Path, data: bytes) -> None:
         raise
 
 
-def _client(settings: RunhoursSettings) -> InfluxClient:
-    return InfluxClient(
-        settings.influx_url,
-        settings.influx_db,
-        username=settings.influx_user,
-        password=settings.influx_password,
-        token=settings.influx_token,
-    )
-
-
 @app.command()
 def export(
     period: Annotated[
@@ -185,7 +175,7 @@ def export(
         chosen = [c for c in chosen if c.id in set(contract)]
     ledger = Ledger(default_ledger(settings.data_dir))
     try:
-        with _client(settings) as client:
+        with InfluxClient.from_settings(settings) as client:
             if not from_raw:
                 refresh_rollups(client, state_file=default_state_file(settings.data_dir))
             # Encoded before anything is recorded: the ledger holds exactly what the file
@@ -251,7 +241,7 @@ def rebuild(
     if hi <= lo:
         fail(f"--to ({hi.isoformat()}) must be after --from ({lo.isoformat()})")
     try:
-        with _client(settings) as client:
+        with InfluxClient.from_settings(settings) as client:
             hours = rebuild_rollups(client, lo, hi, machine or None)
     except InfluxError as exc:
         fail(str(exc))

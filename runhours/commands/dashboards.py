@@ -92,13 +92,7 @@ def check(
     end = parse_time(until) if until else datetime.now(UTC)
     start = parse_time(since) if since else end - timedelta(hours=24)
     boards = {name: json.loads(text) for name, text in _boards(contracts).items()}
-    client = InfluxClient(
-        settings.influx_url,
-        settings.influx_db,
-        username=settings.influx_user,
-        password=settings.influx_password,
-        token=settings.influx_token,
-    )
+    client = InfluxClient.from_settings(settings)
     with client:
         try:
             outcomes = check_all(client, boards, start=start, end=end)

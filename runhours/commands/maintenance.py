@@ -37,13 +37,13 @@ def record(
     evaluation, and replays see the record too."""
     from analytics.alerts import MaintenanceError, record_maintenance
     from analytics.alerts.durations import parse_time
-    from analytics.service import AnalyticsSettings, influx_client
-    from store import InfluxError
+    from analytics.service import AnalyticsSettings
+    from store import InfluxClient, InfluxError
 
     settings = load(AnalyticsSettings, config)
     try:
         when = parse_time(at, "--at") if at else None
-        with influx_client(settings) as client:
+        with InfluxClient.from_settings(settings) as client:
             entry = record_maintenance(client, machine, kind, when, note, by)
     except (MaintenanceError, InfluxError, ValueError) as exc:
         fail(str(exc))

@@ -45,13 +45,7 @@ def report(
         start, end = parse_time(since), parse_time(until)
         if out.suffix.lower() not in (".png", ".html", ".htm"):
             raise ReportError(f"{out}: use a .png or .html file name")
-        with InfluxClient(
-            settings.influx_url,
-            settings.influx_db,
-            username=settings.influx_user,
-            password=settings.influx_password,
-            token=settings.influx_token,
-        ) as client:
+        with InfluxClient.from_settings(settings) as client:
             data = fetch_report(client, machine, start, end, site=site)
         write_report(data, out)
     except (ReportError, InfluxError) as exc:

@@ -129,13 +129,7 @@ def usage(
         fail(str(exc))
     tolerance = CounterTolerance(Decimal(str(tolerance_pct)) / 100, Decimal(str(tolerance_s)))
     try:
-        with InfluxClient(
-            settings.influx_url,
-            settings.influx_db,
-            username=settings.influx_user,
-            password=settings.influx_password,
-            token=settings.influx_token,
-        ) as client:
+        with InfluxClient.from_settings(settings) as client:
             if not from_raw:
                 refresh_rollups(client, state_file=default_state_file(settings.data_dir))
             rows = fleet_usage(
