@@ -28,7 +28,8 @@ INGEST_TOUCHED: Final = "ingest_touched"
 FIELD_HOUR: Final = "hour"
 FIELD_POINTS: Final = "points"
 
-# Presence from the retained status topic and the agent's will, at the status's ts:
+# Presence from the retained status topic and the agent's will, at the status's ts (an
+# offline status no earlier than its arrival: a will's ts is its agent's connect time):
 # fields `online` (1.0/0.0), and when the agent reports them `buffered` and
 # `dropped_total` (its store-and-forward backlog and overflow losses).
 MACHINE_STATUS: Final = "machine_status"
