@@ -13,7 +13,6 @@ import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from analytics.alerts.model import Alert
@@ -67,13 +66,6 @@ def last_full_week(now: datetime, zone: ZoneInfo = DEMO_ZONE) -> datetime:
     local = now.astimezone(zone)
     monday = local.date() - timedelta(days=local.weekday() + 7)
     return datetime(monday.year, monday.month, monday.day, tzinfo=zone).astimezone(UTC)
-
-
-def local_services(settings: EdgeSettings) -> LocalServices:
-    """The pair `runhours services up` manages, on the ports of the configured URLs."""
-    mqtt_port = settings.mqtt.port
-    influx_port = urlsplit(settings.influx_url).port or 8086
-    return LocalServices(settings.data_dir / "services", mqtt_port, influx_port)
 
 
 def ensure_services(services: LocalServices) -> list[str]:

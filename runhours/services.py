@@ -18,8 +18,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
+from urllib.parse import urlsplit
 
 import httpx
+
+from contract.settings import RunhoursSettings
 
 DEPLOY_DIR = Path(__file__).resolve().parent.parent / "deploy"
 
@@ -245,6 +248,21 @@ class LocalServices:
         )
         self.influxdb = InfluxDB(
             "influxdb", "influxd", "influxdb", influx_port, host, self.state_dir
+        )
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: RunhoursSettings,
+        mqtt_port: int | None = None,
+        influx_port: int | None = None,
+    ) -> LocalServices:
+        """The pair for ``settings``: state under ``<data_dir>/services``, ports from the
+        configured URLs unless given."""
+        return cls(
+            settings.data_dir / "services",
+            mqtt_port or settings.mqtt.port,
+            influx_port or urlsplit(settings.influx_url).port or 8086,
         )
 
     @property

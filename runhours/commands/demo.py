@@ -13,10 +13,10 @@ from analytics.alerts.model import Alert
 from edge.config import EdgeSettings
 from runhours.commands._common import ConfigOption, console, fail, load
 from runhours.commands.billing import render_summary
-from runhours.demo import DEMO_ZONE, DemoResult, ensure_services, last_full_week, local_services
+from runhours.demo import DEMO_ZONE, DemoResult, ensure_services, last_full_week
 from runhours.demo import run_demo as run
 from runhours.fleet import FleetError
-from runhours.services import ServiceError
+from runhours.services import LocalServices, ServiceError
 
 app = typer.Typer(
     help="The demo: start a local Mosquitto and InfluxDB (or use the ones configured), "
@@ -55,7 +55,7 @@ def demo(
         except ValueError:
             fail(f"--start: {start!r} is not a date (YYYY-MM-DD)")
         begin = day.replace(tzinfo=DEMO_ZONE).astimezone(UTC)
-    services = local_services(settings)
+    services = LocalServices.from_settings(settings)
     console.rule("[bold]runhours demo")
     try:
         for note in ensure_services(services):

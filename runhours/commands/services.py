@@ -18,18 +18,21 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-MqttPort = Annotated[int, typer.Option(help="Mosquitto port.")]
-InfluxPort = Annotated[int, typer.Option(help="InfluxDB HTTP port.")]
+MqttPort = Annotated[
+    int | None, typer.Option(help="Mosquitto port (default: RUNHOURS_MQTT_URL's, 1883).")
+]
+InfluxPort = Annotated[
+    int | None, typer.Option(help="InfluxDB HTTP port (default: RUNHOURS_INFLUX_URL's, 8086).")
+]
 
 
-def _services(config: Path | None, mqtt_port: int, influx_port: int) -> LocalServices:
-    settings = load(RunhoursSettings, config)
-    return LocalServices(settings.data_dir / "services", mqtt_port, influx_port)
+def _services(config: Path | None, mqtt_port: int | None, influx_port: int | None) -> LocalServices:
+    return LocalServices.from_settings(load(RunhoursSettings, config), mqtt_port, influx_port)
 
 
 @app.command()
 def up(
-    config: ConfigOption = None, mqtt_port: MqttPort = 1883, influx_port: InfluxPort = 8086
+    config: ConfigOption = None, mqtt_port: MqttPort = None, influx_port: InfluxPort = None
 ) -> None:
     """Start both services (if not running) and wait until they answer."""
     pair = _services(config, mqtt_port, influx_port)
@@ -43,7 +46,7 @@ def up(
 
 @app.command()
 def down(
-    config: ConfigOption = None, mqtt_port: MqttPort = 1883, influx_port: InfluxPort = 8086
+    config: ConfigOption = None, mqtt_port: MqttPort = None, influx_port: InfluxPort = None
 ) -> None:
     """Stop both services cleanly (SIGTERM, then SIGKILL after 20 s)."""
     _services(config, mqtt_port, influx_port).down()
@@ -52,7 +55,7 @@ def down(
 
 @app.command()
 def status(
-    config: ConfigOption = None, mqtt_port: MqttPort = 1883, influx_port: InfluxPort = 8086
+    config: ConfigOption = None, mqtt_port: MqttPort = None, influx_port: InfluxPort = None
 ) -> None:
     """Show whether each service runs and answers; exit 1 if either does not."""
     pair = _services(config, mqtt_port, influx_port)
