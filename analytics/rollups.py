@@ -139,6 +139,49 @@ def machine_tags(client: InfluxClient, machines: Sequence[str]) -> dict[str, dic
     return out
 
 
+def retagged_machines(client: InfluxClient, tags: dict[str, dict[str, str]]) -> set[str]:
+    """Machines whose ``usage_hourly`` also holds series under other site/line tags.
+
+    A machine that moved to a line that sorts first gets its rollups written under new
+    tags; the old points of the hours recomputed then must go, or a reader that groups
+    by machine would count those hours twice.
+    """
+    machines = sorted(tags)
+    if not machines:
+        return set()
+    statements = [
+        f"SHOW TAG VALUES FROM {quote_ident(USAGE_HOURLY)} WITH KEY IN "
+        f"({quote_ident(TAG_SITE)}, {quote_ident(TAG_LINE)}) "
+        f"WHERE {quote_ident(TAG_MACHINE)} = {quote_string(m)}"
+        for m in machines
+    ]
+    out = set()
+    for machine, result in zip(machines, client.query("; ".join(statements)), strict=True):
+        current = tags[machine]
+        for series in result:
+            if any(current.get(key) != value for key, value in series.values):
+                out.add(machine)
+    return out
+
+
+def _delete_other_tags(
+    client: InfluxClient, machine: str, tags: dict[str, str], lo: int, hi: int
+) -> None:
+    """Delete ``machine``'s rollup points in ``[lo, hi)`` that carry other site/line tags."""
+    other = " OR ".join(
+        f"{quote_ident(key)} != {quote_string(tags[key])}"
+        for key in (TAG_SITE, TAG_LINE)
+        if key in tags
+    )
+    if other:
+        client.query(
+            f"DELETE FROM {quote_ident(USAGE_HOURLY)} WHERE "
+            f"{quote_ident(TAG_MACHINE)} = {quote_string(machine)} AND ({other}) "
+            f"AND time >= {lo}ms AND time < {hi}ms",
+            epoch=None,
+        )
+
+
 def _compute_and_write(
     client: InfluxClient,
     machine: str,
@@ -148,6 +191,7 @@ def _compute_and_write(
     fields: Sequence[str],
     max_gap: timedelta,
     carry_horizon: timedelta,
+    retagged: bool = False,
 ) -> int:
     hours = 0
     for lo in range(first_hour, end_hour, _REBUILD_CHUNK_HOURS * HOUR_MS):
@@ -160,6 +204,8 @@ def _compute_and_write(
             machine, samples, edges, max_gap=max_gap, carry_horizon=carry_horizon
         )
         client.write(rollup_points(series, tags))
+        if retagged:  # written first: the hours are never missing, only briefly doubled
+            _delete_other_tags(client, machine, tags, lo, hi)
         hours += len(series)
     return hours
 
@@ -186,10 +232,19 @@ def rebuild_rollups(
     first_hour, end_hour = _floor_hour(to_ms(start)), _ceil_hour(to_ms(end))
     fields = telemetry_fields(client)
     tags = machine_tags(client, names)
+    retagged = retagged_machines(client, tags)
 
     def one(machine: str) -> int:
         return _compute_and_write(
-            client, machine, tags[machine], first_hour, end_hour, fields, max_gap, carry_horizon
+            client,
+            machine,
+            tags[machine],
+            first_hour,
+            end_hour,
+            fields,
+            max_gap,
+            carry_horizon,
+            machine in retagged,
         )
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
@@ -284,6 +339,7 @@ def recompute_hours(
         return 0
     fields = telemetry_fields(client)
     tags = machine_tags(client, names)
+    retagged = retagged_machines(client, tags)
 
     def one(machine: str) -> int:
         ranges: list[tuple[int, int]] = []
@@ -294,7 +350,17 @@ def recompute_hours(
             else:
                 ranges.append((first, stop))
         return sum(
-            _compute_and_write(client, machine, tags[machine], a, b, fields, max_gap, carry_horizon)
+            _compute_and_write(
+                client,
+                machine,
+                tags[machine],
+                a,
+                b,
+                fields,
+                max_gap,
+                carry_horizon,
+                machine in retagged,
+            )
             for a, b in ranges
         )
 

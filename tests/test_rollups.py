@@ -177,3 +177,29 @@ def test_a_late_stated_sample_updates_the_heartbeats_after_it(
     after = read_rollups(influx, ["comp-01"], edges)["comp-01"]
     assert (after.state_ms[:, 2] // 1000).tolist() == [3600, 3600, 3600]
     assert_same({"m": after}, {"m": raw_usage_series(influx, ["comp-01"], edges)["comp-01"]})
+
+
+def test_a_machine_moved_to_another_line_is_not_counted_twice(
+    influx: InfluxClient, tmp_path: Path
+) -> None:
+    state_file = tmp_path / "rollups.json"
+    t0 = utc(2026, 10, 8, 6)
+    # Running on line-b 06:00-06:30, then moved to line-a (which sorts first) and running
+    # there 06:30-08:00: the hour of the move is rolled up under both tag sets in turn.
+    ingest(influx, steady("cnc-01", "running", t0, t0 + 30 * MINUTE, MINUTE, line="line-b"))
+    assert refresh_rollups(influx, state_file=state_file, overlap=timedelta(0)) == 2
+    moved = steady("cnc-01", "running", t0 + 30 * MINUTE, t0 + 2 * HOUR, MINUTE, line="line-a")
+    ingest(influx, moved)
+    assert refresh_rollups(influx, state_file=state_file, overlap=timedelta(0)) == 3
+    edges = [to_ms(t0 + k * HOUR) for k in range(4)]
+    rolled = read_rollups(influx, ["cnc-01"], edges)
+    assert (rolled["cnc-01"].state_ms[:, 2] // 1000).tolist() == [3600, 3600, 240]
+    assert_same(rolled, raw_usage_series(influx, ["cnc-01"], edges))
+    # One rollup point per machine and hour, under the tags it has now.
+    series = influx.query_series('SELECT "known_s" FROM "usage_hourly" GROUP BY "line"')
+    assert {s.tags["line"]: len(s.values) for s in series} == {"line-a": 3}
+    # A rebuild after the move rewrites the hours under the current tags only.
+    assert rebuild_rollups(influx, t0, t0 + 3 * HOUR) == 3
+    assert_same(
+        read_rollups(influx, ["cnc-01"], edges), raw_usage_series(influx, ["cnc-01"], edges)
+    )
