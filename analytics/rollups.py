@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -388,10 +389,16 @@ class RefreshState:
             ) from None
 
     def write(self, path: Path) -> None:
+        """Replace ``path`` atomically; a temp file of its own, as several processes refresh."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps({"version": 1, "watermark_ns": self.watermark_ns}) + "\n")
-        os.replace(tmp, path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(json.dumps({"version": 1, "watermark_ns": self.watermark_ns}) + "\n")
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def touched_since(client: InfluxClient, after_ns: int | None) -> tuple[dict[str, set[int]], int]:

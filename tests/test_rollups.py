@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -203,3 +204,27 @@ def test_a_machine_moved_to_another_line_is_not_counted_twice(
     assert_same(
         read_rollups(influx, ["cnc-01"], edges), raw_usage_series(influx, ["cnc-01"], edges)
     )
+
+
+def test_concurrent_refreshes_can_share_the_watermark_file(tmp_path: Path) -> None:
+    # The analytics service, `runhours usage` and `runhours billing export` all refresh
+    # with <data_dir>/analytics/rollups.json; a write must not trip over another's.
+    state_file = tmp_path / "analytics" / "rollups.json"
+    errors: list[BaseException] = []
+
+    def write_many(base: int) -> None:
+        try:
+            for i in range(200):
+                RefreshState(base + i).write(state_file)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write_many, args=(k * 1000,)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    state = RefreshState.read(state_file)
+    assert state is not None and state.watermark_ns % 1000 == 199
+    assert [p.name for p in state_file.parent.iterdir()] == ["rollups.json"]
