@@ -340,16 +340,16 @@ def _as_arrays(ts: list[int], codes: list[int]) -> tuple[IntArray, Int8Array]:
 class Bracket:
     """What lies just outside a window ``[lo, hi)`` of one machine's samples."""
 
-    last_state_before: int | None  # time of the last sample with a state in [lo - horizon, lo)
+    last_state_before: int | None  # time of the last sample with a state in [lo - look-back, lo)
     counter_before: float | None  # last meter reading before lo
 
 
-def bracket(client: InfluxClient, machine: str, lo_ms: int, carry_horizon_ms: int) -> Bracket:
-    """Look up the last stated sample (within the horizon) and meter reading before ``lo_ms``."""
+def bracket(client: InfluxClient, machine: str, lo_ms: int, look_back_ms: int) -> Bracket:
+    """Look up the last stated sample (within ``look_back_ms``) and meter reading before ``lo_ms``."""
     where = _machine_clause(machine)
     state_q = (
         f"SELECT last({quote_ident(FIELD_STATE)}) FROM {quote_ident(TELEMETRY)} WHERE {where} "
-        f"AND time >= {lo_ms - carry_horizon_ms}ms AND time < {lo_ms}ms"
+        f"AND time >= {lo_ms - look_back_ms}ms AND time < {lo_ms}ms"
     )
     counter_q = (
         f"SELECT last({quote_ident(FIELD_RUN_SECONDS_TOTAL)}) FROM {quote_ident(TELEMETRY)} "
@@ -377,11 +377,14 @@ def load_samples(
     """Everything needed to compute ``machine``'s usage within ``[start_ms, end_ms)``.
 
     That is the samples inside, the chain of samples that carries a state into the
-    window (back to the last sample with a state, within ``carry_horizon``), the first
+    window (back to the last sample with a state, within ``carry_horizon`` of the
+    chain's last sample before the window), the first
     samples after it (they end the last interval) and the last meter reading before it.
     """
     fields = telemetry_fields(client) if fields is None else fields
-    edge = bracket(client, machine, start_ms, _ms(carry_horizon))
+    # A sample up to max_gap before the start holds into the window, and its state may
+    # come from a stated sample up to carry_horizon before *it*: look back that far.
+    edge = bracket(client, machine, start_ms, _ms(carry_horizon) + _ms(max_gap))
     lo = start_ms if edge.last_state_before is None else edge.last_state_before
     ts, codes, counter_ts, counter_values = fetch_rows(
         client, machine, lo, end_ms + _ms(max_gap), fields

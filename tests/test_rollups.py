@@ -228,3 +228,26 @@ def test_concurrent_refreshes_can_share_the_watermark_file(tmp_path: Path) -> No
     state = RefreshState.read(state_file)
     assert state is not None and state.watermark_ns % 1000 == 199
     assert [p.name for p in state_file.parent.iterdir()] == ["rollups.json"]
+
+
+def test_a_heartbeat_chain_at_the_carry_horizon_is_cut_the_same_in_every_window(
+    influx: InfluxClient,
+) -> None:
+    t0 = utc(2026, 10, 9)
+    # "running" at 23:59:30, then only heartbeats every minute at hh:mm:30. The beat at
+    # 23:59:30 the next day is exactly 24 h (the carry horizon) after the state: still
+    # running, and it holds until the next beat at 00:00:30, which is past the horizon.
+    anchor = t0 - timedelta(seconds=30)
+    beats = [sample("cnc-01", anchor, "running")]
+    beats += [sample("cnc-01", anchor + k * MINUTE) for k in range(1, 24 * 60 + 30)]
+    influx.write(beats)
+    day2 = t0 + 24 * HOUR
+    edges = [to_ms(day2 - HOUR), to_ms(day2), to_ms(day2 + HOUR)]
+    raw = raw_usage_series(influx, ["cnc-01"], edges)["cnc-01"]
+    assert (raw.state_ms[:, 2] // 1000).tolist() == [3600, 30]
+    # Computed alone (as its hourly rollup is), the hour from the edge sees those 30 s too.
+    alone = raw_usage_series(influx, ["cnc-01"], edges[1:])["cnc-01"]
+    assert (alone.state_ms[:, 2] // 1000).tolist() == [30]
+    rebuild_rollups(influx, day2, day2 + HOUR)
+    rebuild_rollups(influx, day2 - HOUR, day2)
+    assert_same(read_rollups(influx, ["cnc-01"], edges), {"cnc-01": raw})
