@@ -12,7 +12,7 @@ May import only ``contract`` (DESIGN.md); in-process fleets hand readings to ``s
 
 from edge.agent import AgentOptions, AgentStats, EdgeAgent
 from edge.buffer import Batch, BufferInUse, EdgeBufferError, SampleBuffer
-from edge.mqtt import Broker
+from edge.mqtt import Broker, PublishRefused
 from edge.readings import EdgeReading, Reading
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "EdgeAgent",
     "EdgeBufferError",
     "EdgeReading",
+    "PublishRefused",
     "Reading",
     "SampleBuffer",
 ]

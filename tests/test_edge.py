@@ -43,7 +43,15 @@ from contract import (
     from_epoch_ms,
 )
 from contract.settings import MqttUrl, SettingsError, load_settings
-from edge import AgentOptions, Broker, BufferInUse, EdgeAgent, EdgeReading, SampleBuffer
+from edge import (
+    AgentOptions,
+    AgentStats,
+    Broker,
+    BufferInUse,
+    EdgeAgent,
+    EdgeReading,
+    SampleBuffer,
+)
 from edge.buffer import encode_counters
 from edge.config import EdgeSettings
 from edge.sources import SourceError, csv_source, read_csv
@@ -706,3 +714,71 @@ def test_fleet_says_clearly_when_the_broker_is_unreachable(tmp_path: Path) -> No
         FleetError, match=r"cannot reach the MQTT broker at mqtt://127\.0\.0\.1.*refused"
     ):
         asyncio.run(run)
+
+
+# -- a broker that refuses a publish ----------------------------------------------------------
+
+
+@pytest.fixture
+def acl_broker(tmp_path: Path) -> Iterator[tuple[str, Path, subprocess.Popen[bytes]]]:
+    """A private Mosquitto whose ACL file decides what anonymous clients may publish.
+
+    Yields its URL, the ACL file (rewrite it, then send SIGHUP to reload) and the process.
+    """
+    d = tmp_path / "acl"
+    d.mkdir()
+    acl = d / "acl"
+    acl.write_text("topic read #\ntopic write runhours/v1/+/+/+/status\n")  # no telemetry
+    port = free_port()
+    (d / "mosquitto.conf").write_text(
+        f"user {getpass.getuser()}\nlistener {port} 127.0.0.1\nallow_anonymous true\n"
+        f"acl_file {acl}\nlog_dest file {d}/mosquitto.log\n"
+    )
+    process = subprocess.Popen(
+        ["mosquitto", "-c", str(d / "mosquitto.conf")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert wait_until(lambda: _port_open(port), 10), (d / "mosquitto.log").read_text()
+        yield f"mqtt://127.0.0.1:{port}", acl, process
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def test_a_publish_the_broker_refuses_stays_buffered_until_it_is_accepted(
+    acl_broker: tuple[str, Path, subprocess.Popen[bytes]],
+    test_id: str,
+    tmp_path: Path,
+    subscribe: Callable[..., Subscriber],
+) -> None:
+    """An MQTT 5 PUBACK with a failure reason code (here 0x87 Not authorized, from the ACL;
+    also 0x95 Packet too large, 0x97 Quota exceeded) is not an acknowledgement: the samples
+    stay in the buffer, the error says why, and they arrive once the broker accepts them."""
+    url, acl, broker = acl_broker
+    ref = MachineRef(test_id, "line-a", "cnc-07")
+    sub = subscribe(url, f"runhours/v1/{test_id}/+/+/telemetry")
+
+    async def scenario() -> tuple[int, str | None, bool, AgentStats]:
+        with SampleBuffer(tmp_path / "buffer.sqlite3") as buffer:
+            agent = EdgeAgent(ref, buffer, Broker.from_url(url), fast_options())
+            run = asyncio.create_task(agent.run())
+            assert await agent.wait_connected(5)
+            agent.submit(make_readings(0, 30))
+            refused_drained = await agent.drain(1.5)
+            kept, error = buffer.count, agent.last_error
+            acl.write_text("topic read #\ntopic write runhours/v1/#\n")
+            broker.send_signal(signal.SIGHUP)  # Mosquitto reloads its ACL file
+            drained = await agent.drain(10)
+            agent.stop()
+            await run
+            assert not refused_drained
+            return kept, error, drained, agent.stats
+
+    kept, error, drained, stats = asyncio.run(scenario())
+    assert kept == 30, "refused samples must stay in the buffer"
+    assert error is not None and "not authorized" in error.lower(), error
+    assert drained and stats.published == 30 and stats.buffered == 0
+    assert wait_until(lambda: len(sub.sample_ts()) == 30, 5)
+    assert sub.sample_ts() == {T0 + i * 1000 for i in range(30)}
