@@ -18,7 +18,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from contract import from_epoch_ms, to_epoch_ms
 
 PeriodKind = Literal["month", "quarter", "week"]
-PERIOD_KINDS: tuple[PeriodKind, ...] = get_args(PeriodKind)
 BucketSize = Literal["hour", "day", "month"]
 BUCKET_SIZES: tuple[BucketSize, ...] = get_args(BucketSize)
 
@@ -131,16 +130,6 @@ def calendar_period(label: str, tz: tzinfo) -> Period:
     return Period(kind, label, local_midnight(first, tz), local_midnight(after, tz))
 
 
-def period_label(kind: PeriodKind, day: date) -> str:
-    """The label of the period of ``kind`` that contains the local ``day``."""
-    if kind == "month":
-        return f"{day.year:04d}-{day.month:02d}"
-    if kind == "quarter":
-        return f"{day.year:04d}-Q{(day.month - 1) // 3 + 1}"
-    year, week, _ = day.isocalendar()
-    return f"{year:04d}-W{week:02d}"
-
-
 def custom_period(start: datetime, end: datetime, tz: tzinfo) -> Period:
     """An arbitrary ``[start, end)`` shown in zone ``tz`` (for summaries of a simulated run)."""
     if start.tzinfo is None or end.tzinfo is None:
@@ -212,12 +201,6 @@ def on_utc_hours(edges: Sequence[datetime | int]) -> bool:
     Australia/Adelaide): those periods must be computed from raw samples.
     """
     return all((e if isinstance(e, int) else to_ms(e)) % HOUR_MS == 0 for e in edges)
-
-
-def utc_hours(start_ms: int, end_ms: int) -> list[int]:
-    """Epoch-ms starts of the UTC hours that overlap ``[start_ms, end_ms)``."""
-    first = start_ms - start_ms % HOUR_MS
-    return list(range(first, end_ms, HOUR_MS))
 
 
 def as_datetime(ms: int) -> datetime:

@@ -36,9 +36,9 @@ from analytics.usage import (
     CARRY_HORIZON,
     DEFAULT_MAX_GAP,
     N_STATES,
-    STATE_CODE,
     Usage,
     UsageSeries,
+    duration_ms,
     load_samples,
     raw_usage_series,
     series_from_samples,
@@ -77,10 +77,6 @@ _REBUILD_CHUNK_HOURS = 24 * 7  # recompute a week of hours per query window
 def default_state_file(data_dir: Path) -> Path:
     """Where the refresh watermark lives under a data directory."""
     return data_dir / "analytics" / STATE_FILE_NAME
-
-
-def _ms(delta: timedelta) -> int:
-    return delta // timedelta(milliseconds=1)
 
 
 def _floor_hour(ms: int) -> int:
@@ -287,7 +283,7 @@ def affected_end(
     after it reports a delta relative to it.
     """
     where = f"{quote_ident(TAG_MACHINE)} = {quote_string(machine)}"
-    gap_end, horizon_end = end_ms + _ms(max_gap), end_ms + _ms(carry_horizon)
+    gap_end, horizon_end = end_ms + duration_ms(max_gap), end_ms + duration_ms(carry_horizon)
     telemetry = quote_ident(TELEMETRY)
     results = client.query(
         f"SELECT * FROM {telemetry} WHERE {where} AND time >= {end_ms}ms "
@@ -309,7 +305,7 @@ def affected_end(
         if state_at is not None:
             until = max(until, state_at)
         elif last_at is not None:
-            until = max(until, min(last_at + _ms(max_gap), horizon_end))
+            until = max(until, min(last_at + duration_ms(max_gap), horizon_end))
     counter_at = _first(next_counter)
     if counter_at is not None:
         until = max(until, counter_at + 1)
@@ -441,7 +437,7 @@ def refresh_rollups(
     if since is not None:
         after: int | None = to_ms(since) * 1_000_000
     elif state is not None:
-        after = state.watermark_ns - _ms(overlap) * 1_000_000
+        after = state.watermark_ns - duration_ms(overlap) * 1_000_000
     else:
         after = None
     touched, newest = touched_since(client, after)
@@ -569,8 +565,6 @@ def fleet_usage(
 
 
 __all__ = [
-    "FIELD_COUNTER_RESETS",
-    "STATE_CODE",
     "RefreshState",
     "default_state_file",
     "fleet_usage",

@@ -54,7 +54,8 @@ NO_STATE = -1  # a value-only sample, or (after carrying) an unknown state
 N_STATES = len(STATES)
 
 
-def _ms(delta: timedelta) -> int:
+def duration_ms(delta: timedelta) -> int:
+    """A duration as whole milliseconds."""
     return delta // timedelta(milliseconds=1)
 
 
@@ -87,7 +88,7 @@ def state_ms_by_bucket(
     codes: Int8Array,
     edges_ms: IntArray,
     max_gap_ms: int,
-    carry_horizon_ms: int = _ms(CARRY_HORIZON),
+    carry_horizon_ms: int = duration_ms(CARRY_HORIZON),
 ) -> tuple[IntArray, IntArray]:
     """Milliseconds per state in each bucket ``[edges[k], edges[k+1])``, and known ms.
 
@@ -194,33 +195,6 @@ class UsageSeries:
         """Milliseconds per bucket in any of ``states``."""
         columns = sorted({STATE_CODE[s] for s in states})
         return self.state_ms[:, columns].sum(axis=1) if columns else self.known_ms * 0
-
-    def regroup(self, edges_ms: Sequence[int] | IntArray) -> UsageSeries:
-        """The same usage over coarser buckets; every new edge must be an existing edge."""
-        edges = np.asarray(edges_ms, dtype=np.int64)
-        index = np.searchsorted(self.edges_ms, edges)
-        if np.any(index >= self.edges_ms.size) or np.any(self.edges_ms[index] != edges):
-            raise ValueError("regroup: new edges must be a subset of the existing edges")
-        starts = index[:-1]
-
-        def add(values: npt.NDArray[Any]) -> npt.NDArray[Any]:
-            cumulative = np.concatenate(
-                [np.zeros((1, *values.shape[1:]), values.dtype), np.cumsum(values, axis=0)]
-            )
-            return np.asarray(cumulative[index[1:]] - cumulative[starts])
-
-        def any_of(flags: BoolArray) -> BoolArray:
-            return np.asarray(add(flags.astype(np.int64)) > 0)
-
-        return UsageSeries(
-            self.machine,
-            edges,
-            add(self.state_ms),
-            add(self.known_ms),
-            add(self.counter_ms),
-            any_of(self.counter_defined),
-            any_of(self.counter_reset),
-        )
 
     def usage(self, k: int) -> Usage:
         """Bucket ``k`` as a :class:`Usage`."""
@@ -384,10 +358,10 @@ def load_samples(
     fields = telemetry_fields(client) if fields is None else fields
     # A sample up to max_gap before the start holds into the window, and its state may
     # come from a stated sample up to carry_horizon before *it*: look back that far.
-    edge = bracket(client, machine, start_ms, _ms(carry_horizon) + _ms(max_gap))
+    edge = bracket(client, machine, start_ms, duration_ms(carry_horizon) + duration_ms(max_gap))
     lo = start_ms if edge.last_state_before is None else edge.last_state_before
     ts, codes, counter_ts, counter_values = fetch_rows(
-        client, machine, lo, end_ms + _ms(max_gap), fields
+        client, machine, lo, end_ms + duration_ms(max_gap), fields
     )
     t, c = _as_arrays(ts, codes)
     cts = np.asarray(counter_ts, dtype=np.int64)
@@ -409,7 +383,7 @@ def series_from_samples(
     """Pure: a machine's usage per bucket from its samples."""
     edges = np.asarray(edges_ms, dtype=np.int64)
     state_ms, known_ms = state_ms_by_bucket(
-        samples.ts_ms, samples.codes, edges, _ms(max_gap), _ms(carry_horizon)
+        samples.ts_ms, samples.codes, edges, duration_ms(max_gap), duration_ms(carry_horizon)
     )
     counter_ms, counter_reset, defined = counter_ms_by_bucket(
         samples.counter_ts_ms, samples.counter_ms, samples.counter_previous_ms, edges

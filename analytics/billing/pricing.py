@@ -21,8 +21,8 @@ from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 from fractions import Fraction
 
 from analytics.billing.contracts import Contract, RoundingMode
+from analytics.periods import HOUR_MS
 
-HOUR_MS = 3_600_000
 METERED_PLACES = 4  # metered hours are shown to 0.0001 h (0.36 s)
 COVERAGE_PLACES = 2  # coverage in percent, rounded down: 100.00 only when fully known
 

@@ -10,8 +10,8 @@ the change of the total.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from fractions import Fraction
@@ -65,7 +65,7 @@ class Statement:
     lines: tuple[Line, ...]
     notes: tuple[str, ...] = ()
     issued_revisions: int = 0  # how many times this period was finalized before
-    pending_adjustments: bool = field(default=False)
+    pending_adjustments: bool = False
 
     @property
     def total(self) -> Decimal:
@@ -264,11 +264,3 @@ def restate(fresh: Statement, issued: Sequence[Line], revisions: int) -> Stateme
 
 def _no_negative_zero(value: Decimal) -> Decimal:
     return value.copy_abs() if value.is_zero() else value
-
-
-def adjustment_lines(statement: Statement) -> list[Line]:
-    return [line for line in statement.lines if line.kind == "adjustment"]
-
-
-def sum_amounts(lines: Iterable[Line]) -> Decimal:
-    return sum((line.amount for line in lines), Decimal(0))
