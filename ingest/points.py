@@ -37,28 +37,45 @@ def machine_tags(ref: MachineRef) -> dict[str, str]:
     return {TAG_SITE: ref.site, TAG_LINE: ref.line, TAG_MACHINE: ref.machine}
 
 
+# Names a value or counter cannot take: what else they would mean in a telemetry point.
+RESERVED_FIELDS: Mapping[str, str] = {
+    FIELD_STATE: "the sample's state",
+    # InfluxDB 1.x silently drops a field called `time` and stores the point's other fields.
+    "time": "the point's timestamp",
+    TAG_SITE: "a tag of every telemetry point",
+    TAG_LINE: "a tag of every telemetry point",
+    TAG_MACHINE: "a tag of every telemetry point",
+}
+
+
+def _check_names(names: Iterable[str], where: str) -> None:
+    for name in names:
+        if name in RESERVED_FIELDS:
+            raise ContractError(
+                f"{where}.{name}: the name is reserved for {RESERVED_FIELDS[name]}; rename it"
+            )
+
+
 def telemetry_points(ref: MachineRef, message: Telemetry) -> list[Point]:
     """One ``telemetry`` point per sample, at the sample's own time (ms).
 
     Fields: every value (float), ``state`` when the sample has one, and the message's
     counters on its last sample (the counters were read at that instant). Raises
-    ``ContractError`` for names that would collide in one point: a value called
-    ``state``, or a counter that is also a value of the last sample.
+    ``ContractError`` for names a point cannot carry: a value or counter named like a
+    ``RESERVED_FIELDS`` entry (``state``, ``time``, a tag), or a counter that is also a
+    value of the last sample.
     """
     tags = machine_tags(ref)
+    _check_names(message.counters, "counters")
     last = len(message.samples) - 1
     points: list[Point] = []
     for index, sample in enumerate(message.samples):
-        if FIELD_STATE in sample.values:
-            raise ContractError(
-                f"samples.{index}.values.{FIELD_STATE}: the name is reserved for the "
-                "sample's state; rename the value"
-            )
+        _check_names(sample.values, f"samples.{index}.values")
         fields: dict[str, FieldValue] = dict(sample.values)
         if sample.state is not None:
             fields[FIELD_STATE] = sample.state
         if index == last and message.counters:
-            clash = sorted(set(message.counters) & (set(fields) | {FIELD_STATE}))
+            clash = sorted(set(message.counters) & set(fields))
             if clash:
                 raise ContractError(
                     f"counters.{clash[0]}: the last sample already has a field of that "

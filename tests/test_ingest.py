@@ -189,6 +189,10 @@ def test_points_are_exact_line_protocol() -> None:
     [
         ({"state": 1}, {}, "samples.0.values.state: the name is reserved"),
         ({"x": 1}, {"x": 2}, "counters.x: the last sample already has a field"),
+        ({"time": 1, "x": 2}, {}, "samples.0.values.time: the name is reserved"),
+        ({"machine": 1}, {}, "samples.0.values.machine: the name is reserved"),
+        ({"x": 1}, {"time": 2}, "counters.time: the name is reserved"),
+        ({"x": 1}, {"site": 2}, "counters.site: the name is reserved"),
     ],
 )
 def test_colliding_field_names_are_refused(
@@ -378,6 +382,10 @@ def test_invalid_messages_go_to_dead_letters_and_valid_ones_flow(
          "machine: 'cnc,01' is not a valid id"),
         (topic(site, "m-1"), json.dumps({"machine": "m-1", "seq": 1, "samples": []}).encode(),
          "samples: List should have at least 1 item"),
+        # InfluxDB would silently drop a field called `time` and store the rest.
+        (topic(site, "m-1"), json.dumps({"machine": "m-1", "seq": 1, "samples": [
+            {"ts": T0 + 999_999, "values": {"load_pct": 1, "time": 2}}]}).encode(),
+         "samples.0.values.time: the name is reserved"),
         (topic(site, "m-1", leaf="status"), b'{"online": "yes", "ts": 1}', "online: Input should be a valid boolean"),
     ]  # fmt: skip
     try:
