@@ -54,7 +54,10 @@ def _parse_ts(value: Any) -> datetime:
     if isinstance(value, int):
         if value < 0:
             raise ValueError(f"negative epoch milliseconds: {value}")
-        return from_epoch_ms(value)
+        try:
+            return from_epoch_ms(value)
+        except OverflowError:  # not a ValueError: pydantic would not say which field
+            raise ValueError(f"epoch milliseconds out of range: {value}") from None
     if isinstance(value, datetime):
         ts = value
     elif isinstance(value, str):
@@ -66,7 +69,10 @@ def _parse_ts(value: Any) -> datetime:
         raise ValueError("must be epoch milliseconds (integer) or an RFC 3339 string")
     if ts.tzinfo is None or ts.utcoffset() is None:
         raise ValueError(f"naive timestamp (no zone): {value!r}")
-    return from_epoch_ms(to_epoch_ms(ts))
+    try:
+        return from_epoch_ms(to_epoch_ms(ts))
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before datetime.min in UTC
+        raise ValueError(f"timestamp out of range: {value!r}") from None
 
 
 Timestamp = Annotated[datetime, BeforeValidator(_parse_ts)]
@@ -74,12 +80,17 @@ Number = StrictInt | StrictFloat
 
 
 def _check_names(mapping: dict[str, float], what: str) -> dict[str, float]:
+    out: dict[str, float] = {}
     for name, number in mapping.items():
         if not VALUE_NAME.fullmatch(name):
             raise ValueError(f"{what} name {name!r} must match [a-z][a-z0-9_]{{0,63}}")
-        if not math.isfinite(number):
+        try:
+            out[name] = float(number)
+        except OverflowError:  # an integer beyond a float's range
+            raise ValueError(f"{what} {name!r} is out of a float's range") from None
+        if not math.isfinite(out[name]):
             raise ValueError(f"{what} {name!r} is not a finite number: {number}")
-    return {name: float(number) for name, number in mapping.items()}
+    return out
 
 
 class Sample(BaseModel):

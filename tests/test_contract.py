@@ -63,6 +63,17 @@ def test_rfc3339_with_zone_is_converted_to_utc() -> None:
         (_payload(samples=[{"ts": 1, "values": {"temp_c": True}}]), "samples.0.values"),
         (_payload(samples=[{"ts": 1}]), "needs a state or at least one value"),
         (_payload(extra=1), "extra"),
+        # Out of range: the reason names the field (not a bare OverflowError).
+        (_payload(samples=[{"ts": 10**19, "state": "idle"}]), "samples.0.ts: .*out of range"),
+        (
+            _payload(samples=[{"ts": "0001-01-01T00:00:00+01:00", "state": "idle"}]),
+            "samples.0.ts: .*out of range",
+        ),
+        (
+            _payload(samples=[{"ts": 1, "values": {"temp_c": 10**400}}]),
+            "samples.0.values: .*temp_c",
+        ),
+        (_payload(counters={"run_seconds_total": 10**400}), "counters: .*run_seconds_total"),
     ],
 )
 def test_invalid_payloads_name_the_field(payload: bytes, reason: str) -> None:
