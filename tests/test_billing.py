@@ -136,6 +136,21 @@ def test_machines_added_and_removed_mid_month_are_billed_for_their_part(
     assert s.lines[1].coverage == Decimal("7.14")
 
 
+def test_effective_times_with_different_offsets_are_compared_as_instants(
+    influx: InfluxClient,
+) -> None:
+    # from 10:00+02:00 to 09:30Z (= 11:30+02:00): 1.5 h, although 09:30 < 10:00 on paper.
+    influx.write(steady("cnc-04", "running", berlin(2026, 10, 5, 8), berlin(2026, 10, 5, 14)))
+    term = "from = 2026-10-05T10:00:00+02:00\nto = 2026-10-05T09:30:00Z"
+    s = bill(influx, contract(machine("cnc-04", term)))
+    assert amounts(s) == [("usage", "cnc-04", "1.5", "42.50", "63.75")]  # 1.5 × 42.50
+    assert s.lines[0].coverage == Decimal("100.00")
+    # A local time and a UTC one: from 10:00 local (08:00Z) to 09:30Z is 1.5 h too.
+    term = "from = 2026-10-05T10:00:00\nto = 2026-10-05T09:30:00Z"
+    s = bill(influx, contract(machine("cnc-04", term)))
+    assert amounts(s) == [("usage", "cnc-04", "1.5", "42.50", "63.75")]
+
+
 def test_graduated_tiers_per_machine(influx: InfluxClient) -> None:
     # 250.04 h running → 250.0 billable: 100 h at 40 + 100 h at 35 + 50 h at 30 = 9000.
     t0 = OCTOBER.start

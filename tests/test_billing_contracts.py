@@ -101,3 +101,14 @@ def test_file_errors_name_the_file(tmp_path: Path) -> None:
     bad.write_text("[[contract]\n")
     with pytest.raises(ContractsError, match=r"bad.toml: not valid TOML"):
         load_contracts(bad)
+
+
+def test_effective_bounds_in_different_forms_are_ordered_as_instants() -> None:
+    # 10:00 local in Berlin is 08:00Z: a 'to' of 07:30Z lies before it.
+    mixed = GOOD.replace(
+        "from = 2026-10-01", "from = 2026-10-05T10:00:00\nto = 2026-10-05T07:30:00Z"
+    )
+    assert (
+        "contract.0 (contract 'PBH-001'): machine.0: 'to' (2026-10-05 07:30:00+00:00) must be "
+        "after 'from' (2026-10-05 10:00:00)" in error_for(mixed)
+    )

@@ -94,14 +94,26 @@ class MachineTerm(BaseModel):
 
     @model_validator(mode="after")
     def _ordered(self) -> MachineTerm:
-        if self.from_ is not None and self.to is not None and _key(self.to) <= _key(self.from_):
-            raise ValueError(f"'to' ({self.to}) must be after 'from' ({self.from_})")
+        # Bounds both local or both with offsets compare here; a mix needs the contract's
+        # zone and is checked by Contract._machines.
+        if self.from_ is None or self.to is None or _aware(self.from_) != _aware(self.to):
+            return self
+        if _key(self.to) <= _key(self.from_):
+            raise ValueError(ordering_error(self.from_, self.to))
         return self
+
+
+def ordering_error(lo: date | datetime, hi: date | datetime) -> str:
+    return f"'to' ({hi}) must be after 'from' ({lo})"
+
+
+def _aware(value: date | datetime) -> bool:
+    return isinstance(value, datetime) and value.tzinfo is not None
 
 
 def _key(value: date | datetime) -> datetime:
     if isinstance(value, datetime):
-        return value.replace(tzinfo=None)
+        return value
     return datetime.combine(value, time())
 
 
@@ -176,6 +188,8 @@ class Contract(BaseModel):
         for index, term in enumerate(self.machine):
             lo = term.bound("from", tz) or low
             hi = term.bound("to", tz) or high
+            if term.from_ is not None and term.to is not None and hi <= lo:
+                raise ValueError(f"machine.{index}: {ordering_error(term.from_, term.to)}")
             for other_lo, other_hi, other in windows.get(term.id, []):
                 if lo < other_hi and other_lo < hi:
                     raise ValueError(
