@@ -55,14 +55,21 @@ class _Observations:
     """Step observations of one value, filtered by machine state (carried forward)."""
 
     def __init__(self, data: MachineData, value: str, states: Sequence[str] | None) -> None:
+        self.data = data
         self.values = data.values.get(value, {})
         self.states = data.states
         self.allowed = frozenset(states) if states is not None else None
-        self.state_before = data.state_before
+        self.state_before: str | None = None
+        self.cold = True
 
     def at(self, t: int, memory: Memory) -> float | None:
         if self.allowed is None:
             return self.values.get(t)
+        if self.cold:
+            # The first step walked may lie inside the window (a machine's cursor): the
+            # state before it is the window's latest state before that step.
+            self.cold = False
+            self.state_before = self.data.state_before_step(t)
         state = self.states.get(t)
         if state is None:
             state = memory.get("state", self.state_before)
@@ -188,8 +195,8 @@ class NoDataCondition:
     def __call__(self, t: int, memory: Memory, active: bool) -> Verdict:
         data = self.data
         if "seen" not in memory:
-            # Cold start: the loader's view of the time before the window.
-            memory["seen"] = data.last_seen_before
+            # Cold start: the loader's view of the time before this step.
+            memory["seen"] = data.last_seen_before_step(t)
             if data.status_before is not None:
                 memory["status"] = list(data.status_before)
         if t in data.seen:

@@ -131,10 +131,17 @@ TrackerKey = tuple[str, str]  # (rule id, machine id)
 
 @dataclass
 class EngineState:
-    """The evaluator's whole memory: one tracker per (rule, machine), and how far it got."""
+    """The evaluator's whole memory: one tracker per (rule, machine), and how far it got.
+
+    Two clocks: ``until`` is how far the no-data rules have walked in wall-clock time
+    (silence is what they report), ``cursors`` how far each machine's data-time rules
+    (threshold, anomaly, service interval) have walked; they advance only as far as that
+    machine's data has arrived, so late data is evaluated in order when it lands.
+    """
 
     trackers: dict[TrackerKey, Tracker] = field(default_factory=dict)
     until: datetime | None = None
+    cursors: dict[str, datetime] = field(default_factory=dict)  # machine → data-time rules' end
 
     def active_alerts(self) -> list[Alert]:
         return [t.alert for t in self.trackers.values() if t.alert and t.alert.state == "firing"]

@@ -67,6 +67,15 @@ class MachineData:
     status: tuple[tuple[int, bool], ...] = ()  # (ts, online) inside the window, sorted
     service: dict[str, ServiceData] = field(default_factory=dict)  # maintenance kind → data
 
+    def state_before_step(self, t: int) -> str | None:
+        """The last state known before the step ending at ``t`` (in the window or before)."""
+        earlier = [s for s in self.states if s < t]
+        return self.states[max(earlier)] if earlier else self.state_before
+
+    def last_seen_before_step(self, t: int) -> int | None:
+        """When the machine was last heard from before the step ending at ``t``."""
+        return max((s for s in self.seen if s < t), default=self.last_seen_before)
+
 
 @dataclass(frozen=True)
 class DataWindow:
