@@ -8,7 +8,10 @@ restart needs, so a restart never repeats or forgets an alert:
 - ``transitions``: the full history, one row per change, in commit order. It is also
   the delivery outbox: every channel (MQTT, InfluxDB, webhook) has a cursor in
   ``cursors`` and delivers the rows after it in order;
-- ``trackers`` and ``meta``: the evaluator's memory and how far it has evaluated.
+- ``trackers``, ``machine_cursors`` and ``meta``: the evaluator's memory and how far it
+  has evaluated: ``meta.until`` for the no-data rules (wall-clock time),
+  ``machine_cursors`` per machine for its data-time rules (as far as its data arrived),
+  ``meta.origin`` where the service began (the cursor of a machine not seen before).
 
 An evaluation cycle is committed in one transaction (alerts, history, memory and the
 new ``until`` together), so a crash at any point leaves either the old or the new
@@ -80,6 +83,7 @@ CREATE TABLE IF NOT EXISTS trackers (
     PRIMARY KEY (rule, machine)
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS machine_cursors (machine TEXT PRIMARY KEY, until INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS cursors (
     channel TEXT PRIMARY KEY,
     seq INTEGER NOT NULL,
@@ -87,6 +91,9 @@ CREATE TABLE IF NOT EXISTS cursors (
     last_error TEXT
 );
 """
+
+# user_version 1 (implicit 0): one global `until`; 2: per-machine cursors and `origin`.
+SCHEMA_VERSION = 2
 
 _ALERT_COLUMNS = tuple(Alert.__dataclass_fields__)
 # Columns the evaluator owns; acknowledgement columns belong to operators.
@@ -130,6 +137,24 @@ class AlertStore:
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring an older file up to ``SCHEMA_VERSION`` (idempotent, one transaction)."""
+        with self._connect() as db:
+            if int(db.execute("PRAGMA user_version").fetchone()[0]) >= SCHEMA_VERSION:
+                return
+        with self._write() as db:
+            version = int(db.execute("PRAGMA user_version").fetchone()[0])
+            if version < 2:
+                # Before per-machine cursors every rule had walked up to the one global
+                # `until`: that is where each machine's data-time rules continue.
+                db.execute(
+                    "INSERT OR IGNORE INTO meta (key, value) "
+                    "SELECT 'origin', value FROM meta WHERE key = 'until'"
+                )
+            if version < SCHEMA_VERSION:
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @classmethod
     def in_data_dir(cls, data_dir: Path) -> AlertStore:
@@ -212,8 +237,12 @@ class AlertStore:
             trackers = db.execute("SELECT rule, machine, body FROM trackers").fetchall()
             firing = db.execute("SELECT * FROM alerts WHERE state = 'firing'").fetchall()
             until = db.execute("SELECT value FROM meta WHERE key = 'until'").fetchone()
+            cursors = db.execute("SELECT machine, until FROM machine_cursors").fetchall()
         alerts = {r["id"]: self._alert(r) for r in firing}
-        state = EngineState(until=from_epoch_ms(int(until["value"])) if until else None)
+        state = EngineState(
+            until=from_epoch_ms(int(until["value"])) if until else None,
+            cursors={r["machine"]: from_epoch_ms(int(r["until"])) for r in cursors},
+        )
         for row in trackers:
             tracker = Tracker.from_json(json.loads(row["body"]))
             alert = tracker.alert
@@ -230,6 +259,12 @@ class AlertStore:
                     )
             state.trackers[(row["rule"], row["machine"])] = tracker
         return state
+
+    def cursors(self) -> dict[str, datetime]:
+        """Per machine, how far its data-time rules have been evaluated (data time)."""
+        with self._connect() as db:
+            rows = db.execute("SELECT machine, until FROM machine_cursors").fetchall()
+        return {r["machine"]: from_epoch_ms(int(r["until"])) for r in rows}
 
     def meta(self, key: str) -> str | None:
         with self._connect() as db:
@@ -286,6 +321,10 @@ class AlertStore:
                     "INSERT INTO trackers (rule, machine, body) VALUES (?, ?, ?)",
                     (rule, machine, json.dumps(tracker.to_json(), separators=(",", ":"))),
                 )
+            db.executemany(
+                "INSERT OR REPLACE INTO machine_cursors (machine, until) VALUES (?, ?)",
+                [(m, to_epoch_ms(c)) for m, c in sorted(state.cursors.items())],
+            )
             values = dict(meta or {})
             if state.until is not None:
                 values["until"] = str(to_epoch_ms(state.until))
