@@ -38,6 +38,7 @@ from analytics.alerts.source import WindowSource
 from analytics.alerts.store import AlertStore
 from analytics.alerts.window import align
 from analytics.rollups import default_state_file, refresh_rollups
+from contract import from_epoch_ms, to_epoch_ms
 from contract.settings import RunhoursSettings
 from store import InfluxClient
 
@@ -163,7 +164,13 @@ class AnalyticsService:
     # -- evaluation ----------------------------------------------------------------------
 
     def cycle(self, now: datetime | None = None) -> CycleResult:
-        """Evaluate the steps completed since the last cycle and commit them."""
+        """Evaluate what became evaluable since the last cycle and commit it.
+
+        No-data rules walk wall-clock time up to ``now - settle``. Data-time rules of a
+        machine walk from its cursor up to the step holding its latest stored sample (no
+        later than ``now - settle``): data that arrives late (an edge replaying its buffer,
+        an ingest catching up) is evaluated in order when it lands, as a replay would.
+        """
         began = datetime.now(UTC)
         now = now or began
         rules = self.rules
@@ -174,24 +181,52 @@ class AnalyticsService:
                 log.exception("refreshing the usage rollups failed")
         end = align(now - self.options.settle, rules.step)
         state = self.store.load_state()
-        start = state.until or align(end - self.options.start_lookback, rules.step)
-        oldest = align(end - self.options.max_catch_up, rules.step)
-        if start < oldest:
-            log.warning("skipping data from %s to %s (older than max_catch_up)", start, oldest)
-            start = oldest
-        if start >= end:
-            return CycleResult(None, None)
-        window = self.source.load(start, end)
-        result = evaluate(rules, window, state)
-        applied = self.store.commit(
-            result.state, result.transitions, {"rules": rules.fingerprint()}
+        stored_origin = self.store.meta("origin")
+        origin = (
+            from_epoch_ms(int(stored_origin))
+            if stored_origin
+            else align(end - self.options.start_lookback, rules.step)
         )
+        oldest = align(end - self.options.max_catch_up, rules.step)
+        silence_from = self._caught_up(state.until or origin, oldest, "no-data rules")
+        floor = max(origin, oldest)
+        reach: dict[str, datetime] = {}
+        for machine, (first_ms, last_ms) in sorted(self.source.extent(floor).items()):
+            cursor = state.cursors.get(machine)
+            if cursor is None:  # a machine not seen before starts at its first sample
+                cursor = max(floor, align(from_epoch_ms(first_ms), rules.step))
+            else:
+                cursor = self._caught_up(cursor, oldest, f"{machine}'s data-time rules")
+            latest = min(align(from_epoch_ms(last_ms), rules.step), end)
+            if latest > cursor:
+                state.cursors[machine] = cursor
+                reach[machine] = latest
+        starts = [state.cursors[m] for m in reach]
+        if silence_from < end:
+            starts.append(silence_from)
+        if not starts:
+            return CycleResult(None, None)
+        start = min(starts)
+        state.until = silence_from
+        window = self.source.load(start, end)
+        result = evaluate(rules, window, state, reach=reach)
+        result.state.until = max(end, silence_from)  # never backwards (a clock set back)
+        meta = {"rules": rules.fingerprint(), "origin": str(to_epoch_ms(origin))}
+        applied = self.store.commit(result.state, result.transitions, meta)
         for worker in self.workers:
             worker.wake()
         for transition in applied:
             a = transition.alert
             log.info("%s %s %s %s %s", transition.kind, a.id, a.rule, a.machine, a.summary)
         return CycleResult(start, end, applied, (datetime.now(UTC) - began).total_seconds())
+
+    @staticmethod
+    def _caught_up(cursor: datetime, oldest: datetime, what: str) -> datetime:
+        """``cursor``, or ``oldest`` if it lies before it (the stop outlasted max_catch_up)."""
+        if cursor < oldest:
+            log.warning("%s: skipping %s to %s (older than max_catch_up)", what, cursor, oldest)
+            return oldest
+        return cursor
 
     def run(self, stop: threading.Event, max_cycles: int | None = None) -> None:
         """Run cycles every ``interval`` seconds until ``stop`` is set."""

@@ -112,6 +112,33 @@ class WindowSource:
             )
         return DataWindow(start, end, step, machines)
 
+    def extent(self, since: datetime) -> dict[str, tuple[int, int]]:
+        """Per machine, its first and latest sample at or after ``since`` (epoch ms).
+
+        Only the fields rules read (``state`` and the rule values) count. The latest
+        sample tells the live service how far a machine's data has arrived: samples of a
+        machine are stored in time order (the edge replays its buffer oldest first), so
+        every step that ended before it is complete.
+        """
+        fields = [FIELD_STATE, *self.rules.value_names()]
+        where = f"WHERE time >= {time_literal(since)}"
+        statements = [
+            f"SELECT {selector}({quote_ident(f)}) FROM {quote_ident(TELEMETRY)} {where} "
+            f"GROUP BY {_BY_MACHINE}"
+            for f in fields
+            for selector in ("first", "last")
+        ]
+        out: dict[str, tuple[int, int]] = {}
+        for index, result in enumerate(self.client.query("; ".join(statements))):
+            for series in result:
+                if not series.values:
+                    continue
+                machine = series.tags.get(TAG_MACHINE, "")
+                ts = int(series.values[0][0])
+                first, last = out.get(machine, (ts, ts))
+                out[machine] = (min(first, ts), last) if index % 2 == 0 else (first, max(last, ts))
+        return out
+
     def _acc(self, acc: dict[str, _Acc], series: Series) -> _Acc:
         machine = series.tags.get(TAG_MACHINE, "")
         if machine not in acc:
