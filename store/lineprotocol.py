@@ -1,12 +1,15 @@
 """InfluxDB line protocol encoding (1.x rules), escaping everything a name can carry.
 
 No id or value name can inject a tag or a field: commas, spaces and equals signs are
-escaped; a newline, which the protocol cannot escape, is rejected.
+escaped; a newline, which the protocol cannot escape in a name, is rejected, and so is a
+backslash that would escape the character after it. String field values are quoted and
+keep everything, newlines included.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
@@ -22,13 +25,21 @@ class Point(NamedTuple):
     ts_ms: int
 
 
-_MEASUREMENT = str.maketrans({",": r"\,", " ": r"\ ", "\\": "\\\\"})
-_KEY = str.maketrans({",": r"\,", " ": r"\ ", "=": r"\=", "\\": "\\\\"})
+_MEASUREMENT = str.maketrans({",": r"\,", " ": r"\ "})
+_KEY = str.maketrans({",": r"\,", " ": r"\ ", "=": r"\="})
+# InfluxDB unescapes only a backslash before one of these (`\\` stays two backslashes), so a
+# backslash is written as it is, except where it would escape what follows: refused there.
+_UNSAFE_BACKSLASH = re.compile(r'\\(?=[, ="]|$)')
 
 
 def _check(text: str, what: str) -> str:
     if not text or "\n" in text or "\r" in text:
         raise ValueError(f"{what} {text!r} is empty or contains a newline")
+    if _UNSAFE_BACKSLASH.search(text):
+        raise ValueError(
+            f"{what} {text!r}: line protocol cannot carry a backslash before a comma, space, "
+            "equals sign or quote, or at the end (InfluxDB reads it as an escape); rename it"
+        )
     return text
 
 
@@ -40,9 +51,7 @@ def escape_key(text: str) -> str:
 def _field(value: FieldValue) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, str):
-        if "\n" in value:
-            value = value.replace("\n", " ")
+    if isinstance(value, str):  # inside quotes a newline is fine; `\\` and `\"` unescape
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     number = float(value)
     if not math.isfinite(number):

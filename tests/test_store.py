@@ -41,3 +41,22 @@ def test_partial_write_keeps_good_points(influx: InfluxClient) -> None:
         influx.write_lines(body)
     assert info.value.dropped == 1
     assert influx.count("telemetry", "v") == {"m": 2}
+
+
+def test_backslashes_and_multiline_strings_round_trip_exactly(influx: InfluxClient) -> None:
+    """InfluxDB 1.x keeps a backslash in a name literally (it unescapes only `\\,` `\\ ` `\\=`),
+    so the encoder must not double it; a string field may hold a newline (inside quotes)."""
+    note = 'line 1\nline 2 with a \\ and a "quote"'
+    influx.write([Point("m\\x", {"kind": "a\\b c"}, {"k\\ey": 1.0, "note": note}, 7)])
+    assert influx.query_series("SHOW MEASUREMENTS")[0].values == [["m\\x"]]
+    rows = influx.query_rows('SELECT * FROM "m\\\\x" GROUP BY *')
+    assert rows == [{"kind": "a\\b c", "time": 7, "k\\ey": 1.0, "note": note}]
+
+
+@pytest.mark.parametrize("name", ["end\\", "a\\,b", "a\\ b", "a\\=b", 'a\\"b'])
+def test_a_backslash_line_protocol_cannot_carry_is_refused(name: str) -> None:
+    """Before a separator or at the end, a backslash would escape what follows it."""
+    with pytest.raises(ValueError, match="backslash"):
+        encode_point(Point("m", {"t": name}, {"v": 1.0}, 0))
+    with pytest.raises(ValueError, match="backslash"):
+        encode_point(Point("m", {}, {name: 1.0}, 0))
