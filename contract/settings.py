@@ -7,6 +7,7 @@ variables, which win. A service adds its own section by subclassing
 
 from __future__ import annotations
 
+import ssl
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,26 @@ class MqttUrl:
         )
 
 
+def tls_context(
+    ca_file: Path | None = None,
+    cert_file: Path | None = None,
+    key_file: Path | None = None,
+    insecure: bool = False,
+) -> ssl.SSLContext:
+    """The TLS context of every runhours MQTT client, so a setting means the same to each.
+
+    Trusts ``ca_file`` (else the system CAs), presents ``cert_file``/``key_file`` when given;
+    ``insecure`` skips the certificate and host name checks (testing only).
+    """
+    context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    if cert_file is not None:
+        context.load_cert_chain(str(cert_file), str(key_file) if key_file else None)
+    if insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 class RunhoursSettings(BaseSettings):
     """Connection settings shared by every runhours service."""
 
@@ -87,6 +108,14 @@ class RunhoursSettings(BaseSettings):
     @property
     def mqtt(self) -> MqttUrl:
         return MqttUrl.parse(self.mqtt_url)
+
+    def mqtt_tls_context(self) -> ssl.SSLContext | None:
+        """The TLS context for ``mqtts://`` (``None`` for ``mqtt://``); see ``tls_context``."""
+        if not self.mqtt.tls:
+            return None
+        return tls_context(
+            self.mqtt_ca_file, self.mqtt_cert_file, self.mqtt_key_file, self.mqtt_tls_insecure
+        )
 
     @classmethod
     def settings_customise_sources(

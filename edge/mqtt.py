@@ -13,7 +13,7 @@ import aiomqtt
 import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
-from contract.settings import MqttUrl, RunhoursSettings
+from contract.settings import MqttUrl, RunhoursSettings, tls_context
 
 
 class PublishRefused(aiomqtt.MqttError):
@@ -124,16 +124,11 @@ class Broker:
         """The address without credentials, for messages."""
         return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
 
-    def tls_params(self) -> aiomqtt.TLSParameters | None:
-        """TLS settings for aiomqtt; system CAs unless ``ca_file`` is given."""
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The TLS context (``contract.settings.tls_context``); ``None`` without TLS."""
         if not self.tls:
             return None
-        return aiomqtt.TLSParameters(
-            ca_certs=str(self.ca_file) if self.ca_file else None,
-            certfile=str(self.cert_file) if self.cert_file else None,
-            keyfile=str(self.key_file) if self.key_file else None,
-            cert_reqs=ssl.CERT_NONE if self.tls_insecure else ssl.CERT_REQUIRED,
-        )
+        return tls_context(self.ca_file, self.cert_file, self.key_file, self.tls_insecure)
 
     def client(
         self,
@@ -157,8 +152,7 @@ class Broker:
             keepalive=keepalive,
             timeout=timeout,
             max_inflight_messages=max_inflight,
-            tls_params=self.tls_params(),
-            tls_insecure=self.tls_insecure if self.tls else None,
+            tls_context=self.tls_context(),
         )
         # aiomqtt warns above 10 pending publishes; our window is deliberate.
         client.pending_calls_threshold = max_inflight + 2

@@ -6,8 +6,6 @@ its points were written needs ``manual_ack=True`` and ``Client.ack(mid, qos)``.
 
 from __future__ import annotations
 
-import ssl
-
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
@@ -53,14 +51,8 @@ def make_client(settings: IngestSettings) -> mqtt.Client:
     )
     if url.username is not None:
         client.username_pw_set(url.username, url.password)
-    if url.tls:
-        client.tls_set(
-            ca_certs=str(settings.mqtt_ca_file) if settings.mqtt_ca_file else None,
-            certfile=str(settings.mqtt_cert_file) if settings.mqtt_cert_file else None,
-            keyfile=str(settings.mqtt_key_file) if settings.mqtt_key_file else None,
-            cert_reqs=ssl.CERT_REQUIRED,
-        )
-        client.tls_insecure_set(settings.mqtt_tls_insecure)
+    if (tls := settings.mqtt_tls_context()) is not None:
+        client.tls_set_context(tls)
     client.reconnect_delay_set(options.reconnect_min_delay, options.reconnect_max_delay)
     # Dead letters are the only messages we publish; let a few be in flight at once.
     client.max_inflight_messages_set(100)

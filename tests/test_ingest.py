@@ -40,6 +40,7 @@ from ingest import (
 )
 from runhours.services import LocalServices, free_port
 from store import InfluxClient, encode_points
+from tests import test_edge
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = 1_789_999_200_000  # an exact UTC hour (2026-09-21T14:00:00Z)
@@ -649,3 +650,24 @@ def test_an_offline_will_is_dated_by_its_arrival_not_its_connect_time() -> None:
     assert decode_message(topic, online, 5000).lines.endswith(b" 1001")
     assert decode_message(topic, will, 5000).lines.endswith(b" 5000")
     assert decode_message(topic, will).lines.endswith(b" 1000")
+
+
+tls_broker = test_edge.tls_broker  # a private Mosquitto: TLS only, user edge / s3cret
+
+
+@pytest.mark.parametrize("secure", [True, False])
+def test_tls_settings_mean_what_they_mean_for_the_edge(
+    tls_broker: tuple[int, Path], influx: InfluxClient, secure: bool
+) -> None:
+    """``mqtt_ca_file`` trusts our CA; ``mqtt_tls_insecure`` skips the certificate checks
+    (testing only), as it does for ``runhours edge``, so one settings file serves both."""
+    port, ca = tls_broker
+    base = RunhoursSettings(
+        mqtt_url=f"mqtts://edge:s3cret@localhost:{port}",  # not the certificate's CN
+        mqtt_ca_file=ca if secure else None,
+        mqtt_tls_insecure=not secure,
+        influx_url=influx.url,
+        influx_db=influx.database,
+    )
+    with IngestService(ingest_settings(base, site="+")) as ingest:
+        assert ingest.wait_ready(5)
