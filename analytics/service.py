@@ -201,6 +201,8 @@ class AnalyticsService:
             if latest > cursor:
                 state.cursors[machine] = cursor
                 reach[machine] = latest
+                if cursor < silence_from - rules.step:
+                    log.info("%s: late data, evaluating %s to %s", machine, cursor, latest)
         starts = [state.cursors[m] for m in reach]
         if silence_from < end:
             starts.append(silence_from)
