@@ -17,11 +17,14 @@ changes the delta of the next reading. :func:`rebuild_rollups` recomputes a rang
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
@@ -433,19 +436,37 @@ def refresh_rollups(
     ``since`` reads markers written after that instant instead. Without a state file,
     the whole log is read. Returns the machine-hours recomputed.
     """
-    state = RefreshState.read(state_file)
-    if since is not None:
-        after: int | None = to_ms(since) * 1_000_000
-    elif state is not None:
-        after = state.watermark_ns - duration_ms(overlap) * 1_000_000
-    else:
-        after = None
-    touched, newest = touched_since(client, after)
-    hours = recompute_hours(client, touched, max_gap=max_gap, carry_horizon=carry_horizon)
-    previous = state.watermark_ns if state is not None else 0
-    if newest > previous or state is None:
-        RefreshState(max(newest, previous)).write(state_file)
+    with _refresh_lock(state_file):
+        state = RefreshState.read(state_file)
+        if since is not None:
+            after: int | None = to_ms(since) * 1_000_000
+        elif state is not None:
+            after = state.watermark_ns - duration_ms(overlap) * 1_000_000
+        else:
+            after = None
+        touched, newest = touched_since(client, after)
+        hours = recompute_hours(client, touched, max_gap=max_gap, carry_horizon=carry_horizon)
+        # Never past our own clock: an ingest host whose clock runs ahead would otherwise
+        # push the watermark beyond the markers other hosts are still writing.
+        newest = min(newest, time.time_ns())
+        previous = state.watermark_ns if state is not None else 0
+        if newest > previous or state is None:
+            RefreshState(max(newest, previous)).write(state_file)
     return hours
+
+
+@contextmanager
+def _refresh_lock(state_file: Path) -> Iterator[None]:
+    """One refresh at a time per watermark file (the analytics service, `runhours usage`
+    and `billing export` share it): a refresh that read raw data before late data landed
+    must not write its stale hours after a newer refresh wrote the right ones."""
+    state_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(state_file.with_name(state_file.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 # -- reading --------------------------------------------------------------------------------

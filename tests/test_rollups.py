@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -251,3 +253,44 @@ def test_a_heartbeat_chain_at_the_carry_horizon_is_cut_the_same_in_every_window(
     rebuild_rollups(influx, day2, day2 + HOUR)
     rebuild_rollups(influx, day2 - HOUR, day2)
     assert_same(read_rollups(influx, ["cnc-01"], edges), {"cnc-01": raw})
+
+
+def test_a_marker_from_a_clock_ahead_does_not_hide_other_hosts_markers(
+    influx: InfluxClient, tmp_path: Path
+) -> None:
+    state_file = tmp_path / "rollups.json"
+    t0 = utc(2026, 10, 6, 6)
+    # Ingest host A's clock runs an hour ahead: its marker is stamped in our future.
+    ahead = [sample("pump-01", t0, "running")]
+    influx.write(ahead)
+    influx.write_lines(encode_points(markers(ahead, now_ns=time.time_ns() + 3600 * 10**9)), "ns")
+    refresh_rollups(influx, state_file=state_file)
+    watermark = RefreshState.read(state_file)
+    assert watermark is not None and watermark.watermark_ns <= time.time_ns()
+    # Host B (right clock) writes after that refresh: its hour must still be rolled up.
+    later = [sample("cnc-01", t0, "idle")]
+    ingest(influx, later)
+    refresh_rollups(influx, state_file=state_file)
+    rows = read_rollups(influx, ["cnc-01"], [to_ms(t0), to_ms(t0 + HOUR)])
+    assert rows["cnc-01"].usage(0).state_seconds["idle"] == 300.0
+
+
+def test_refreshes_sharing_a_watermark_file_run_one_at_a_time(
+    influx: InfluxClient, tmp_path: Path
+) -> None:
+    state_file = tmp_path / "rollups.json"
+    lock = (tmp_path / "rollups.json.lock").open("w")
+    fcntl.flock(lock, fcntl.LOCK_EX)  # another refresh is running
+    done = threading.Event()
+
+    def refresh() -> None:
+        refresh_rollups(influx, state_file=state_file)
+        done.set()
+
+    worker = threading.Thread(target=refresh)
+    worker.start()
+    assert not done.wait(1.0)  # it waits for the running one ...
+    fcntl.flock(lock, fcntl.LOCK_UN)
+    assert done.wait(10)  # ... and goes on once it finished
+    worker.join()
+    lock.close()
