@@ -231,3 +231,20 @@ def test_check_and_rebuild_rollups_commands(setup: dict[str, Path]) -> None:
     )  # fmt: skip
     assert rebuilt.exit_code == 0, rebuilt.output
     assert "rebuilt 72 machine-hours" in rebuilt.output  # 3 machines × 24 local hours
+
+
+def test_an_undeliverable_export_is_not_recorded_as_finalized(
+    setup: dict[str, Path], tmp_path: Path
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    out = blocker / "statement.json"  # its "directory" is a file: the write fails
+    result = CliRunner().invoke(
+        app,
+        ["billing", "export", "--period", "2026-10", "--contracts", str(setup["contracts"]),
+         "--config", str(setup["config"]), "--format", "json", "--out", str(out), "--finalize"],
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert not out.exists()
+    ledger = default_ledger(setup["data"])
+    assert not ledger.exists() or Ledger(ledger).revisions() == []

@@ -7,7 +7,7 @@ with the ledger of issued statements, and encodes the export.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -133,11 +133,14 @@ def export_statements(
     finalize: bool = False,
     from_raw: bool = False,
     now: datetime | None = None,
+    deliver: Callable[[bytes], None] | None = None,
 ) -> ExportResult:
     """Build, encode and (with ``finalize``) record the statements of a period.
 
-    Finalizing needs a ledger and a period that has ended. The ledger is written only
-    after the export was encoded, in one transaction.
+    Finalizing needs a ledger and a period that has ended. ``deliver`` (e.g. writing the
+    output file) runs on the encoded bytes before anything is recorded, so the ledger
+    never holds a revision that was not delivered; the ledger is written in one
+    transaction.
     """
     if finalize and ledger is None:
         raise BillingError("finalizing needs a ledger")
@@ -151,6 +154,8 @@ def export_statements(
                     f"{statement.period_end.isoformat()}; finalize it after it has ended"
                 )
     data = encode(statements, fmt)
+    if deliver is not None:
+        deliver(data)
     recorded = ledger.record(statements) if finalize and ledger is not None else []
     return ExportResult(statements, data, recorded)
 

@@ -174,12 +174,19 @@ def export(
             fail(f"--contract {', '.join(unknown)}: not in {contracts}")
         chosen = [c for c in chosen if c.id in set(contract)]
     ledger = Ledger(default_ledger(settings.data_dir))
+    delivered: list[Path] = []
+
+    def deliver(data: bytes) -> None:
+        if out is not None:
+            _write_atomically(out, data)
+            delivered.append(out)
+
     try:
         with InfluxClient.from_settings(settings) as client:
             if not from_raw:
                 refresh_rollups(client, state_file=default_state_file(settings.data_dir))
-            # Encoded before anything is recorded: the ledger holds exactly what the file
-            # says. A failure before this point leaves neither a file nor a ledger entry.
+            # The file is written before anything is recorded (the ledger holds exactly
+            # what was delivered); if recording fails, the file is removed again.
             result = export_statements(
                 client,
                 chosen,
@@ -188,10 +195,11 @@ def export(
                 ledger=ledger,
                 finalize=finalize,
                 from_raw=from_raw,
+                deliver=deliver,
             )
-        if out is not None:
-            _write_atomically(out, result.data)
     except (BillingError, PeriodError, LedgerError, InfluxError, OSError) as exc:
+        for path in delivered:
+            path.unlink(missing_ok=True)
         fail(str(exc))
     for revision in result.recorded:
         err_console.print(
