@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import ssl
 import threading
 from typing import Any, Protocol
 
@@ -135,18 +134,7 @@ class MqttSender:
         )
         if url.username:
             self._client.username_pw_set(url.username, url.password)
-        if url.tls:
-            context = ssl.create_default_context(
-                cafile=str(settings.mqtt_ca_file) if settings.mqtt_ca_file else None
-            )
-            if settings.mqtt_cert_file:
-                context.load_cert_chain(
-                    str(settings.mqtt_cert_file),
-                    str(settings.mqtt_key_file) if settings.mqtt_key_file else None,
-                )
-            if settings.mqtt_tls_insecure:
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE
+        if (context := settings.mqtt_tls_context()) is not None:
             self._client.tls_set_context(context)
         self._client.reconnect_delay_set(1, 10)
         self._client.connect_async(url.host, url.port)
