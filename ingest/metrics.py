@@ -32,6 +32,7 @@ class IngestStats:
     held: int = 0  # received, not yet acknowledged (bounded by max_inflight per connection)
     max_held: int = 0
     connects: int = 0
+    qos0_dropped: int = 0  # QoS 0 messages refused while max_inflight were held (no redelivery)
     last_write_at: datetime | None = None
 
 
@@ -51,6 +52,11 @@ class IngestMetrics:
         self._dropped = Counter(
             f"{PREFIX}_acks_dropped",
             "acks not sent because the message came on an earlier connection",
+            registry=r,
+        )
+        self._qos0_dropped = Counter(
+            f"{PREFIX}_qos0_dropped",
+            "QoS 0 messages dropped while the worker held max_inflight messages",
             registry=r,
         )
         self._points = Counter(f"{PREFIX}_points_written", "points written to InfluxDB", registry=r)
@@ -99,6 +105,12 @@ class IngestMetrics:
                 max_held=max(s.max_held, held),
             )
             self._depth.set(held)
+
+    def qos0_dropped(self) -> int:
+        self._qos0_dropped.inc()
+        with self._lock:
+            self._update(qos0_dropped=self._stats.qos0_dropped + 1)
+            return self._stats.qos0_dropped
 
     def invalid(self) -> None:
         self._invalid.inc()

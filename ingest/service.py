@@ -280,6 +280,19 @@ class IngestService:
         if self._closing.is_set():
             return  # not acked: the broker redelivers it to our next session
         self._last_received = time.monotonic()
+        if message.qos == 0 and self.stats.held >= self.options.max_inflight:
+            # Receive Maximum bounds QoS 1 only; QoS 0 (against the contract, e.g. a bare
+            # `mosquitto_pub`) has no redelivery to wait for, so memory stays flat by
+            # dropping it, counted and logged.
+            dropped = self.metrics.qos0_dropped()
+            if dropped == 1 or dropped % 1000 == 0:
+                log.warning(
+                    "dropped %d QoS 0 message(s) while holding %d: publish telemetry with "
+                    "QoS 1 (the v1 contract) to have it delivered once InfluxDB keeps up",
+                    dropped,
+                    self.options.max_inflight,
+                )
+            return
         topic, payload = message.topic, bytes(message.payload)
         # decode_message never raises; paho would end its network thread if it did.
         decoded = decode_message(topic, payload, time.time_ns() // 1_000_000)

@@ -101,8 +101,8 @@ class Publisher:
         self.client.connect(parsed.host, parsed.port or 1883)
         self.client.loop_start()
 
-    def publish(self, topic: str, payload: bytes | str, retain: bool = False) -> None:
-        self.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(10)
+    def publish(self, topic: str, payload: bytes | str, retain: bool = False, qos: int = 1) -> None:
+        self.client.publish(topic, payload, qos=qos, retain=retain).wait_for_publish(10)
 
     def close(self) -> None:
         self.client.disconnect()
@@ -478,6 +478,19 @@ def test_receive_maximum_bounds_what_a_worker_holds(
         assert worker.wait_idle(5)
         assert worker.stats.messages_received == 50
         assert worker.stats.max_held <= 2000
+
+
+def test_qos0_messages_beyond_the_window_are_dropped_and_counted(
+    settings: RunhoursSettings, publisher: Publisher, test_id: str
+) -> None:
+    """Receive Maximum does not bound QoS 0: the worker itself must, or memory grows."""
+    dead_influx = settings.model_copy(update={"influx_url": f"http://127.0.0.1:{free_port()}"})
+    with IngestService(ingest_settings(dead_influx, max_inflight=10)) as blocked:
+        for seq in range(50):
+            publisher.publish(topic(test_id, "m-1"), telemetry("m-1", seq, T0 + seq), qos=0)
+        wait_for(lambda: blocked.stats.qos0_dropped == 40, 10, "40 QoS 0 drops")
+        assert (blocked.stats.held, blocked.stats.max_held) == (10, 10)
+        blocked.stop(timeout=0.2)
 
 
 def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(
