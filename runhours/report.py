@@ -2,8 +2,10 @@
 
 For e-mails and contract reviews. ``fetch_report`` reads InfluxDB (the schema of
 store/schema.py), ``state_spans`` turns samples into state intervals with the billing
-semantics (a state holds until the next sample, at most ``max_gap``; beyond is
-unknown), and ``png_bytes`` / ``html_text`` draw it with matplotlib (Agg, no display).
+engine's own rule (``analytics.usage.effective_states``: a state holds until the next
+sample, at most ``max_gap``, and value-only samples carry it forward; beyond is
+unknown), so the report never shows other hours than the bill, and ``png_bytes`` /
+``html_text`` draw it with matplotlib (Agg, no display).
 
 >>> report = fetch_report(client, "cnc-01", start, end)  # doctest: +SKIP
 >>> write_report(report, Path("cnc-01.html"))  # doctest: +SKIP
@@ -21,9 +23,22 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import matplotlib.dates as mdates
+import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from analytics.counters import IntArray
+from analytics.usage import (
+    CARRY_HORIZON,
+    DEFAULT_MAX_GAP,
+    NO_STATE,
+    STATE_CODE,
+    Int8Array,
+    duration_ms,
+    effective_states,
+    load_samples,
+)
+from contract import STATES, from_epoch_ms, to_epoch_ms
 from dashboards.signals import SIGNALS, STATE_COLORS
 from dashboards.thresholds import THRESHOLDS
 from store import InfluxClient
@@ -32,7 +47,6 @@ from store.schema import (
     ALERTS,
     FIELD_ALERT_ID,
     FIELD_RUN_SECONDS_TOTAL,
-    FIELD_STATE,
     FIELD_STATUS,
     FIELD_VALUE,
     TAG_MACHINE,
@@ -42,7 +56,7 @@ from store.schema import (
     TELEMETRY,
 )
 
-MAX_GAP = timedelta(minutes=5)  # DESIGN.md: a state never holds longer than this
+MAX_GAP = DEFAULT_MAX_GAP  # DESIGN.md: a state never holds longer than this
 MAX_POINTS = 1500  # signal buckets across the plot: finer than the pixels, cheap to query
 UNKNOWN_COLOR = "#F2F2F2"
 _TITLES = {s.name: (s.title, s.unit.removeprefix("suffix:").strip()) for s in SIGNALS}
@@ -109,45 +123,74 @@ class MachineReport:
 
 
 def state_spans(
-    samples: Sequence[tuple[datetime, str]],
+    samples: Sequence[tuple[datetime, str | None]],
     start: datetime,
     end: datetime,
     max_gap: timedelta = MAX_GAP,
+    carry_horizon: timedelta = CARRY_HORIZON,
 ) -> list[StateSpan]:
-    """Cover [start, end) with state intervals: each sample's state holds until the next
-    sample but at most ``max_gap``; the rest is unknown. Adjacent equal states merge."""
-    spans: list[StateSpan] = []
+    """Cover [start, end) with state intervals, from ``(ts, state)`` samples (``None``:
+    a value-only sample), by billing's rule; adjacent equal states merge."""
+    codes: dict[int, int] = {}
+    for ts, state in samples:
+        ms = to_epoch_ms(ts)
+        code = NO_STATE if state is None else STATE_CODE[state]
+        codes[ms] = max(codes.get(ms, NO_STATE), code)  # one instant: keep a state if any
+    ordered = sorted(codes)
+    return spans_from_codes(
+        np.asarray(ordered, dtype=np.int64),
+        np.asarray([codes[ms] for ms in ordered], dtype=np.int8),
+        start,
+        end,
+        max_gap,
+        carry_horizon,
+    )
 
-    def add(lo: datetime, hi: datetime, state: str | None) -> None:
-        lo, hi = max(lo, start), min(hi, end)
+
+def spans_from_codes(
+    ts_ms: IntArray,
+    codes: Int8Array,
+    start: datetime,
+    end: datetime,
+    max_gap: timedelta = MAX_GAP,
+    carry_horizon: timedelta = CARRY_HORIZON,
+) -> list[StateSpan]:
+    """``state_spans`` over the usage engine's arrays (sorted unique times, state codes)."""
+    lo_ms, hi_ms, gap_ms = to_epoch_ms(start), to_epoch_ms(end), duration_ms(max_gap)
+    runs: list[tuple[int, int, int]] = []  # (from ms, to ms, state code or NO_STATE)
+
+    def add(lo: int, hi: int, code: int) -> None:
+        lo, hi = max(lo, lo_ms), min(hi, hi_ms)
         if lo >= hi:
             return
-        if spans and spans[-1].state == state and spans[-1].end == lo:
-            spans[-1] = StateSpan(spans[-1].start, hi, state)
+        if runs and runs[-1][2] == code and runs[-1][1] == lo:
+            runs[-1] = (runs[-1][0], hi, code)
         else:
-            spans.append(StateSpan(lo, hi, state))
+            runs.append((lo, hi, code))
 
-    cursor = start
-    ordered = sorted(samples)
-    for i, (ts, state) in enumerate(ordered):
-        if ts >= end:
-            break
-        add(cursor, ts, None)
-        nxt = ordered[i + 1][0] if i + 1 < len(ordered) else end
-        held = min(nxt, ts + max_gap, end)
-        add(ts, held, state)
-        cursor = max(cursor, held)
-    add(cursor, end, None)
-    return spans
+    if ts_ms.size:
+        effective = effective_states(ts_ms, codes, gap_ms, duration_ms(carry_horizon))
+        ends = ts_ms + gap_ms
+        ends[:-1] = np.minimum(ends[:-1], ts_ms[1:])
+        cursor = lo_ms
+        for ts, held, code in zip(ts_ms.tolist(), ends.tolist(), effective.tolist(), strict=True):
+            if ts >= hi_ms:
+                break
+            add(cursor, ts, NO_STATE)
+            add(ts, held, code)
+            cursor = max(cursor, held)
+        add(cursor, hi_ms, NO_STATE)
+    else:
+        add(lo_ms, hi_ms, NO_STATE)
+    return [
+        StateSpan(from_epoch_ms(lo), from_epoch_ms(hi), None if c == NO_STATE else STATES[c])
+        for lo, hi, c in runs
+    ]
 
 
 def _bucket(start: datetime, end: datetime) -> timedelta:
     seconds = max(1, math.ceil((end - start).total_seconds() / MAX_POINTS))
     return timedelta(seconds=seconds)
-
-
-def _ts(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC)
 
 
 def fetch_report(
@@ -178,34 +221,23 @@ def fetch_report(
     order = [s.name for s in SIGNALS if s.name in names] + [n for n in names if n not in _TITLES]
     for name in order:
         points = [
-            (_ts(r["time"]), float(r[f"mean_{name}"]))
+            (from_epoch_ms(r["time"]), float(r[f"mean_{name}"]))
             for r in rows
             if r.get(f"mean_{name}") is not None
         ]
         if points:  # mean(*) lists every field of the measurement, mostly other kinds'
             report.signals[name] = ([t for t, _ in points], [v for _, v in points])
 
-    samples = [
-        (_ts(r["time"]), str(r[FIELD_STATE]))
-        for r in client.query_rows(
-            f"SELECT {quote_ident(FIELD_STATE)} FROM {quote_ident(TELEMETRY)} {where}"
-        )
-    ]
-    # The state at `start` comes from the last sample before it (within max_gap).
-    before = client.query_rows(
-        f"SELECT last({quote_ident(FIELD_STATE)}) FROM {quote_ident(TELEMETRY)} "
-        + where.replace(
-            f"time >= {time_literal(start)} AND time < {time_literal(end)}",
-            f"time >= {time_literal(start - MAX_GAP)} AND time < {time_literal(start)}",
-        )
-    )
-    samples = [(_ts(r["time"]), str(r["last"])) for r in before] + samples
-    if not samples and not report.signals:
+    # The billing engine's own samples: the window, the chain of samples that carries a
+    # state into it, and the first samples after it (the site filter does not apply:
+    # billing counts a machine id).
+    samples = load_samples(client, machine, to_epoch_ms(start), to_epoch_ms(end), max_gap=MAX_GAP)
+    if not samples.ts_ms.size and not report.signals:
         raise ReportError(
             f"no telemetry for machine {machine!r} between {start.isoformat()} and "
             f"{end.isoformat()}: check the id (runhours usage lists machines) and the range"
         )
-    report.states = state_spans(samples, start, end)
+    report.states = spans_from_codes(samples.ts_ms, samples.codes, start, end)
 
     meter = client.query_rows(
         f"SELECT first({quote_ident(FIELD_RUN_SECONDS_TOTAL)}) AS first, "
@@ -216,7 +248,7 @@ def fetch_report(
 
     report.alerts = [
         AlertEvent(
-            _ts(r["time"]),
+            from_epoch_ms(r["time"]),
             str(r.get(FIELD_ALERT_ID) or ""),
             str(r.get(TAG_RULE) or ""),
             str(r.get(TAG_SEVERITY) or ""),

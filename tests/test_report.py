@@ -13,10 +13,12 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from analytics.usage import machine_usage
 from contract.settings import RunhoursSettings
 from runhours.cli import app
-from runhours.report import ReportError, StateSpan, parse_time, state_spans
-from store import InfluxClient
+from runhours.report import ReportError, StateSpan, fetch_report, parse_time, state_spans
+from store import InfluxClient, Point
+from store.schema import FIELD_STATE, TAG_LINE, TAG_MACHINE, TAG_SITE, TELEMETRY
 from tests.test_dashboards_queries import END, START, FleetData, write_fleet
 
 T = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
@@ -42,6 +44,64 @@ def test_state_spans_follow_the_billing_semantics() -> None:
         StateSpan(_m(3), _m(30), None),
     ]
     assert state_spans([], _m(0), _m(1)) == [StateSpan(_m(0), _m(1), None)]
+
+
+def test_state_spans_carry_states_through_value_only_samples() -> None:
+    """Billing's rule (analytics.usage.effective_states): a value-only sample (state None)
+    continues the state before it while samples are no more than max_gap apart."""
+    heartbeats = [(_m(k), None) for k in range(1, 30)]  # every minute, values only
+    samples = [(_m(0), "running"), *heartbeats, (_m(30), "idle"), (_m(34), None)]
+    samples += [(_m(50), None), (_m(53), "fault")]  # 16 min gap: unknown until a state
+    assert state_spans(samples, _m(0), _m(60)) == [
+        StateSpan(_m(0), _m(30), "running"),
+        StateSpan(_m(30), _m(39), "idle"),  # the heartbeat at 34 holds it 5 min more
+        StateSpan(_m(39), _m(53), None),  # the heartbeat at 50 follows a gap: unknown
+        StateSpan(_m(53), _m(58), "fault"),
+        StateSpan(_m(58), _m(60), None),
+    ]
+    # A chain that starts before the range carries its state into it.
+    chain = [(_m(-20), "idle"), *((_m(k), None) for k in (-16, -12, -8, -4, 0, 2))]
+    assert state_spans(chain, _m(0), _m(30)) == [
+        StateSpan(_m(0), _m(7), "idle"),
+        StateSpan(_m(7), _m(30), None),
+    ]
+
+
+def test_report_hours_equal_the_billing_engine(
+    settings: RunhoursSettings, influx: InfluxClient, test_id: str, tmp_path: Path
+) -> None:
+    """A machine that sends its state only on changes and value-only heartbeats in between
+    (the wire contract allows it): the report shows exactly the hours billing counts."""
+    tags = {TAG_SITE: test_id, TAG_LINE: "line-a", TAG_MACHINE: "hb-01"}
+    stated = {-20: "running", 30: "idle", 75: "fault"}
+    minutes = [*range(-20, 51), *range(70, 131)]  # silent from 50 to 70 (> max_gap)
+    points = []
+    for minute in minutes:
+        fields: dict[str, float | str] = {"vibration_mm_s": 1.0 + minute / 100}
+        if minute in stated:
+            fields[FIELD_STATE] = stated[minute]
+        points.append(Point(TELEMETRY, tags, fields, int(_m(minute).timestamp() * 1000)))
+    influx.write(points)
+    start, end = _m(0), _m(120)
+
+    report = fetch_report(influx, "hb-01", start, end)
+    billed = machine_usage(influx, "hb-01", start, end)
+    seconds = report.seconds_by_state()
+    assert {s: v for s, v in seconds.items() if s != "unknown"} == billed.state_seconds
+    assert seconds == {
+        "running": 1800.0,  # carried from -20 through the heartbeats up to 30
+        "idle": 1500.0,  # 30 until 5 min after the last heartbeat at 50
+        "off": 0.0,
+        "fault": 2700.0,
+        "maintenance": 0.0,
+        "unknown": 1200.0,  # 55 to 75: the heartbeat at 70 follows a 20 min gap
+    }
+    code, output = _invoke(
+        settings, "-m", "hb-01", "--from", start.isoformat(), "--to", end.isoformat(),
+        "-o", str(tmp_path / "hb.html"),
+    )  # fmt: skip
+    assert code == 0, output
+    assert f"{billed.known_seconds / 3600:.2f} h with a known state" in output  # 1.67 h
 
 
 def test_parse_time() -> None:

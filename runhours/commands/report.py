@@ -35,7 +35,12 @@ def report(
         ),
     ],
     site: Annotated[
-        str | None, typer.Option(help="Site id, when machine ids repeat across sites.")
+        str | None,
+        typer.Option(
+            help="Site id, when machine ids repeat across sites: narrows the signals, the "
+            "hour meter and the alerts. The time per state is the machine id's, counted "
+            "exactly as billing counts it."
+        ),
     ] = None,
     config: ConfigOption = None,
 ) -> None:
