@@ -51,10 +51,11 @@ def _hours_by_state() -> InfluxQL:
         f"sum({quote_ident(state_seconds_field(state))}) / 3600 AS {quote_ident(state)}"
         for state in STATE_COLORS
     )
+    # Per machine: the board allows several machines, and their hours must not add up.
     return InfluxQL(
         f"SELECT {columns} FROM {quote_ident(USAGE_HOURLY)} {machine_where()} "
-        "GROUP BY time(1d) fill(none)"
-    ).alias("$col")
+        f"GROUP BY time(1d), {MACHINE} fill(none)"
+    ).alias("$tag_machine $col")
 
 
 def _alert_annotation() -> Annotation:
@@ -115,7 +116,7 @@ def dashboard() -> builder.Dashboard:
         "Hours per day by state",
         "h",
         _hours_by_state(),
-        description="From the hourly rollups; days are UTC days.",
+        description="From the hourly rollups, one bar per machine and state; days are UTC days.",
         bars=True,
         width=24,
     )

@@ -387,3 +387,31 @@ def test_cli_check(settings: RunhoursSettings, fleet_data: FleetData) -> None:
     result = CliRunner().invoke(app, [*args[:2], *empty], env=env, terminal_width=200)
     assert result.exit_code == 1
     assert "fleet-overview.json: panel 'State timeline': no data" in result.output
+
+
+def test_detail_hours_per_day_are_per_machine(influx: InfluxClient, fleet_data: FleetData) -> None:
+    """With several machines selected, each machine keeps its own daily hours (a sum over
+    the selection would show e.g. 9 running hours for two machines that ran 4 and 5)."""
+    board = _boards(fleet_data)["machine-detail.json"]
+    [query] = _target(board, "Hours per day by state")
+    picked = ("cnc-01", "pump-01")
+    variables = {
+        "site": Variable((fleet_data.site,)),
+        "line": Variable(tuple(sorted(set(fleet_data.lines.values())))),
+        "machine": Variable(picked),
+    }
+    from dashboards.check import DashboardQuery, run_query
+
+    outcome = run_query(
+        influx,
+        SchemaCatalog(influx),
+        DashboardQuery("machine-detail.json", "panel", query),
+        start=START,
+        end=END,
+        variables=variables,
+    )
+    assert outcome.error is None and not outcome.unknown_names
+    series = influx.query_series(outcome.expanded)
+    running = {s.tags.get("machine"): [r["running"] for r in s.rows()] for s in series}
+    # The six hours lie in one UTC day: one bar per machine.
+    assert running == {m: [pytest.approx(fleet_data.running_s[m] / 3600)] for m in picked}
