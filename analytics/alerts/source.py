@@ -3,7 +3,8 @@
 Step observations are computed by InfluxDB itself (``GROUP BY time(step)``): the mean
 of each rule value and the last state per step, and which steps had any telemetry.
 Presence comes from ``machine_status`` (the retained status and the agent's will).
-Service-interval inputs come from maintenance records and the machine's running time.
+Service-interval inputs come from maintenance records and the machine's running time
+(counted by the usage engine, as billing counts it: ``run_hours``).
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from typing import Any
 
 from analytics.alerts.maintenance import maintenance_records
 from analytics.alerts.rules import NoDataRule, RuleSet, ServiceIntervalRule
-from analytics.alerts.run_hours import DEFAULT_MAX_GAP, run_seconds, running_intervals
+from analytics.alerts.run_hours import run_seconds, running_intervals
 from analytics.alerts.window import DataWindow, MachineData, RunningTime, ServiceData
+from analytics.usage import DEFAULT_MAX_GAP
 from contract import MachineRef, from_epoch_ms, to_epoch_ms
 from store import InfluxClient, Series, quote_ident, quote_string, time_literal
 from store.schema import (
