@@ -13,7 +13,7 @@ from dashboards.panels import (
     table_panel,
 )
 from dashboards.signals import STATE_COLORS
-from dashboards.variables import machine_variables, machine_where
+from dashboards.variables import UNTIL_RANGE_END, machine_variables, machine_where
 from store.influxql import quote_ident, quote_string
 from store.schema import (
     ALERTS,
@@ -84,10 +84,12 @@ def _active_alerts() -> InfluxQL:
         quote_ident(t) for t in (TAG_SITE, TAG_LINE, TAG_MACHINE, TAG_RULE, TAG_SEVERITY)
     )
     # The newest firing/resolved transition per (machine, rule); active unless resolved.
-    # Acknowledgements are skipped: an ack of a resolved alert must not revive it.
+    # Acknowledgements are skipped: an ack of a resolved alert must not revive it. No
+    # start time: an alert raised before the range and not resolved is still active.
+    where = machine_where(f"{status} <> {quote_string(ACKED)}", time=UNTIL_RANGE_END)
     latest = (
         f"SELECT last({status}) AS {status}, {value}, {alert_id} FROM {quote_ident(ALERTS)} "
-        f"{machine_where(f'{status} <> {quote_string(ACKED)}')} GROUP BY {tags}"
+        f"{where} GROUP BY {tags}"
     )
     return InfluxQL(
         f"SELECT {tags}, {status}, {value}, {alert_id} FROM ({latest}) "
@@ -142,8 +144,8 @@ def dashboard() -> builder.Dashboard:
         "Active alerts",
         "none",
         _active_alerts(),
-        description="Alerts not resolved yet, acknowledged or not; `since` is the time of "
-        "their newest transition.",
+        description="Alerts not resolved by the end of the time range, acknowledged or not, "
+        "however long ago they were raised; `since` is the time of their newest transition.",
         height=7,
     )
     timeline = (

@@ -17,6 +17,9 @@ from store.schema import TAG_LINE, TAG_MACHINE, TAG_SITE, TELEMETRY
 
 # Grafana's InfluxDB time-range condition; expanded to `time >= …ms and time <= …ms`.
 TIME_FILTER = "$timeFilter"
+# Up to the range's end with no start: for state that lasts until something ends it
+# (an alert raised days before the range is still active). `${__to}` is epoch ms.
+UNTIL_RANGE_END = "time <= ${__to}ms"
 
 
 def tag_match(tag: str, variable: str | None = None) -> str:
@@ -24,12 +27,15 @@ def tag_match(tag: str, variable: str | None = None) -> str:
     return f"{quote_ident(tag)} =~ /^${variable or tag}$/"
 
 
-def machine_where(*extra: str, site: bool = True, line: bool = True) -> str:
-    """``WHERE`` over the machine variables, the time range and ``extra`` conditions."""
+def machine_where(
+    *extra: str, site: bool = True, line: bool = True, time: str = TIME_FILTER
+) -> str:
+    """``WHERE`` over the machine variables, ``extra`` conditions and ``time`` (the
+    dashboard's range by default)."""
     parts = [tag_match(TAG_SITE)] if site else []
     if line:
         parts.append(tag_match(TAG_LINE))
-    parts += [tag_match(TAG_MACHINE), *extra, TIME_FILTER]
+    parts += [tag_match(TAG_MACHINE), *extra, time]
     return "WHERE " + " AND ".join(parts)
 
 

@@ -415,3 +415,37 @@ def test_detail_hours_per_day_are_per_machine(influx: InfluxClient, fleet_data: 
     running = {s.tags.get("machine"): [r["running"] for r in s.rows()] for s in series}
     # The six hours lie in one UTC day: one bar per machine.
     assert running == {m: [pytest.approx(fleet_data.running_s[m] / 3600)] for m in picked}
+
+
+def test_active_alerts_include_ones_raised_before_the_range(
+    influx: InfluxClient, fleet_data: FleetData
+) -> None:
+    """An alert still firing is active however long ago it fired; one resolved before the
+    range is not."""
+    third, fourth = fleet_data.machines[2], fleet_data.machines[3]
+    old = []
+    for machine, transitions in (
+        (third, [("firing", -2 * 24 * 60, 5.1), ("acked", -24 * 60, 5.0)]),
+        (fourth, [("firing", -3 * 24 * 60, 4.9), ("resolved", -3 * 24 * 60 + 30, 4.0)]),
+    ):
+        tags = {
+            TAG_SITE: fleet_data.site,
+            TAG_LINE: fleet_data.lines[machine],
+            TAG_MACHINE: machine,
+            TAG_RULE: "vibration-critical",
+            TAG_SEVERITY: "critical",
+        }
+        for status_name, minute, value in transitions:
+            ts = int((START + timedelta(minutes=minute)).timestamp() * 1000)
+            fields: dict[str, float | str] = {
+                FIELD_ALERT_ID: f"vibration-critical/{machine}",
+                FIELD_STATUS: status_name,
+                FIELD_VALUE: value,
+            }
+            old.append(Point(ALERTS, tags, fields, ts))
+    influx.write(old)
+    board = _boards(fleet_data)["fleet-overview.json"]
+    rows = _run(influx, _target(board, "Active alerts")[0])
+    assert sorted((r["machine"], r["status"], r["value"]) for r in rows) == sorted(
+        [(fleet_data.active_alert, "firing", 4.6), (third, "firing", 5.1)]
+    )
