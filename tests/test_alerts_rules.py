@@ -87,6 +87,33 @@ def test_durations() -> None:
             {"kind": "threshold", "value": "v", "above": 1, "kinds": ["robot"]},
             "rule[0].kinds: unknown machine kind 'robot'",
         ),
+        # A limit that is not a number never fires: refused, not silently accepted.
+        (
+            {"kind": "threshold", "value": "v", "above": float("nan")},
+            "rule[0] 'r1' (threshold): above: Input should be a finite number",
+        ),
+        (
+            {"kind": "anomaly", "value": "v", "sigma": float("inf")},
+            "rule[0] 'r1' (anomaly): sigma: Input should be a finite number",
+        ),
+        # A zero half-life divides by zero in every evaluation cycle: refused up front.
+        (
+            {"kind": "anomaly", "value": "v", "window": "0s"},
+            "rule[0] 'r1' (anomaly): window: must be longer than 0s",
+        ),
+        # Durations too long for a timedelta crashed with OverflowError (no field named).
+        (
+            {"kind": "threshold", "value": "v", "above": 4.5, "for": 1e30},
+            "rule[0] 'r1' (threshold): for: 1e+30 is too long",
+        ),
+        (
+            {"kind": "threshold", "value": "v", "above": 4.5, "for": float("inf")},
+            "rule[0] 'r1' (threshold): for: inf is not a finite duration",
+        ),
+        (
+            {"kind": "no_data", "silent_for": "999999999999d"},
+            "rule[0] 'r1' (no_data): silent_for: '999999999999d' is too long",
+        ),
     ],
 )
 def test_malformed_rule_names_the_field(rule: dict[str, object], expected: str) -> None:
@@ -99,6 +126,8 @@ def test_malformed_rule_names_the_field(rule: dict[str, object], expected: str) 
 def test_file_level_errors(tmp_path: Path) -> None:
     with pytest.raises(RulesError, match=r"step: .*whole seconds"):
         parse_rules({"step": "1500ms"})
+    with pytest.raises(RulesError, match=r"step: 1e\+30 is too long"):
+        parse_rules({"step": 1e30})
     with pytest.raises(RulesError, match="duplicate rule id 'a'"):
         parse_rules({"rule": [{"id": "a", "kind": "no_data"}, {"id": "a", "kind": "no_data"}]})
     with pytest.raises(

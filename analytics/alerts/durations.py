@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -26,24 +28,35 @@ def parse_duration(value: Any) -> timedelta:
     if isinstance(value, bool):
         raise ValueError("must be a duration such as '90s', '10m', '2h' or '7d'")
     if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError(f"{value} is not a finite duration")
         if value < 0:
             raise ValueError(f"negative duration: {value}")
-        return timedelta(seconds=value)
+        return _bounded(value, lambda: timedelta(seconds=value))
     if not isinstance(value, str):
         raise ValueError("must be a duration such as '90s', '10m', '2h' or '7d'")
     text = value.strip().replace(" ", "")
-    pos, total = 0, timedelta(0)
+    parts: list[tuple[float, timedelta]] = []
+    pos = 0
     for match in _PART.finditer(text):
         if match.start() != pos:
             break
-        total += float(match.group(1)) * _UNITS[match.group(2)]
+        parts.append((float(match.group(1)), _UNITS[match.group(2)]))
         pos = match.end()
     if not text or pos != len(text):
         raise ValueError(
             f"{value!r} is not a duration: use a number and a unit (ms, s, m, h, d, w), "
             "e.g. '90s', '10m', '1h30m', '7d'"
         )
-    return total
+    return _bounded(repr(value), lambda: sum((n * unit for n, unit in parts), timedelta(0)))
+
+
+def _bounded(shown: object, make: Callable[[], timedelta]) -> timedelta:
+    """``make()``, or a ValueError naming the input when it exceeds what a timedelta holds."""
+    try:
+        return make()
+    except OverflowError:
+        raise ValueError(f"{shown} is too long (at most {timedelta.max.days} days)") from None
 
 
 def format_duration(value: timedelta) -> str:

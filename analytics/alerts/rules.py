@@ -22,7 +22,14 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from analytics.alerts.durations import Duration
 from contract import STATES, State
@@ -42,7 +49,10 @@ class RulesError(ValueError):
 class _Rule(BaseModel):
     """Keys every rule has."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # Non-finite limits (nan, inf) would never fire or never clear: refused.
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False
+    )
 
     id: str = Field(pattern=RULE_ID)
     severity: Severity = "warning"
@@ -109,6 +119,13 @@ class AnomalyRule(_Rule):
     for_: Duration = Field(default=timedelta(minutes=30), alias="for")
     clear_for: Duration = timedelta(0)
     states: list[State] | None = Field(default_factory=lambda: list(_RUNNING))
+
+    @field_validator("baseline", "window")
+    @classmethod
+    def _half_life(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be longer than 0s (it is a half-life)")
+        return value
 
     @model_validator(mode="after")
     def _bands(self) -> AnomalyRule:
