@@ -122,6 +122,17 @@ def test_services_images_and_health_checks(compose: dict[str, Any]) -> None:
     assert services["influxdb"]["image"].startswith("influxdb:1.8.")  # v1 API natively
 
 
+def test_the_fleet_waits_for_the_ingest(compose: dict[str, Any]) -> None:
+    """The broker queues messages only for a session that exists: on the first start,
+    telemetry published before the ingest first subscribed would be acknowledged to the
+    edge agents (deleted from their buffers) and dropped, so the fleet starts after it."""
+    services = compose["services"]
+    assert services["fleet"]["depends_on"]["ingest"] == {"condition": "service_healthy"}
+    assert services["fleet"]["depends_on"]["mosquitto"] == {"condition": "service_healthy"}
+    # A fixed client id: the persistent session (and its queue) survives ingest restarts.
+    assert _environment(services["ingest"])["RUNHOURS_INGEST__CLIENT_ID"]
+
+
 def test_mounted_files_exist_and_volumes_are_named(compose: dict[str, Any]) -> None:
     declared = set(compose["volumes"])
     used = set()
