@@ -44,6 +44,9 @@ def advance(
     if alert is None:
         if not verdict.trigger:
             return []
+        # A clearing timer belongs to one alert; one left by an alert an operator
+        # resolved must not shorten this alert's `clear_for`.
+        tracker.memory.pop(_CLEAR_SINCE, None)
         since = from_epoch_ms(t - step_ms)
         alert = Alert(
             id=alert_id(rule.id, ref.machine, since),
