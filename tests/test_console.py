@@ -160,3 +160,48 @@ def test_console_in_headless_chromium_lists_acks_and_resolves(
             assert store.get(vib.id).resolved_by == "jdoe"
         finally:
             browser.close()
+
+
+def test_api_refuses_bad_input_with_422_and_says_why(
+    console: tuple[str, AlertStore, list[Alert]], influx: InfluxClient
+) -> None:
+    url, store, (vib, _temp) = console
+    influx.write(
+        [
+            Point(
+                "telemetry",
+                {"site": "plant1", "line": "line-a", "machine": "comp-03"},
+                {"state": "running"},
+                1000,
+            )
+        ]
+    )
+    with httpx.Client(base_url=url) as http:
+        # A blank name is bad input (422), not a conflict with the alert's state (409).
+        blank = http.post(f"/api/alerts/{vib.id}/ack", json={"by": "   "})
+        assert blank.status_code == 422 and "by" in blank.text
+        assert http.post(f"/api/alerts/{vib.id}/resolve", json={"by": " "}).status_code == 422
+        assert not store.get(vib.id).acked and store.get(vib.id).state == "firing"
+        assert [h["event"] for h in store.history(vib.id)] == ["firing"]
+
+        # A record beyond what InfluxDB stores (or any time in the future) is refused.
+        future = http.post(
+            "/api/maintenance", json={"machine": "comp-03", "at": "9999-12-31T23:59:59Z"}
+        )
+        assert future.status_code == 422, future.text
+        assert future.json()["detail"].startswith("at: 9999-12-31T23:59:59Z is in the future")
+        assert influx.query_rows('SELECT "note" FROM maintenance') == []
+
+
+def test_api_says_when_influxdb_is_unreachable(settings: RunhoursSettings) -> None:
+    store = AlertStore.in_data_dir(settings.data_dir)
+    dead = InfluxClient(f"http://127.0.0.1:{free_port()}", "runhours", timeout=1.0)
+    server = ConsoleServer(store, dead, "127.0.0.1", free_port())
+    server.start()
+    try:
+        answer = httpx.post(f"{server.url}/api/maintenance", json={"machine": "comp-03"})
+    finally:
+        server.stop()
+        dead.close()
+    assert answer.status_code == 503, answer.text
+    assert answer.json()["detail"].startswith("InfluxDB: ")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from contract import MachineRef, from_epoch_ms, to_epoch_ms, validate_id
 from store import InfluxClient, Point, quote_ident, quote_string, time_literal
@@ -26,6 +26,7 @@ from store.schema import (
 )
 
 KIND = re.compile(r"[a-z][a-z0-9_]{0,63}")
+CLOCK_SKEW = timedelta(minutes=5)  # how far ahead of this host's clock a record may lie
 
 
 class MaintenanceError(ValueError):
@@ -80,9 +81,17 @@ def record_maintenance(
     validate_id(machine, "machine")
     if not KIND.fullmatch(kind):
         raise MaintenanceError(f"kind: {kind!r} must match [a-z][a-z0-9_]{{0,63}} (e.g. service)")
-    when = at or datetime.now(UTC)
+    now = datetime.now(UTC)
+    when = at or now
     if when.tzinfo is None:
         raise MaintenanceError(f"at: {when.isoformat()} has no time zone; add one, e.g. Z")
+    if when > now + CLOCK_SKEW:
+        # A record resets service counters from its time on: one in the future (a typo
+        # in the year) would silently reset them later, or not fit in InfluxDB at all.
+        shown = when.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        raise MaintenanceError(
+            f"at: {shown} is in the future; record work that was done (omit it for now)"
+        )
     if ref is None:
         ref = machine_ref(client, machine)
     if ref is None:

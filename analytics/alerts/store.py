@@ -393,6 +393,8 @@ class AlertStore:
         at: datetime | None = None,
     ) -> Alert:
         """Resolve a firing alert by hand; the condition must hold anew to raise another."""
+        if not by.strip():
+            raise AlertError("by: say who resolves (a name or initials)")
         when = at or _now()
         with self._write() as db:
             alert = self._row(db, alert_id)

@@ -10,31 +10,35 @@
 =====================================  ===============================================
 
 Errors answer ``{"detail": "what was wrong and how to fix it"}`` with 404 (unknown
-alert or machine), 409 (already acknowledged or resolved) or 422 (invalid body).
+alert or machine), 409 (already acknowledged or resolved), 422 (invalid body) or 503
+(InfluxDB unreachable).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 from importlib import resources
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Query
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 
 from analytics.alerts.maintenance import MaintenanceError, record_maintenance
 from analytics.alerts.store import AlertError, AlertNotFound, AlertStore
-from store import InfluxClient
+from store import InfluxClient, InfluxError
+
+# A name: surrounding blanks are dropped, and a blank name is bad input (422).
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 
 
 class AckBody(BaseModel):
-    by: str = Field(min_length=1, max_length=100, description="who acknowledges")
+    by: Name = Field(description="who acknowledges")
     note: str | None = Field(default=None, max_length=2000)
 
 
 class ResolveBody(BaseModel):
-    by: str = Field(default="operator", min_length=1, max_length=100)
+    by: Name = "operator"
     note: str | None = Field(default=None, max_length=2000)
 
 
@@ -120,6 +124,8 @@ def create_app(store: AlertStore, influx: InfluxClient | None = None) -> FastAPI
             raise HTTPException(404 if str(exc).startswith("machine") else 422, str(exc)) from None
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from None
+        except InfluxError as exc:
+            raise HTTPException(503, f"InfluxDB: {exc}; try again once it is back") from None
         return record.to_json()
 
     return app
