@@ -107,12 +107,22 @@ class AnalyticsService:
         self._retire_orphans()
 
     def _retire_orphans(self) -> None:
-        """Resolve alerts whose rule is no longer in the rules file (nothing would clear them)."""
+        """Resolve alerts whose rule is gone or no longer watches their machine.
+
+        Nothing would ever evaluate (and so clear) them: they would stay active, and
+        retained on MQTT, forever.
+        """
+        where = self.settings.rules_file
         for alert in self.store.alerts(active=True):
-            if self.rules.get(alert.rule) is None:
-                note = f"rule {alert.rule!r} is no longer in {self.settings.rules_file}"
-                self.store.resolve(alert.id, by="rules", note=note)
-                log.warning("resolved %s: %s", alert.id, note)
+            rule = self.rules.get(alert.rule)
+            if rule is None:
+                note = f"rule {alert.rule!r} is no longer in {where}"
+            elif not rule.selects(alert.machine, self.rules.kind_of(alert.machine)):
+                note = f"rule {alert.rule!r} no longer watches {alert.machine} in {where}"
+            else:
+                continue
+            self.store.resolve(alert.id, by="rules", note=note)
+            log.warning("resolved %s: %s", alert.id, note)
 
     @staticmethod
     def _take_lock(path: Path) -> IO[str]:

@@ -76,3 +76,34 @@ def test_after_a_manual_resolve_the_next_alert_still_waits_clear_for(
         ("firing", at(22)),
         ("resolved", at(27)),
     ]
+
+
+def test_alerts_of_a_machine_the_rule_no_longer_selects_are_resolved_at_start(
+    settings: RunhoursSettings, tmp_path: Path
+) -> None:
+    from analytics.alerts import Alert, AlertStore, Transition
+
+    # comp-01 had a `vib` alert; the rule now watches pumps only: nothing would ever clear
+    # it (the machine is not evaluated for that rule any more), so it stayed active forever.
+    old = Alert(
+        id="abcdef0123",
+        rule="vib",
+        rule_kind="threshold",
+        machine="comp-01",
+        site="plant1",
+        line="line-a",
+        severity="critical",
+        state="firing",
+        pending_since=T0,
+        started_at=T0,
+    )
+    store = AlertStore.in_data_dir(settings.data_dir)
+    store.record([Transition("firing", T0, old)])
+    rules = tmp_path / "rules.toml"
+    rules.write_text(RULES + 'machines = ["pump-*"]\n')
+    options = AnalyticsOptions(rules=rules, mqtt=False, influx=False, rollups=False)
+    service = AnalyticsService(AnalyticsSettings(**{**settings.model_dump(), "analytics": options}))
+    service.close()
+    final = store.get(old.id)
+    assert (final.state, final.resolved_by) == ("resolved", "rules")
+    assert store.history(old.id)[-1]["note"] == f"rule 'vib' no longer watches comp-01 in {rules}"
