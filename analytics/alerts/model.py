@@ -10,7 +10,7 @@ delivery channels (MQTT, InfluxDB, webhook) send.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
@@ -179,5 +179,4 @@ __all__ = [
     "alert_from_row",
     "alert_id",
     "alert_to_row",
-    "replace",
 ]

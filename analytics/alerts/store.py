@@ -354,7 +354,7 @@ class AlertStore:
         return transition
 
     def record(self, transitions: list[Transition]) -> None:
-        """Insert alerts and history as they are (a replay saved with ``--save``)."""
+        """Insert alerts and history as they are, without the evaluator (imports, tests)."""
         with self._write() as db:
             for transition in transitions:
                 if transition.kind == "firing":
