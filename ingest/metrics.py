@@ -81,6 +81,11 @@ class IngestMetrics:
             "Unix time of the last successful write",
             registry=r,
         )
+        self._subscribed = Gauge(
+            f"{PREFIX}_subscribed",
+            "1 while connected and subscribed (the health check waits for it)",
+            registry=r,
+        )
         self._lock = threading.Lock()
         self._stats = IngestStats()
         # Since the last ingest_stats point: sums for the interval's means.
@@ -134,6 +139,9 @@ class IngestMetrics:
         with self._lock:
             self._update(held=self._stats.held - count)
             self._depth.set(self._stats.held)
+
+    def subscribed(self, yes: bool) -> None:
+        self._subscribed.set(1 if yes else 0)
 
     def connected(self) -> None:
         with self._lock:

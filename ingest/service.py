@@ -257,6 +257,7 @@ class IngestService:
         with self._conn_lock:
             self._generation += 1
         self._ready.clear()
+        self.metrics.subscribed(False)
         if not self._closing.is_set():
             log.warning("disconnected from the broker (%s); reconnecting", reason_code)
 
@@ -275,6 +276,7 @@ class IngestService:
             log.error("broker refused the subscription: %s", ", ".join(refused))
             return
         self._ready.set()
+        self.metrics.subscribed(True)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         if self._closing.is_set():

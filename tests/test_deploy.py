@@ -131,6 +131,9 @@ def test_the_fleet_waits_for_the_ingest(compose: dict[str, Any]) -> None:
     assert services["fleet"]["depends_on"]["mosquitto"] == {"condition": "service_healthy"}
     # A fixed client id: the persistent session (and its queue) survives ingest restarts.
     assert _environment(services["ingest"])["RUNHOURS_INGEST__CLIENT_ID"]
+    # Healthy means subscribed (the gauge test_ingest checks the ingest exports), not
+    # merely that its metrics endpoint answers.
+    assert "runhours_ingest_subscribed 1.0" in " ".join(services["ingest"]["healthcheck"]["test"])
 
 
 def test_mounted_files_exist_and_volumes_are_named(compose: dict[str, Any]) -> None:

@@ -313,6 +313,7 @@ def test_valid_messages_land_exactly(
     assert 'runhours_ingest_messages_received_total{kind="status"} 2.0' in text
     assert "runhours_ingest_points_written_total 5.0" in text
     assert "runhours_ingest_queue_depth 0.0" in text
+    assert "runhours_ingest_subscribed 1.0" in text  # what the compose health check waits for
 
     def stats_written() -> bool:
         rows = influx.query_rows("SELECT last(points_written) FROM ingest_stats")
