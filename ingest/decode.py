@@ -7,9 +7,10 @@ the writer thread only joins bytes and talks to InfluxDB.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 
-from contract import ContractError, decode_status, decode_telemetry, parse_topic
+from contract import ContractError, MachineRef, decode_status, decode_telemetry, parse_topic
 from ingest.points import MachineHour, status_point, telemetry_points, touched_hours
 from store import encode_points
 
@@ -31,7 +32,12 @@ class Decoded:
         return self.error is None
 
 
-def decode_message(topic: str, payload: bytes, received_ms: int | None = None) -> Decoded:
+def decode_message(
+    topic: str,
+    payload: bytes,
+    received_ms: int | None = None,
+    status_floor: MutableMapping[MachineRef, int] | None = None,
+) -> Decoded:
     """Validate a telemetry or status message against the v1 contract and encode its points.
 
     Anything wrong — not the contract, names that collide, a value line protocol cannot
@@ -39,6 +45,9 @@ def decode_message(topic: str, payload: bytes, received_ms: int | None = None) -
     ``received_ms`` (wall clock) dates an ``online: false`` status no earlier than its
     arrival: the agent's will carries the time it was set at connect, not the time the
     agent died, and would otherwise sort before the agent's own ``online: true``.
+    ``status_floor`` (per machine, the time of the last status stored) keeps a machine's
+    status points in arrival order: after an ingest outage the queued will is dated at
+    its arrival, and the agent's newer ``online: true`` behind it must not sort before it.
     """
     try:
         if topic.endswith(STATUS_LEAF):
@@ -46,7 +55,11 @@ def decode_message(topic: str, payload: bytes, received_ms: int | None = None) -
             if not payload:
                 # An empty retained message clears a status: nothing to store.
                 return Decoded()
-            points = [status_point(ref, decode_status(payload), received_ms)]
+            point = status_point(ref, decode_status(payload), received_ms)
+            if status_floor is not None:
+                point = point._replace(ts_ms=max(point.ts_ms, status_floor.get(ref, -1) + 1))
+                status_floor[ref] = point.ts_ms
+            points = [point]
             return Decoded(encode_points(points), len(points))
         ref, message = decode_telemetry(topic, payload)
         points = telemetry_points(ref, message)

@@ -36,7 +36,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
-from contract import deadletter_topic
+from contract import MachineRef, deadletter_topic
 from ingest.config import IngestSettings
 from ingest.deadletter import deadletter_payload
 from ingest.decode import STATUS_LEAF, Decoded, decode_message
@@ -107,6 +107,8 @@ class IngestService:
         self._published: queue.SimpleQueue[tuple[int, bool]] = queue.SimpleQueue()
         self._conn_lock = threading.Lock()  # generation vs. acks (see module docstring)
         self._generation = 0
+        # Per machine, the time of the last status point stored (network thread only).
+        self._status_floor: dict[MachineRef, int] = {}
         self._subscribe_mid: int | None = None
         self._ready = threading.Event()
         self._closing = threading.Event()  # stop taking messages, flush, then exit
@@ -297,7 +299,7 @@ class IngestService:
             return
         topic, payload = message.topic, bytes(message.payload)
         # decode_message never raises; paho would end its network thread if it did.
-        decoded = decode_message(topic, payload, time.time_ns() // 1_000_000)
+        decoded = decode_message(topic, payload, time.time_ns() // 1_000_000, self._status_floor)
         self.metrics.received("status" if topic.endswith(STATUS_LEAF) else "telemetry")
         self._queue.put(
             Delivery(

@@ -685,3 +685,17 @@ def test_tls_settings_mean_what_they_mean_for_the_edge(
     )
     with IngestService(ingest_settings(base, site="+")) as ingest:
         assert ingest.wait_ready(5)
+
+
+def test_statuses_queued_during_an_ingest_outage_keep_their_order() -> None:
+    """The ingest was down while an agent died (its will) and came back (online): the
+    queued will is dated at its arrival, so the newer online behind it must sort after."""
+    topic = "runhours/v1/s/l/m/status"
+    floor: dict[MachineRef, int] = {}
+    arrival = 9_000
+    online_t1 = decode_message(topic, b'{"online": true, "ts": 1000}', arrival, floor)
+    will = decode_message(topic, b'{"online": false, "ts": 1000}', arrival, floor)
+    online_t2 = decode_message(topic, b'{"online": true, "ts": 5000}', arrival, floor)
+    times = [int(d.lines.rsplit(b" ", 1)[1]) for d in (online_t1, will, online_t2)]
+    assert times == [1000, 9000, 9001]  # the machine is online at the end, as it is
+    assert floor == {MachineRef("s", "l", "m"): 9001}
