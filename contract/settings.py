@@ -144,15 +144,25 @@ def describe_validation_error(error: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
-def read_toml(path: Path) -> dict[str, Any]:
-    """Read a TOML file, raising ``SettingsError`` that names the file on failure."""
+def read_toml(
+    path: Path,
+    error: type[ValueError] = SettingsError,
+    what: str = "file",
+    example: str | None = None,
+) -> dict[str, Any]:
+    """Read a TOML file; a missing or malformed file raises ``error`` naming the file.
+
+    Every runhours file format (settings, contracts, rules) is read through here, so
+    they all fail the same way: ``contracts.toml: not valid TOML: … (line 3, column 1)``.
+    """
     try:
         with path.open("rb") as fh:
             return tomllib.load(fh)
     except FileNotFoundError:
-        raise SettingsError(f"{path}: no such file") from None
+        hint = f" (see {example})" if example else ""
+        raise error(f"{path}: no such {what}{hint}") from None
     except tomllib.TOMLDecodeError as exc:
-        raise SettingsError(f"{path}: not valid TOML: {exc}") from None
+        raise error(f"{path}: not valid TOML: {exc}") from None
 
 
 def load_settings(cls: type[S], path: Path | None = None, **overrides: Any) -> S:

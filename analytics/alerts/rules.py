@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tomllib
 from datetime import timedelta
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -33,6 +32,7 @@ from pydantic import (
 
 from analytics.alerts.durations import Duration
 from contract import STATES, State
+from contract.settings import read_toml
 
 Severity = Literal["info", "warning", "critical"]
 SEVERITIES: tuple[Severity, ...] = ("info", "warning", "critical")
@@ -265,13 +265,7 @@ def parse_rules(data: dict[str, Any], source: str = "rules") -> RuleSet:
 
 def load_rules(path: Path) -> RuleSet:
     """Read and validate a rules file."""
-    try:
-        with Path(path).open("rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise RulesError(f"{path}: no such rules file (see examples/rules.toml)") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise RulesError(f"{path}: not valid TOML: {exc}") from None
+    data = read_toml(Path(path), RulesError, "rules file", "examples/rules.toml")
     return parse_rules(data, str(path))
 
 

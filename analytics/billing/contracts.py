@@ -8,7 +8,6 @@ examples/contracts.toml). Every error names the field, e.g.
 
 from __future__ import annotations
 
-import tomllib
 from datetime import date, datetime, time, tzinfo
 from decimal import Decimal
 from pathlib import Path
@@ -27,6 +26,7 @@ from pydantic import (
 
 from analytics.periods import PeriodKind, local_instant, local_midnight, zone
 from contract import State, validate_id
+from contract.settings import read_toml
 
 RoundingMode = Literal["half_up", "half_even", "up", "down"]
 Method = Literal["state", "counter"]
@@ -256,11 +256,5 @@ def parse_contracts(data: dict[str, Any], source: str = "contracts") -> list[Con
 
 def load_contracts(path: Path) -> list[Contract]:
     """Read and validate a contracts TOML file."""
-    try:
-        with Path(path).open("rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise ContractsError(f"{path}: no such file (see examples/contracts.toml)") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ContractsError(f"{path}: not valid TOML: {exc}") from None
+    data = read_toml(Path(path), ContractsError, "file", "examples/contracts.toml")
     return parse_contracts(data, str(path))
