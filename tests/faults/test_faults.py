@@ -174,6 +174,8 @@ def test_influxdb_down_60s_loses_nothing(
     finally:
         ingest.stop()
     assert (result.stored, result.duplicated, result.reported_lost) == (result.produced, 0, 0)
+    log = ingest.log.read_text()  # past hold_edges_after (30 s) the edges were asked to hold
+    assert "announcing this worker offline" in log and "announcing this worker online" in log
 
 
 def test_influxdb_slow_2s_per_request_loses_nothing(
