@@ -42,15 +42,16 @@ rate_per_hour = "18.00"
 id = "pump-01"
 """
 
-# cnc-01 runs 08:00-12:00 on 5 Oct, cnc-02 runs 08:00-09:30, pump-01 runs 06:00-07:00.
+# cnc-01 runs 08:00-12:00 on 5 Oct, cnc-02 runs 08:00-09:30, pump-01 runs 06:00-07:00:
+# each has two gaps in the month (before it ran and after), the true-up line their sum.
 EXPECTED_CSV = """\
-contract_id,customer,currency,period_start,period_end,line_id,kind,machine,metered_hours,billable_hours,rate,amount,coverage_pct,method
-PBH-001,Acme Metal Works,EUR,2026-10-01T00:00:00+02:00,2026-11-01T00:00:00+01:00,{u1},usage,cnc-01,4.0000,4.0,42.50,170.00,0.54,state
-PBH-001,Acme Metal Works,EUR,2026-10-01T00:00:00+02:00,2026-11-01T00:00:00+01:00,{u2},usage,cnc-02,1.5000,1.5,42.50,63.75,0.21,state
-PBH-001,Acme Metal Works,EUR,2026-10-01T00:00:00+02:00,2026-11-01T00:00:00+01:00,{t},true_up,,0.0000,4.5,42.50,191.25,0.38,minimum
-PBH-001,Acme Metal Works,EUR,2026-10-01T00:00:00+02:00,2026-11-01T00:00:00+01:00,,total,,5.5000,10.0,,425.00,,
-PBH-002,Nordwind Pumpen GmbH,EUR,2026-10-01T00:00:00+02:00,2026-11-01T00:00:00+01:00,{p},usage,pump-01,1.0000,1.0,18.00,18.00,0.14,state
-PBH-002,Nordwind Pumpen GmbH,EUR,2026-10-01T00:00:00+02:00,2026-11-01T00:00:00+01:00,,total,,1.0000,1.0,,18.00,,
+contract_id,customer,currency,period_start,period_end,line_id,kind,machine,metered_hours,billable_hours,rate,amount,coverage_pct,method,gaps,counter_anomalies
+PBH-001,Acme Metal Works,EUR,2026-10-01T00:00:00+02:00,2026-11-01T00:00:00+01:00,{u1},usage,cnc-01,4.0000,4.0,42.50,170.00,0.54,state,2,
+PBH-001,Acme Metal Works,EUR,2026-10-01T00:00:00+02:00,2026-11-01T00:00:00+01:00,{u2},usage,cnc-02,1.5000,1.5,42.50,63.75,0.21,state,2,
+PBH-001,Acme Metal Works,EUR,2026-10-01T00:00:00+02:00,2026-11-01T00:00:00+01:00,{t},true_up,,0.0000,4.5,42.50,191.25,0.38,minimum,4,
+PBH-001,Acme Metal Works,EUR,2026-10-01T00:00:00+02:00,2026-11-01T00:00:00+01:00,,total,,5.5000,10.0,,425.00,,,,
+PBH-002,Nordwind Pumpen GmbH,EUR,2026-10-01T00:00:00+02:00,2026-11-01T00:00:00+01:00,{p},usage,pump-01,1.0000,1.0,18.00,18.00,0.14,state,2,
+PBH-002,Nordwind Pumpen GmbH,EUR,2026-10-01T00:00:00+02:00,2026-11-01T00:00:00+01:00,,total,,1.0000,1.0,,18.00,,,,
 """
 
 
@@ -113,7 +114,7 @@ def test_json_export_has_the_documented_shape(setup: dict[str, Path], tmp_path: 
     ]  # fmt: skip
     assert list(first["lines"][0]) == [
         "id", "kind", "machine", "metered_hours", "billable_hours", "rate", "amount",
-        "coverage", "method",
+        "coverage", "method", "gaps", "counter_anomalies",
     ]  # fmt: skip
     assert first["total"] == "425.00"
     assert first["lines"][2] == {
@@ -126,6 +127,8 @@ def test_json_export_has_the_documented_shape(setup: dict[str, Path], tmp_path: 
         "amount": "191.25",
         "coverage": "0.38",
         "method": "minimum",
+        "gaps": 4,
+        "counter_anomalies": [],
     }
 
 

@@ -33,6 +33,8 @@ CSV_COLUMNS = (
     "amount",
     "coverage_pct",
     "method",
+    "gaps",
+    "counter_anomalies",
 )
 
 
@@ -43,7 +45,7 @@ def dec(value: Decimal) -> str:
     return format(value, "f")
 
 
-def _line_json(line: Line) -> dict[str, str]:
+def _line_json(line: Line) -> dict[str, Any]:
     return {
         "id": line.id,
         "kind": line.kind,
@@ -54,6 +56,8 @@ def _line_json(line: Line) -> dict[str, str]:
         "amount": dec(line.amount),
         "coverage": dec(line.coverage),
         "method": line.method,
+        "gaps": line.gaps,
+        "counter_anomalies": list(line.counter_anomalies),
     }
 
 
@@ -103,13 +107,15 @@ def to_csv(statements: Sequence[Statement]) -> bytes:
                     row["amount"],
                     row["coverage"],
                     row["method"],
+                    line.gaps,
+                    "; ".join(line.counter_anomalies),
                 ]
             )
         usage = [line for line in s.lines if line.kind != "true_up"]
         metered = sum((line.metered_hours for line in usage), Decimal(0).scaleb(-METERED_PLACES))
         billable = sum((line.billable_hours for line in s.lines), Decimal(0))
         writer.writerow(
-            [*head, "", "total", "", dec(metered), dec(billable), "", dec(s.total), "", ""]
+            [*head, "", "total", "", dec(metered), dec(billable), "", dec(s.total), "", "", "", ""]
         )
     return out.getvalue().encode()
 
