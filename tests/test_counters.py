@@ -7,6 +7,7 @@ coarser buckets, equal a direct computation over those buckets.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -32,15 +33,15 @@ KEY = MachineKey("plant1", "comp-02")
 
 
 def billed(
-    ts_s: list[float], values_s: list[float], rules: CounterRules = CounterRules()
+    ts_s: Sequence[float], values_s: Sequence[float], rules: CounterRules = CounterRules()
 ) -> list[int]:
     ts = np.rint(np.asarray(ts_s) * S).astype(np.int64)
     values = np.rint(np.asarray(values_s) * S).astype(np.int64)
-    return judge_readings(ts, values, None, rules).billed_ms.tolist()
+    return [int(v) for v in judge_readings(ts, values, None, rules).billed_ms]
 
 
 def kinds(
-    ts_s: list[float], values_s: list[float], rules: CounterRules = CounterRules()
+    ts_s: Sequence[float], values_s: Sequence[float], rules: CounterRules = CounterRules()
 ) -> list[str]:
     ts = np.rint(np.asarray(ts_s) * S).astype(np.int64)
     values = np.rint(np.asarray(values_s) * S).astype(np.int64)
