@@ -114,9 +114,7 @@ def sites_of(client: InfluxClient, machines: Sequence[str]) -> dict[str, list[st
     return out
 
 
-def resolve_machines(
-    client: InfluxClient, refs: Iterable[Ref]
-) -> dict[Ref, MachineKey]:
+def resolve_machines(client: InfluxClient, refs: Iterable[Ref]) -> dict[Ref, MachineKey]:
     """Each name as a key: ``site/machine`` as written, a bare id at the one site that has it.
 
     A bare id without telemetry anywhere gets an empty site (it has no data yet); one

@@ -624,7 +624,7 @@ def read_rollups(
     keys = sorted(set(refs.values()))
     found = {k: UsageSeries.empty(k, edges) for k in keys}
     ids = sorted({k.machine for k in keys if k.site})
-    stale: set[str] = set()
+    stale: dict[str, list[int]] = {}  # id -> hours written by an older version
     for chunk in range(0, len(ids), 50):
         group = ids[chunk : chunk + 50]
         for series in client.query_series(
@@ -638,14 +638,18 @@ def read_rollups(
                 if FIELD_ROLLUP_VERSION in series.columns
                 else None
             )
-            if any(
-                version is None or (row[version] or 0) < ROLLUP_VERSION for row in series.values
-            ):
-                stale.add(key.machine)
+            old = [
+                int(row[0])
+                for row in series.values
+                if version is None or (row[version] or 0) < ROLLUP_VERSION
+            ]
+            if old:
+                stale.setdefault(key.machine, []).extend(old)
             elif key in found and series.values:
                 found[key] = series_from_rollup_rows(key, series.columns, series.values, edges)
     if stale:
-        raise StaleRollupsError(sorted(stale), int(edges[0]), int(edges[-1]))
+        hours = [h for found_hours in stale.values() for h in found_hours]
+        raise StaleRollupsError(sorted(stale), min(hours), max(hours) + HOUR_MS)
     return {ref: found[key] for ref, key in refs.items()}
 
 

@@ -26,8 +26,14 @@ from analytics.billing import (
     load_contracts,
 )
 from analytics.billing.formats import dec
+from analytics.machines import MachineError
 from analytics.periods import PeriodError, parse_instant, zone
-from analytics.rollups import default_state_file, rebuild_rollups, refresh_rollups
+from analytics.rollups import (
+    StaleRollupsError,
+    default_state_file,
+    rebuild_rollups,
+    refresh_rollups,
+)
 from contract.settings import RunhoursSettings
 from runhours.commands._common import ConfigOption, console, err_console, fail, load
 from store import InfluxClient, InfluxError
@@ -197,7 +203,7 @@ def export(
                 from_raw=from_raw,
                 deliver=deliver,
             )
-    except (BillingError, PeriodError, LedgerError, InfluxError, OSError) as exc:
+    except (BillingError, PeriodError, LedgerError, InfluxError, StaleRollupsError, OSError) as exc:
         for path in delivered:
             path.unlink(missing_ok=True)
         fail(str(exc))
@@ -231,14 +237,19 @@ def rebuild(
     end: Annotated[str, typer.Option("--to", help="End (exclusive), written like --from.")],
     machine: Annotated[
         list[str] | None,
-        typer.Option("--machine", "-m", help="Only this machine (repeat); default: all."),
+        typer.Option(
+            "--machine",
+            "-m",
+            help="Only this machine: site/machine or a bare id that exists at one site "
+            "(repeat); default: all.",
+        ),
     ] = None,
     tz: Annotated[str, typer.Option("--tz", help="IANA zone for dates without an offset.")] = "UTC",
     config: ConfigOption = None,
 ) -> None:
     """Recompute the hourly usage rollups of a range from raw samples.
 
-    The rollups follow the ingest's log of what it wrote by themselves; run this after writing telemetry some other way (a backfill, an import) or to repair a range.
+    The rollups follow the ingest's log of what it wrote by themselves; run this after writing telemetry some other way (a backfill, an import), to repair a range, or to migrate rollups written by an older runhours ahead of time (billing and `runhours usage` recompute those for the hours they read).
     """
     settings = load(RunhoursSettings, config)
     try:
@@ -251,14 +262,17 @@ def rebuild(
     try:
         with InfluxClient.from_settings(settings) as client:
             hours = rebuild_rollups(client, lo, hi, machine or None)
-    except InfluxError as exc:
+    except (InfluxError, MachineError) as exc:
         fail(str(exc))
     console.print(f"rebuilt {hours} machine-hours of usage rollups")
 
 
 @app.command()
 def check(contracts: ContractsOption) -> None:
-    """Validate a contracts file and show what it says (exit 2 naming each bad field)."""
+    """Validate a contracts file and show what it says (exit 2 naming each bad field).
+
+    Refused, among others: a machine under two contracts at the same time (both contracts and the overlap are named), numbers that are not exact decimals, unknown currencies.
+    """
     try:
         items = load_contracts(contracts)
     except ContractsError as exc:
@@ -280,14 +294,24 @@ def check(contracts: ContractsOption) -> None:
             rate += f"; ×{c.overuse_multiplier} above {c.allowance_hours} h per machine"
         if c.minimum_hours is not None:
             rate += f"; minimum {c.minimum_hours} h"
+            rate += " (prorated daily)" if c.proration == "daily" else ""
         machines = ", ".join(
             m.id + (f" (from {m.from_})" if m.from_ else "") + (f" (to {m.to})" if m.to else "")
             for m in c.machine
         )
+        term = (
+            ""
+            if c.from_ is None and c.to is None
+            else (f"  term: from {c.from_ or 'the beginning'} to {c.to or 'no end'}\n")
+        )
+        meter = f"reset below {c.counter_reset_below_seconds} s" + (
+            f", wraps at {c.counter_modulus_seconds} s" if c.counter_modulus_seconds else ""
+        )
         console.print(
             f"[bold]{c.id}[/]  {c.customer}  ({c.currency}, per {c.period} in {c.timezone})\n"
-            f"  meter: {c.method}, billable states {', '.join(c.billable_states)}; rounding "
-            f"{c.rounding_hours} h {c.rounding_mode}\n  rate: {rate}\n  machines: {machines}",
+            f"{term}  meter: {c.method}, billable states {', '.join(c.billable_states)}; "
+            f"rounding {c.rounding_hours} h {c.rounding_mode}; hour meter {meter}\n"
+            f"  rate: {rate}\n  machines: {machines}",
             highlight=False,
             soft_wrap=True,
         )
