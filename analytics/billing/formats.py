@@ -45,7 +45,8 @@ def dec(value: Decimal) -> str:
     return format(value, "f")
 
 
-def _line_json(line: Line) -> dict[str, Any]:
+def line_json(line: Line) -> dict[str, Any]:
+    """One line as the JSON object of the export (key order is part of the format)."""
     return {
         "id": line.id,
         "kind": line.kind,
@@ -69,7 +70,7 @@ def statement_json(statement: Statement) -> dict[str, Any]:
         "currency": statement.currency,
         "period_start": statement.period_start.isoformat(),
         "period_end": statement.period_end.isoformat(),
-        "lines": [_line_json(line) for line in statement.lines],
+        "lines": [line_json(line) for line in statement.lines],
         "total": dec(statement.total),
     }
 
@@ -94,7 +95,7 @@ def to_csv(statements: Sequence[Statement]) -> bytes:
             s.period_end.isoformat(),
         ]
         for line in s.lines:
-            row = _line_json(line)
+            row = line_json(line)
             writer.writerow(
                 [
                     *head,

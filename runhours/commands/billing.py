@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
@@ -25,9 +26,10 @@ from analytics.billing import (
     export_statements,
     load_contracts,
 )
+from analytics.billing.explain import explain_line, explanation_json
 from analytics.billing.formats import dec
 from analytics.machines import MachineError
-from analytics.periods import PeriodError, parse_instant, zone
+from analytics.periods import PeriodError, calendar_period, custom_period, parse_instant, zone
 from analytics.rollups import (
     StaleRollupsError,
     default_state_file,
@@ -36,6 +38,7 @@ from analytics.rollups import (
 )
 from contract.settings import RunhoursSettings
 from runhours.commands._common import ConfigOption, console, err_console, fail, load
+from runhours.commands._explain import render_explanation
 from store import InfluxClient, InfluxError
 
 app = typer.Typer(
@@ -226,6 +229,92 @@ def export(
                 highlight=False,
             )
     err_console.print(render_summary(result.statements, title=f"billing {period}"))
+
+
+class ExplainFormat(StrEnum):
+    table = "table"
+    json = "json"
+
+
+@app.command()
+def explain(
+    contract: Annotated[str, typer.Option("--contract", help="The contract id.")],
+    machine: Annotated[
+        str,
+        typer.Option(
+            "--machine",
+            "-m",
+            help="The machine as the contract names it (or its site/machine).",
+        ),
+    ],
+    contracts: ContractsOption,
+    period: Annotated[
+        str | None,
+        typer.Option(
+            "--period",
+            help="The statement's period, as for export (2026-10, 2026-Q4, 2026-W43).",
+        ),
+    ] = None,
+    start: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            help="Instead of --period: a range priced as one period, as the demo's summary "
+            "does (RFC 3339 or a date, local to the contract).",
+        ),
+    ] = None,
+    end: Annotated[str | None, typer.Option("--to", help="End of that range (exclusive).")] = None,
+    fmt: Annotated[
+        ExplainFormat,
+        typer.Option("--format", "-f", help="table (for people) or json (exact decimal strings)."),
+    ] = ExplainFormat.table,
+    from_raw: Annotated[
+        bool,
+        typer.Option("--from-raw", help="Price the statement from raw samples, not the rollups."),
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Show how one machine's lines of a statement arise, day by day, from raw data.
+
+    Per local day: seconds per state, unknown time with each gap's start and end, the hour meter against the state hours with every anomaly, and the raw samples read. Then the rounding, the bands (tier, allowance) with their rates, the true-up, and checks that the days add up exactly to the statement line (exit 1 if one does not: the rollups are stale, rebuild them).
+    """
+    settings = load(RunhoursSettings, config)
+    try:
+        chosen = next((c for c in load_contracts(contracts) if c.id == contract), None)
+    except ContractsError as exc:
+        fail(str(exc))
+    if chosen is None:
+        fail(f"--contract {contract}: not in {contracts}")
+    try:
+        if (period is None) == (start is None or end is None):
+            fail("give --period, or --from and --to")
+        if period is not None:
+            span = calendar_period(period, chosen.zone)
+            if span.kind != chosen.period:
+                fail(f"{chosen.id} bills per {chosen.period}, not per {span.kind} ({period})")
+        else:
+            assert start is not None and end is not None
+            span = custom_period(
+                parse_instant(start, chosen.zone), parse_instant(end, chosen.zone), chosen.zone
+            )
+        with InfluxClient.from_settings(settings) as client:
+            if not from_raw:
+                refresh_rollups(client, state_file=default_state_file(settings.data_dir))
+            explanation = explain_line(client, chosen, span, machine, from_raw=from_raw)
+    except (BillingError, PeriodError, InfluxError, StaleRollupsError) as exc:
+        fail(str(exc))
+    if fmt == ExplainFormat.json:
+        text = json.dumps(explanation_json(explanation), indent=2, ensure_ascii=False)
+        typer.echo(text)
+    else:
+        console.print(render_explanation(explanation), highlight=False, soft_wrap=True)
+    different = [c.figure for c in explanation.checks if not c.equal]
+    if different:
+        fail(
+            f"the raw samples and the statement differ in {', '.join(different)}: the rollups "
+            "are stale; run `runhours billing rebuild-rollups` for the period",
+            code=1,
+        )
 
 
 @app.command("rebuild-rollups")
