@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from analytics import rollups
 from analytics.billing import BillingError, build_statements, parse_contracts
-from analytics.rollups import ROLLUP_VERSION, fleet_usage, read_rollups, rebuild_rollups
+from analytics.rollups import fleet_usage, read_rollups, rebuild_rollups
 from contract.settings import RunhoursSettings
 from runhours.cli import app
 from store import InfluxClient, Point
@@ -122,7 +123,7 @@ def test_rollups_of_the_old_version_are_recomputed_when_read(two_sites: InfluxCl
     assert read_rollups(two_sites, ["plant2/cnc-01"], edges)["plant2/cnc-01"].state_ms.sum() == (
         5 * 3_600_000
     )
-    assert ROLLUP_VERSION == 2
+    assert rollups.ROLLUP_VERSION == 2
 
 
 def test_rebuild_rollups_takes_site_qualified_names(two_sites: InfluxClient) -> None:
