@@ -65,6 +65,7 @@ from ingest.sequence import Gap, Hole, SequenceTracker
 from ingest.writer import InfluxWriter, WriteAbandoned
 from store import InfluxClient, InfluxError, InfluxWriteRejected, Point, encode_points
 from store.influxql import quote_string
+from store.lineprotocol import ms_lines_as_ns
 from store.schema import (
     FIELD_BATCH_POINTS,
     FIELD_BROKER_DROPPED,
@@ -483,35 +484,40 @@ class IngestService:
         return batch
 
     def _handle(self, batch: list[Delivery]) -> None:
-        """Write, dead-letter, follow the sequences, write markers, then acknowledge."""
+        """Follow the sequences, write the points and the bookkeeping in one request (on a
+        400: isolate the bad messages, then the bookkeeping alone), store the dead letters,
+        then acknowledge."""
+        if not self._restored:
+            self._writer.call(self._restore_sequences, "reading where the sequences stand")
         refused = {id(d): d.decoded.error for d in batch if not d.decoded.valid}
         good = [d for d in batch if d.decoded.valid]
-        for delivery, reason in self._writer.write_isolating(good, _lines):
-            refused[id(delivery)] = f"InfluxDB rejected the points: {reason}"
-        points = sum(d.decoded.points for d in good if id(d) not in refused)
-        if points:
-            self.metrics.batch_written(points)
-        self._store_deadletters([d for d in batch if id(d) in refused], refused)
+        gap_points, moved = self._follow_sequences(batch)
         # Markers for every message we wrote, rejected ones included: InfluxDB 1.x
         # stored their good points too, and a needless recompute costs little.
         touched: Counter[MachineHour] = Counter()
         for delivery in good:
             touched.update(delivery.decoded.touched)
-        while not self._restored:  # InfluxDB just took a write: it answers queries too
-            if self._abandon.is_set():
-                raise WriteAbandoned("shutdown deadline reached before the sequences were read")
-            if not self._restore_sequences():
-                self.metrics.retried()
-                self._abandon.wait(self.options.retry_initial)
-        gap_points, moved = self._follow_sequences(batch)
-        if touched or gap_points or moved:
-            try:  # stamped when the write lands, so a long retry cannot hide markers
-                self._writer.write(
-                    lambda: self._bookkeeping(touched, gap_points, moved, time.time_ns()),
-                    precision="ns",
-                )
+
+        def bookkeeping() -> bytes:  # stamped when the write lands: a retry cannot hide it
+            return self._bookkeeping(touched, gap_points, moved, time.time_ns())
+
+        lines = b"\n".join(d.decoded.lines for d in good if d.decoded.lines)
+        try:
+            self._writer.write(
+                lambda: b"\n".join(part for part in (ms_lines_as_ns(lines), bookkeeping()) if part),
+                precision="ns",
+            )
+        except InfluxWriteRejected:
+            for delivery, reason in self._writer.write_isolating(good, _lines):
+                refused[id(delivery)] = f"InfluxDB rejected the points: {reason}"
+            try:
+                self._writer.write(bookkeeping, precision="ns")
             except InfluxWriteRejected as exc:
                 log.error("InfluxDB rejected the ingest bookkeeping points: %s", exc)
+        points = sum(d.decoded.points for d in good if id(d) not in refused)
+        if points:
+            self.metrics.batch_written(points)
+        self._store_deadletters([d for d in batch if id(d) in refused], refused)
         for delivery in batch:
             self._ack(delivery)
 
@@ -649,28 +655,25 @@ class IngestService:
         self._gaps_unlogged.clear()
         self._gap_log_at = now
 
-    def _restore_sequences(self) -> bool:
+    def _restore_sequences(self) -> None:
         """Resume each machine's sequence from InfluxDB (``ingest_sequence``, open
-        ``ingest_gaps``); False when InfluxDB cannot answer yet."""
+        ``ingest_gaps``); raises ``InfluxError`` while InfluxDB cannot answer (the writer's
+        ``call`` retries it)."""
         tracker = self._tracker
         assert tracker is not None
         site = self.options.site
         where = "" if site == "+" else f" WHERE {TAG_SITE} = {quote_string(site)}"
         also = "" if site == "+" else f" AND {TAG_SITE} = {quote_string(site)}"
-        try:
-            self._influx.ensure_database()
-            rows = self._influx.query_rows(
-                f'SELECT last("seq") AS seq, last("end_offset") AS end_offset '
-                f"FROM {INGEST_SEQUENCE}{where} GROUP BY site, line, machine"
-            )
-            gaps = self._influx.query_rows(
-                f"SELECT * FROM {INGEST_GAPS} WHERE time > now() - {GAP_RESTORE_DAYS}d{also} "
-                "GROUP BY site, line, machine",
-                epoch="ns",
-            )
-        except InfluxError as exc:
-            log.warning("cannot read where the sequences stand yet (%s); retrying", exc)
-            return False
+        self._influx.ensure_database()
+        rows = self._influx.query_rows(
+            f'SELECT last("seq") AS seq, last("end_offset") AS end_offset '
+            f"FROM {INGEST_SEQUENCE}{where} GROUP BY site, line, machine"
+        )
+        gaps = self._influx.query_rows(
+            f"SELECT * FROM {INGEST_GAPS} WHERE time > now() - {GAP_RESTORE_DAYS}d{also} "
+            "GROUP BY site, line, machine",
+            epoch="ns",
+        )
         for row in rows:
             end = int(row["end_offset"])
             ref = MachineRef(row["site"], row["line"], row["machine"])
@@ -690,7 +693,6 @@ class IngestService:
             reopened += 1
         log.info("following %d machines' sequences (%d open gaps)", len(tracker), reopened)
         self._restored = True
-        return True
 
     def _ack(self, delivery: Delivery) -> None:
         with self._conn_lock:

@@ -70,14 +70,24 @@ class InfluxWriter:
         """Write until InfluxDB took it; raise ``InfluxWriteRejected`` on a 400, or
         ``WriteAbandoned`` once ``abandon`` is set. A callable body is encoded afresh for
         each attempt (markers stamped with the wall time of the write that lands)."""
+
+        def attempt() -> None:
+            started = time.monotonic()
+            self.client.write_lines(body() if callable(body) else body, precision)
+            self._on_write(time.monotonic() - started)
+
+        self.call(attempt, "write")
+
+    def call(self, work: Callable[[], T], what: str = "request") -> T:
+        """Run ``work`` (one InfluxDB request) until it succeeds, with the retries, backoff
+        and outage reporting of ``write``; other errors (a 400) are raised at once."""
         attempt = 0
         failing_since: float | None = None
         while True:
             if self._abandon.is_set():
                 raise WriteAbandoned("shutdown deadline reached while InfluxDB was failing")
-            started = time.monotonic()
             try:
-                self.client.write_lines(body() if callable(body) else body, precision)
+                result = work()
             except InfluxUnavailable as exc:
                 problem = str(exc)
             except InfluxAuthError as exc:
@@ -87,21 +97,20 @@ class InfluxWriter:
                 problem = f"{exc}; creating the database"
                 self._ensure_database()
             else:
-                self._on_write(time.monotonic() - started)
                 if failing_since is not None:
                     log.warning(
-                        "InfluxDB writes work again after %.1f s", time.monotonic() - failing_since
+                        "InfluxDB works again after %.1f s", time.monotonic() - failing_since
                     )
                 if self.in_outage:
                     self.in_outage = False
                     self._on_outage(False)
-                return
+                return result
             delay = backoff_delay(attempt, self.retry_initial, self.retry_max, self._rng)
             if failing_since is None:
                 failing_since = time.monotonic()
             if attempt == 0 or attempt % 10 == 0:
                 log.warning(
-                    "write failed (%s); retrying in %.2f s, holding the acks", problem, delay
+                    "%s failed (%s); retrying in %.2f s, holding the acks", what, problem, delay
                 )
             attempt += 1
             self._on_retry()

@@ -1,10 +1,11 @@
 """Bad input, fuzzed: no input crashes the ingest's decoder; every message it accepts
 encodes to line protocol the real InfluxDB stores exactly, and every one it refuses says why
-before any of it is written.
+before any of it is written. The fast path and the general one agree byte for byte.
 
 Hypothesis generates the inputs; the example counts are fixed (``settings``) so a run says
 how many were tried: 3,000 arbitrary payloads, 1,500 structured near-misses and 300
-contract-valid messages written to InfluxDB and read back.
+contract-valid messages written to InfluxDB and read back, and 500 canonical messages with
+one thing changed, judged the same by the fast path and the general one.
 """
 
 from __future__ import annotations
@@ -80,6 +81,24 @@ def test_near_miss_messages_are_refused_with_a_reason_or_stored_whole(
 ) -> None:
     body = json.dumps({"machine": machine, "seq": seq, "samples": samples, **extra})
     _check(decode_message(TOPIC, body.encode()))
+    _same_both_ways(TOPIC, body.encode())
+
+
+def _same_both_ways(topic: str, payload: bytes) -> None:
+    """The fast path (ingest/fastpath.py) and the general one agree exactly."""
+    quick, general = decode_message(topic, payload), decode_message(topic, payload, fast=False)
+    assert quick.valid == general.valid, (quick.error, general.error, payload[:300])
+    assert (quick.lines, quick.points, quick.touched) == (
+        general.lines,
+        general.points,
+        general.touched,
+    )
+    assert (quick.ref, quick.seq, quick.offset, quick.samples) == (
+        general.ref,
+        general.seq,
+        general.offset,
+        general.samples,
+    )
 
 
 @pytest.mark.parametrize(
@@ -150,6 +169,7 @@ def test_every_valid_message_is_stored_exactly_by_the_real_influxdb(
     message = Telemetry(machine=machine, seq=0, samples=batch, counters=counters)
     topic = f"runhours/v1/plant1/{line}/{machine}/telemetry"
     decoded = decode_message(topic, encode_telemetry(message))
+    _same_both_ways(topic, encode_telemetry(message))
     _check(decoded)
     fields = set(counters) | {n for s in batch for n in s.values}
     if not decoded.valid:  # only names that would clash with the point's other parts
@@ -166,3 +186,64 @@ def test_every_valid_message_is_stored_exactly_by_the_real_influxdb(
         for name, value in sample.values.items():
             stored = rows[0][name]
             assert stored == float(value) or math.isclose(stored, float(value)), (name, value)
+
+
+MUTATIONS: list[tuple[str, Any]] = [
+    ("counters", None),
+    ("counters", {"run_seconds_total": True}),
+    ("counters", {"state": 1.0}),
+    ("counters", {"vibration_mm_s": 1.0}),  # clashes with a value of the last sample
+    ("counters", {"x": 10**400}),
+    ("historical", None),
+    ("historical", 1),
+    ("offset", None),
+    ("offset", -1),
+    ("offset", 1.0),
+    ("seq", True),
+    ("machine", "cnc-02"),
+    ("extra", 1),
+    ("samples", []),
+    ("sample.values", None),
+    ("sample.values", {}),
+    ("sample.values", {"Bad": 1.0}),
+    ("sample.values", {"x_c": float("nan")}),
+    ("sample.values", {"time": 1.0}),
+    ("sample.values", {"x_c": 10**400}),
+    ("sample.values", {"x_c": 2**60}),
+    ("sample.state", None),
+    ("sample.state", "spinning"),
+    ("sample.ts", "2026-03-02T08:00:00+01:00"),
+    ("sample.ts", "2026-03-02T08:00:00"),
+    ("sample.ts", -1),
+    ("sample.ts", MAX_TS_MS + 1),
+    ("sample.ts", 1.5),
+    ("sample.extra", 1),
+]
+
+
+@settings(max_examples=500, deadline=None)
+@given(data=st.data(), mutation=st.sampled_from(MUTATIONS), n=st.integers(1, 5))
+def test_one_mutation_from_valid_is_judged_the_same_by_both_ways(
+    data: st.DataObject, mutation: tuple[str, Any], n: int
+) -> None:
+    """A canonical message with one thing changed: the fast path either writes exactly what
+    the general one writes or leaves it to the general one, which says what is wrong."""
+    body: dict[str, Any] = {
+        "machine": "cnc-01",
+        "seq": 3,
+        "offset": 30,
+        "samples": [
+            {"ts": 1_772_409_600_000 + i, "state": "running", "values": {"vibration_mm_s": 1.5}}
+            for i in range(n)
+        ],
+        "counters": {"run_seconds_total": 3600.0},
+    }
+    where, value = mutation
+    index = data.draw(st.integers(0, n - 1))
+    if where.startswith("sample."):
+        body["samples"][index][where.removeprefix("sample.")] = value
+    else:
+        body[where] = value
+    payload = json.dumps(body).encode()  # NaN becomes the literal NaN, as a bad edge sends it
+    _check(decode_message(TOPIC, payload))
+    _same_both_ways(TOPIC, payload)
