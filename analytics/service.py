@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from analytics.alerts.delivery import (
     InfluxSender,
@@ -48,7 +48,7 @@ log = logging.getLogger("runhours.analytics")
 class AnalyticsOptions(BaseModel):
     """The ``[analytics]`` settings section (``RUNHOURS_ANALYTICS__FIELD`` in the environment)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     rules: Path | None = None  # rules file; default: examples/rules.toml of this checkout
     interval: float = Field(default=10.0, gt=0)  # seconds between evaluation cycles
@@ -57,7 +57,7 @@ class AnalyticsOptions(BaseModel):
     max_catch_up: Duration = timedelta(days=1)  # after a long stop, skip older data than this
     http_host: str = "127.0.0.1"
     http_port: int | None = None  # serve the HTTP API and the alert console on this port
-    webhook_url: str | None = None  # JSON POST per transition
+    webhook_url: SecretStr | None = None  # JSON POST per transition (may carry a token)
     webhook_timeout: float = Field(default=5.0, gt=0)
     mqtt: bool = True  # retained message per active alert
     influx: bool = True  # a point per transition in the `alerts` measurement
@@ -151,7 +151,8 @@ class AnalyticsService:
         if o.mqtt:
             senders.append(("mqtt", MqttSender(self.settings)))
         if o.webhook_url:
-            senders.append(("webhook", WebhookSender(o.webhook_url, o.webhook_timeout)))
+            url = o.webhook_url.get_secret_value()
+            senders.append(("webhook", WebhookSender(url, o.webhook_timeout)))
         for channel, sender in senders:
             self.workers.append(
                 OutboxWorker(

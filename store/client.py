@@ -58,6 +58,16 @@ class Series:
         return [dict(zip(self.columns, row, strict=True)) for row in self.values]
 
 
+class Secret(Protocol):
+    """A secret value that does not show itself (``pydantic.SecretStr`` fits)."""
+
+    def get_secret_value(self) -> str: ...
+
+
+def _reveal(secret: Secret | None) -> str | None:
+    return None if secret is None else secret.get_secret_value()
+
+
 class InfluxSettings(Protocol):
     """What a client needs from the shared settings (``contract.settings.RunhoursSettings``
     fits; ``store`` imports nothing of ours, so it names the fields instead)."""
@@ -69,9 +79,9 @@ class InfluxSettings(Protocol):
     @property
     def influx_user(self) -> str | None: ...
     @property
-    def influx_password(self) -> str | None: ...
+    def influx_password(self) -> Secret | None: ...
     @property
-    def influx_token(self) -> str | None: ...
+    def influx_token(self) -> Secret | None: ...
 
 
 _DROPPED = re.compile(r"dropped=(\d+)")
@@ -105,8 +115,8 @@ class InfluxClient:
             settings.influx_url,
             settings.influx_db,
             username=settings.influx_user,
-            password=settings.influx_password,
-            token=settings.influx_token,
+            password=_reveal(settings.influx_password),
+            token=_reveal(settings.influx_token),
             timeout=timeout,
         )
 
