@@ -12,7 +12,7 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from pydantic import SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -66,8 +66,9 @@ class MqttUrl:
         """The URL to show: ``mqtt://ingest:***@broker:1883`` (no password, ever)."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         user = ""
-        if self.username is not None:
-            user = f"{self.username}:{MASK}@" if self.password else f"{self.username}@"
+        if self.username is not None:  # quoted: a machine's user name holds slashes
+            name = quote(self.username, safe="")
+            user = f"{name}:{MASK}@" if self.password else f"{name}@"
         return f"{'mqtts' if self.tls else 'mqtt'}://{user}{host}:{self.port}"
 
     def __str__(self) -> str:

@@ -8,6 +8,7 @@ from runhours.commands import (
     alerts,
     analytics,
     billing,
+    credentials,
     dashboards,
     demo,
     edge,
@@ -29,6 +30,7 @@ app = typer.Typer(
 for name, module in [
     ("demo", demo),
     ("services", services),
+    ("credentials", credentials),
     ("simulate", simulate),
     ("edge", edge),
     ("ingest", ingest),

@@ -87,6 +87,14 @@ class InfluxSettings(Protocol):
 _DROPPED = re.compile(r"dropped=(\d+)")
 
 
+def _error_text(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200]
+    return str(body.get("error", body) if isinstance(body, dict) else body)[:200]
+
+
 class InfluxClient:
     """Synchronous client; safe to share between threads."""
 
@@ -104,6 +112,7 @@ class InfluxClient:
         self.url = url.rstrip("/")
         self.database = database
         self.gzip_writes = gzip_writes
+        self.username = username
         headers = {"Authorization": f"Token {token}"} if token else {}
         auth = httpx.BasicAuth(username, password or "") if username else None
         self._http = httpx.Client(base_url=self.url, headers=headers, auth=auth, timeout=timeout)
@@ -139,10 +148,16 @@ class InfluxClient:
             response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
             raise InfluxUnavailable(f"InfluxDB at {self.url} unreachable: {exc!r}") from exc
-        if response.status_code in (401, 403):
+        if response.status_code == 401:
             raise InfluxAuthError(
-                f"InfluxDB at {self.url} refused the credentials ({response.status_code}): "
+                f"InfluxDB at {self.url} refused the credentials (401): "
                 "set RUNHOURS_INFLUX_USER/_PASSWORD or RUNHOURS_INFLUX_TOKEN"
+            )
+        if response.status_code == 403:
+            who = f"user {self.username!r}" if self.username else "these credentials"
+            raise InfluxAuthError(
+                f"InfluxDB at {self.url}: {who} may not do this (403: "
+                f"{_error_text(response)}); an admin grants privileges (docs/security.md)"
             )
         if response.status_code == 429 or response.status_code >= 500:
             raise InfluxUnavailable(
