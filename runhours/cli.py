@@ -18,6 +18,7 @@ from runhours.commands import (
     services,
     simulate,
     usage,
+    users,
 )
 
 app = typer.Typer(
@@ -31,6 +32,7 @@ for name, module in [
     ("demo", demo),
     ("services", services),
     ("credentials", credentials),
+    ("users", users),
     ("simulate", simulate),
     ("edge", edge),
     ("ingest", ingest),

@@ -19,8 +19,8 @@ from typing import Literal
 from urllib.parse import quote
 
 from contract import ContractError, MachineRef, validate_id
-from runhours.security.files import new_secret, write_private
-from runhours.security.layout import SecurityDir, SecurityError, render_toml
+from runhours.security.files import new_secret, render_toml, write_private
+from runhours.security.layout import SecurityDir, SecurityError
 from runhours.security.mosquitto import reload_broker
 from runhours.security.tls import read_certificate
 

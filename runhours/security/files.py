@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from pathlib import Path
+from typing import Any
 
 PRIVATE = 0o600
 
@@ -41,3 +43,24 @@ def private_dir(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     path.chmod(0o700)
     return path
+
+
+def toml_value(value: Any) -> str:
+    """A TOML value for a string, path, number, bool or list of those."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return json.dumps(str(value), ensure_ascii=False)  # a TOML basic string
+
+
+def render_toml(header: str, values: dict[str, Any]) -> str:
+    """``values`` as TOML: plain keys first, then one table per dict value."""
+    lines = [f"# {line}" if line else "#" for line in header.splitlines()]
+    tables = {k: v for k, v in values.items() if isinstance(v, dict)}
+    lines += [f"{k} = {toml_value(v)}" for k, v in values.items() if k not in tables]
+    for name, table in tables.items():
+        lines += ["", f"[{name}]", *(f"{k} = {toml_value(v)}" for k, v in table.items())]
+    return "\n".join(lines) + "\n"

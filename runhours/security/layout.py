@@ -17,13 +17,12 @@ in it is created once and reused, so running either again changes nothing.
 
 from __future__ import annotations
 
-import json
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from runhours.security.files import new_secret, private_dir, write_private
+from runhours.security.files import new_secret, private_dir, render_toml, write_private
 from runhours.security.mosquitto import PasswordFile, check_password
 from runhours.security.tls import CertificateAuthority
 
@@ -75,27 +74,6 @@ class Meta:
     def broker_url(self, mtls: bool = False) -> str:
         host = f"[{self.broker_host}]" if ":" in self.broker_host else self.broker_host
         return f"mqtts://{host}:{self.mtls_port if mtls else self.broker_port}"
-
-
-def toml_value(value: Any) -> str:
-    """A TOML value for a string, path, number, bool or list of those."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    return json.dumps(str(value), ensure_ascii=False)  # a TOML basic string
-
-
-def render_toml(header: str, values: dict[str, Any]) -> str:
-    """``values`` as TOML: plain keys first, then one table per dict value."""
-    lines = [f"# {line}" if line else "#" for line in header.splitlines()]
-    tables = {k: v for k, v in values.items() if isinstance(v, dict)}
-    lines += [f"{k} = {toml_value(v)}" for k, v in values.items() if k not in tables]
-    for name, table in tables.items():
-        lines += ["", f"[{name}]", *(f"{k} = {toml_value(v)}" for k, v in table.items())]
-    return "\n".join(lines) + "\n"
 
 
 class SecurityDir:
@@ -198,6 +176,13 @@ class SecurityDir:
             if role.influx:
                 self.ensure_secret("influx", role.name)
         self.render_roles()
+        if not self.console_users.exists():
+            from runhours.security.users import add_user
+
+            add_user(
+                self.console_users, "admin", "operator", self.ensure_secret("console", "admin")
+            )
+            created.append(f"console operator admin (password: {self.secrets_file} [console])")
         return created
 
     def _server_names(self) -> list[str]:
