@@ -170,7 +170,10 @@ class RunhoursSettings(BaseSettings):
                 )
             return self
         if url.username is None:
-            raise ValueError("mqtt_password needs a user name in mqtt_url (mqtt://USER@host)")
+            raise ValueError(
+                f"mqtt_url {url.masked!r} has no user name for mqtt_password: write "
+                "mqtt://USER@host (RUNHOURS_MQTT_URL, if set, wins over the config file)"
+            )
         self.mqtt_url = replace(url, password=MASK).masked
         return self
 

@@ -340,18 +340,26 @@ class LocalServices:
     def mode_file(self) -> Path:
         return self.state_dir / "mode"
 
+    def running_mode(self) -> str | None:
+        """``"open"`` or ``"secure"`` if either service runs under this state directory."""
+        if all(s.pid() is None for s in self.services):
+            return None
+        return self.mode_file.read_text().strip() if self.mode_file.exists() else "open"
+
+    def check_mode(self) -> None:
+        """Refuse to mix modes: an open start beside a secure pair, or the reverse."""
+        mode, running = ("secure" if self.secure else "open"), self.running_mode()
+        if running not in (None, mode):
+            raise ServiceError(
+                f"the services under {self.state_dir} run {running}; stop them first "
+                f"(`runhours services down`){' or add --secure' if running == 'secure' else ''}"
+            )
+
     def up(self, timeout: float = 30.0, database: str = "runhours") -> list[str]:
         """Start both (if not running) and wait until they answer; returns what a secure
         start created (certificates, users), for the user."""
+        self.check_mode()
         mode = "secure" if self.secure else "open"
-        running = [s.name for s in self.services if s.pid() is not None]
-        current = self.mode_file.read_text().strip() if self.mode_file.exists() else "open"
-        if running and current != mode:
-            raise ServiceError(
-                f"{' and '.join(running)} already run{'s' if len(running) == 1 else ''} "
-                f"{current} under {self.state_dir}; stop "
-                f"{'them' if len(running) > 1 else 'it'} first (`runhours services down`)"
-            )
         created: list[str] = []
         if self.security is not None:
             meta = self.security.meta() if self.security.exists else Meta()

@@ -241,7 +241,17 @@ class InfluxClient:
         ]
 
     def ensure_database(self) -> None:
-        """Create the database if missing (idempotent in InfluxDB 1.x)."""
+        """Create the database if missing (idempotent in InfluxDB 1.x).
+
+        Looks first: a user without admin rights (with authentication on, every service
+        but the admin) may not create databases, but sees those it has rights on.
+        """
+        try:
+            shown = self.query_series("SHOW DATABASES", epoch=None)
+        except InfluxQueryError:
+            shown = []
+        if any([self.database] in series.values for series in shown):
+            return
         self.query(f"CREATE DATABASE {quote_ident(self.database)}", epoch=None)
 
     def count(self, measurement: str, field_name: str, where: str = "") -> dict[str, int]:

@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 from urllib.parse import quote
 
 from contract import ContractError, MachineRef, validate_id
+from contract.settings import load_settings
+from edge.config import EdgeSettings
+from edge.mqtt import Broker
 from runhours.security.files import new_secret, render_toml, write_private
 from runhours.security.layout import SecurityDir, SecurityError
 from runhours.security.mosquitto import reload_broker
@@ -198,3 +201,26 @@ class Machines:
             return "the broker reloaded its password file, ACL and CRL"
         hint = meta.reload_hint or "send the broker SIGHUP (it re-reads its password file and CRL)"
         return f"the change takes effect when the broker reloads: {hint}"
+
+
+def edge_dir_of(path: Path) -> Path:
+    """The folder of machine settings files: ``path`` itself or its ``edge/``."""
+    return path / "edge" if (path / "edge").is_dir() else path
+
+
+def machine_broker(edge_dir: Path, ref: MachineRef, base: Broker) -> Broker:
+    """``base`` (the broker's address and CA as this process reaches it) with the identity
+    in ``ref``'s settings file under ``edge_dir``: its password, or its client certificate
+    (found beside the file when the recorded path is another host's) and mTLS port."""
+    path = edge_dir / ref.site / ref.line / f"{ref.machine}.toml"
+    if not path.exists():
+        raise SecurityError(
+            f"{user_name(ref)}: no credentials in {edge_dir} (runhours credentials add "
+            f"--machine {user_name(ref)})"
+        )
+    own = load_settings(EdgeSettings, path).broker
+    if own.cert_file is None:
+        return replace(base, username=own.username, password=own.password)
+    key = own.key_file or path.with_suffix(".key")
+    cert, key = ((p if p.exists() else path.with_name(p.name)) for p in (own.cert_file, key))
+    return replace(base, port=own.port, username=None, password=None, cert_file=cert, key_file=key)

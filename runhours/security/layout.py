@@ -53,7 +53,7 @@ ROLES: tuple[Role, ...] = (
     Role("grafana", False, "READ", "dashboards (and `runhours dashboards check`): read only"),
     Role("admin", False, "ADMIN", "creates the database and the users above; nothing else"),
 )
-ROLE_NAMES = tuple(role.name for role in ROLES)
+ROLES_BY_NAME = {role.name: role for role in ROLES}
 
 
 @dataclass
