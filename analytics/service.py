@@ -60,7 +60,7 @@ class AnalyticsOptions(BaseModel):
     max_catch_up: Duration = timedelta(days=1)  # after a long stop, skip older data than this
     http_host: str = "127.0.0.1"  # beyond loopback only with users_file (logins)
     http_port: int | None = None  # serve the HTTP API and the alert console on this port
-    # Console users (runhours users); default <data_dir>/security/console-users.toml if it
+    # Console users (runhours users); default <data_dir>/security/console/users.toml if it
     # exists. With it every route needs a login; without it, loopback only.
     users_file: Path | None = None
     tls_cert_file: Path | None = None  # serve the console over HTTPS with this certificate
@@ -88,7 +88,7 @@ class AnalyticsSettings(RunhoursSettings):
         """The console's users file: the configured one, else the security directory's."""
         if self.analytics.users_file is not None:
             return self.analytics.users_file
-        default = self.data_dir / "security" / "console-users.toml"
+        default = self.data_dir / "security" / "console" / "users.toml"
         return default if default.exists() else None
 
 

@@ -117,6 +117,78 @@ def _issue(
 
 
 @app.command()
+def init(
+    directory: Annotated[
+        Path,
+        typer.Option(
+            "--dir",
+            help="Where to create it (the Docker deployment's: ./secrets).",
+            file_okay=False,
+        ),
+    ],
+    compose: Annotated[
+        bool,
+        typer.Option(
+            "--compose",
+            help="For docker-compose.yml: compose service names, an env file of passwords per "
+            "container under <dir>/compose (mode 0600).",
+        ),
+    ] = False,
+    broker_name: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--broker-name",
+            help="A name or address edge devices use to reach the broker (repeatable); it goes "
+            "into the broker's certificate. The first one goes into machines' settings.",
+        ),
+    ] = None,
+    database: Annotated[str, typer.Option(help="The InfluxDB database.")] = "runhours",
+    fleet: Annotated[
+        int,
+        typer.Option(
+            min=0, help="Also give the first N machines of `runhours simulate` an identity."
+        ),
+    ] = 0,
+    site: Annotated[str, typer.Option(help="Site id of those simulated machines.")] = "plant1",
+) -> None:
+    """Create a security directory: a local CA, the broker's certificate, the services'
+    passwords and a console operator `admin`. Run again to complete or update it (e.g.
+    new --broker-name); what exists is kept.
+
+    `runhours services up --secure` does this by itself for the local services.
+    """
+    from datetime import UTC, datetime
+
+    from contract import MachineRef
+    from runhours.security.compose import init_compose
+    from runhours.security.layout import Meta
+    from simulators import fleet as simulated
+
+    security = SecurityDir(directory)
+    names = broker_name or []
+    try:
+        if compose:
+            specs = simulated(fleet, start=datetime(2026, 1, 1, tzinfo=UTC), site=site)
+            refs = [MachineRef(s.site, s.line, s.machine) for s in specs]
+            created = init_compose(security, public_names=names, database=database, fleet=refs)
+        else:
+            meta = security.meta() if security.exists else Meta(influx_db=database)
+            if names:
+                meta.broker_host = names[0]
+                meta.broker_names = list(dict.fromkeys([*meta.broker_names, *names]))
+            created = security.init(meta)
+    except (SecurityError, ValueError) as exc:
+        fail(str(exc))
+    for line in created:
+        console.print(f"created {line}", markup=False, highlight=False)
+    console.print(
+        f"{security.root}: passwords in {security.secrets_file.name} (mode 0600); machines: "
+        f"runhours credentials add --dir {directory} --machine SITE/LINE/MACHINE",
+        highlight=False,
+    )
+
+
+@app.command()
 def add(
     machine: MachineOption,
     cert: CertOption = None,

@@ -79,7 +79,7 @@ def demo(
     try:
         if secure:
             for line in services.up(timeout=60):
-                console.print(f"created {line}", highlight=False)
+                console.print(f"created {line}", markup=False, highlight=False)
             connections = Connections.secure(
                 settings, services, demo_fleet(settings, begin, machines, seed)
             )

@@ -73,7 +73,7 @@ def up(
     except (ServiceError, SecurityError) as exc:
         fail(str(exc))
     for line in created:
-        console.print(f"created {line}", highlight=False)
+        console.print(f"created {line}", markup=False, highlight=False)
     if pair.security is None:
         console.print(f"mosquitto  {pair.mqtt_url}\ninfluxdb   {pair.influx_url}")
         console.print(f"data, logs and pid files under {pair.state_dir}")
@@ -97,7 +97,9 @@ def up(
     console.print(table)
     console.print(
         "machines: runhours credentials add --machine SITE/LINE/MACHINE; console users: "
-        f"runhours users add NAME --role operator (see {security.secrets_file} [console])",
+        f"runhours users add NAME --role operator (operator admin: password in "
+        f"{security.secrets_file} [console])",
+        markup=False,
         highlight=False,
     )
 

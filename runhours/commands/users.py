@@ -14,7 +14,7 @@ from runhours.commands._common import ConfigOption, console, err_console, fail, 
 app = typer.Typer(
     help="Alert console users: viewers read, operators also acknowledge, resolve and record "
     "maintenance. Kept hashed (argon2id) in the users file, by default "
-    "<data_dir>/security/console-users.toml ([analytics] users_file); a running console "
+    "<data_dir>/security/console/users.toml ([analytics] users_file); a running console "
     "picks changes up at once. See docs/security.md.",
     no_args_is_help=True,
 )
@@ -24,7 +24,7 @@ FileOption = Annotated[
     typer.Option(
         "--file",
         help="Users file (default: [analytics] users_file, else "
-        "<data_dir>/security/console-users.toml).",
+        "<data_dir>/security/console/users.toml).",
         dir_okay=False,
     ),
 ]
@@ -43,7 +43,7 @@ def _path(config: Path | None, given: Path | None) -> Path:
     from analytics.service import AnalyticsSettings
 
     settings = load(AnalyticsSettings, config)
-    return settings.users_file or settings.data_dir / "security" / "console-users.toml"
+    return settings.users_file or settings.data_dir / "security" / "console" / "users.toml"
 
 
 def _password(stdin: bool) -> str:

@@ -153,7 +153,8 @@ class Machines:
             values["mqtt_ca_file"] = ca_path or meta.ca_file
         else:
             cert, key = self.cert_files(ref)
-            self.security.ca.issue(user_name(ref), cert, key, client=True)
+            mode = self.security.shared_mode
+            self.security.ca.issue(user_name(ref), cert, key, client=True, key_mode=mode)
             values["mqtt_url"] = meta.broker_url(mtls=True)
             values["mqtt_ca_file"] = ca_path or meta.ca_file
             values["mqtt_cert_file"] = str(cert)
@@ -165,7 +166,9 @@ class Machines:
             "Keep it secret (mode 0600): whoever holds it can publish this machine's telemetry.\n"
             "On the device: runhours edge --config <this file> (or merge it into its config)."
         )
-        path = write_private(self.settings_file(ref), render_toml(header, values))
+        path = write_private(
+            self.settings_file(ref), render_toml(header, values), mode=self.security.shared_mode
+        )
         return MachineCredentials(ref, kind, path, created)
 
     def revoke(self, ref: MachineRef) -> MachineCredentials:

@@ -16,12 +16,18 @@ def new_secret(nbytes: int = 24) -> str:
     return secrets.token_urlsafe(nbytes)
 
 
-def write_private(path: Path, data: str | bytes, mode: int = PRIVATE) -> Path:
-    """Write ``data`` to ``path`` with ``mode`` (default 0600) from the first byte on.
+def write_private(path: Path, data: str | bytes, mode: int | None = None) -> Path:
+    """Write ``data`` to ``path`` with ``mode`` from the first byte on: by default the
+    mode the file has (a rewrite keeps its permissions), else 0600.
 
     The file is written beside its target and renamed over it, so a reader sees the old
     or the new content, never half of it, and never with wider permissions.
     """
+    if mode is None:
+        try:
+            mode = path.stat().st_mode & 0o777
+        except FileNotFoundError:
+            mode = PRIVATE
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)

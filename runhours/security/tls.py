@@ -97,7 +97,7 @@ class CertificateAuthority:
             )
             .sign(key, hashes.SHA256())
         )
-        write_private(key_file, _pem_key(key))
+        write_private(key_file, _pem_key(key), mode=0o600)
         write_private(cert_file, cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
         return cls(cert_file, key_file)
 
@@ -116,6 +116,7 @@ class CertificateAuthority:
         *,
         server_names: list[str] | None = None,
         client: bool = False,
+        key_mode: int = 0o600,
     ) -> Issued:
         """A leaf certificate for a server (``server_names``: DNS names and IP addresses
         it answers on) or a client (``client``: CN = its broker user name)."""
@@ -162,7 +163,7 @@ class CertificateAuthority:
         if usages:
             builder = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
         cert = builder.sign(ca_key, hashes.SHA256())
-        write_private(key_file, _pem_key(key))
+        write_private(key_file, _pem_key(key), mode=key_mode)
         write_private(cert_file, cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
         return Issued(cert_file, key_file)
 

@@ -27,9 +27,9 @@ def _load(path: Path) -> dict[str, User]:
     return read_users(path) if path.exists() else {}
 
 
-def _save(path: Path, users: dict[str, User]) -> None:
+def _save(path: Path, users: dict[str, User], mode: int | None = None) -> None:
     lines = [
-        "# Alert console users (runhours users). Hashes only (argon2id); mode 0600.",
+        "# Alert console users (runhours users): hashes only (argon2id), never passwords.",
         "# role: viewer (read) or operator (also acknowledge, resolve, record maintenance).",
     ]
     for user in users.values():
@@ -39,7 +39,7 @@ def _save(path: Path, users: dict[str, User]) -> None:
         if user.tokens:
             lines.append(f"[users.{toml_value(user.name)}.tokens]")
             lines += [f"{k} = {toml_value(v)}" for k, v in user.tokens.items()]
-    write_private(path, "\n".join(lines) + "\n")
+    write_private(path, "\n".join(lines) + "\n", mode=mode)  # a rewrite keeps the mode
 
 
 def _check_password(password: str) -> None:
@@ -47,8 +47,11 @@ def _check_password(password: str) -> None:
         raise AuthError(f"password: at least {MIN_PASSWORD} characters, please")
 
 
-def add_user(path: Path, name: str, role: str, password: str | None) -> User:
-    """Add a user (with a password for the browser, or none: tokens only)."""
+def add_user(
+    path: Path, name: str, role: str, password: str | None, mode: int | None = None
+) -> User:
+    """Add a user (with a password for the browser, or none: tokens only). A new file
+    gets ``mode`` (default 0600)."""
     if not USER_NAME.fullmatch(name):
         raise AuthError(f"user name {name!r}: use [A-Za-z0-9_.@-], 1 to 64 characters")
     if role not in ROLES:
@@ -61,7 +64,7 @@ def add_user(path: Path, name: str, role: str, password: str | None) -> User:
     checked: Role = "operator" if role == "operator" else "viewer"
     user = User(name, checked, hash_secret(password) if password is not None else None)
     users[name] = user
-    _save(path, users)
+    _save(path, users, mode)
     return user
 
 
