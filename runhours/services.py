@@ -373,10 +373,15 @@ class LocalServices:
             created += self.security.init(meta)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.mode_file.write_text(f"{mode}\n")
+        already = self.mosquitto.pid() is not None
         for service in self.services:
             service.start(timeout)
         if self.security is not None:
             from runhours.security.influx import ensure_users
+            from runhours.security.mosquitto import reload_broker
+
+            if already:  # it may hold an older password file (a rotated service password)
+                reload_broker(self.mosquitto.pid_file)
 
             created += ensure_users(self.security, self.influx_url, self.security.meta().influx_db)
         return created

@@ -167,6 +167,12 @@ class RawClient:
         self.client.disconnect()
 
 
+def logs_in(port: int, user: str | None, password: str | None, ca: Path) -> bool:
+    client = RawClient(port, user=user, password=password, ca=ca).wait()
+    client.close()
+    return client.ok
+
+
 # MQTT 3.1.1 CONNECT: client id "probe", clean session, no user name.
 CONNECT = b"\x10\x11\x00\x04MQTT\x04\x02\x00\x3c\x00\x05probe"
 
@@ -346,10 +352,17 @@ def test_revoke_and_rotate_a_password(
     )
 
     fresh = machines.add(ref)
+    machines.reload()
     new = edge_settings(fresh, tmp_path).broker
+    assert wait_until(
+        lambda: RawClient(port, user=new.username, password=new.password, ca=ca).wait().ok, 10
+    )
+    online = RawClient(port, user=new.username, password=new.password, ca=ca).wait()
     rotated = edge_settings(machines.add(ref, replace=True), tmp_path).broker
     machines.reload()
     assert new.password != rotated.password
+    assert online.disconnected.wait(10)  # logged in with the old password: dropped
+    online.close()
     stale = RawClient(port, user=new.username, password=new.password, ca=ca).wait()
     current = RawClient(port, user=rotated.username, password=rotated.password, ca=ca).wait()
     stale.close()
