@@ -34,6 +34,12 @@ STATES: tuple[State, ...] = ("off", "idle", "running", "fault", "maintenance")
 
 VALUE_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# What InfluxDB can store (int64 nanoseconds, minus its two reserved values), in whole ms:
+# 1677-09-21T00:12:43.146Z … 2262-04-11T23:47:16.854Z. A sample outside is refused here,
+# before any of its message is written.
+MIN_TS_MS = -9_223_372_036_854
+MAX_TS_MS = 9_223_372_036_854
+MAX_SAMPLES = 100_000  # per message: a bound on what one message can make the ingest hold
 
 
 def from_epoch_ms(ms: int) -> datetime:
@@ -54,10 +60,7 @@ def _parse_ts(value: Any) -> datetime:
     if isinstance(value, int):
         if value < 0:
             raise ValueError(f"negative epoch milliseconds: {value}")
-        try:
-            return from_epoch_ms(value)
-        except OverflowError:  # not a ValueError: pydantic would not say which field
-            raise ValueError(f"epoch milliseconds out of range: {value}") from None
+        return _storable(value, value)
     if isinstance(value, datetime):
         ts = value
     elif isinstance(value, str):
@@ -70,9 +73,18 @@ def _parse_ts(value: Any) -> datetime:
     if ts.tzinfo is None or ts.utcoffset() is None:
         raise ValueError(f"naive timestamp (no zone): {value!r}")
     try:
-        return from_epoch_ms(to_epoch_ms(ts))
+        return _storable(to_epoch_ms(ts), value)
     except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before datetime.min in UTC
         raise ValueError(f"timestamp out of range: {value!r}") from None
+
+
+def _storable(ms: int, value: Any) -> datetime:
+    if not MIN_TS_MS <= ms <= MAX_TS_MS:
+        raise ValueError(
+            f"timestamp out of range: {value!r} (storable: 1677-09-21T00:12:43.146Z to "
+            "2262-04-11T23:47:16.854Z)"
+        )
+    return from_epoch_ms(ms)
 
 
 Timestamp = Annotated[datetime, BeforeValidator(_parse_ts)]
@@ -125,9 +137,13 @@ class Telemetry(BaseModel):
 
     machine: str
     seq: StrictInt = Field(ge=0)
-    samples: list[Sample] = Field(min_length=1)
+    samples: list[Sample] = Field(min_length=1, max_length=MAX_SAMPLES)
     counters: dict[str, Number] = Field(default_factory=dict)
     historical: StrictBool = False
+    # v1 addition: samples this agent put into messages before this one, so that
+    # offset[seq + 1] == offset[seq] + len(samples[seq]) and a lost message's samples
+    # are known exactly (the ingest's gap reports).
+    offset: StrictInt | None = Field(default=None, ge=0)
 
     @field_validator("machine")
     @classmethod
@@ -152,6 +168,38 @@ class Status(BaseModel):
     # Optional edge-buffer health (v1 additions): samples waiting, samples dropped so far.
     buffered: StrictInt | None = Field(default=None, ge=0)
     dropped_total: StrictInt | None = Field(default=None, ge=0)
+    # v1 additions: every telemetry message with a smaller seq, and the samples before this
+    # offset, were acknowledged by the broker (the ingest detects a lost tail with them).
+    delivered_seq: StrictInt | None = Field(default=None, ge=0)
+    delivered_offset: StrictInt | None = Field(default=None, ge=0)
+
+
+class IngestState(BaseModel):
+    """Retained state of one ingest worker on ``runhours/v1/ingest/{worker}/state``.
+
+    Published ``online: true`` once the worker's subscriptions are acknowledged; its MQTT
+    will, and a graceful stop, publish ``online: false`` with the same ``ts`` (the time the
+    connection was opened), as Sparkplug 3.0's primary host STATE does: a receiver keeps,
+    per worker, only the state with the newest ``ts`` (equal wins: offline after online).
+    ``site`` is the site the worker subscribes to, ``+`` for every site.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    online: StrictBool
+    ts: Timestamp
+    site: str = "+"
+
+    @field_validator("site")
+    @classmethod
+    def _site(cls, site: str) -> str:
+        if site != "+" and not ID_PATTERN.fullmatch(site):
+            raise ValueError(f"{site!r} is not '+' or a valid id")
+        return site
+
+    def serves(self, site: str) -> bool:
+        """Online and subscribed to ``site``'s telemetry."""
+        return self.online and self.site in ("+", site)
 
 
 def _describe(error: ValidationError) -> str:
@@ -223,6 +271,8 @@ def encode_telemetry(message: Telemetry) -> bytes:
         body["counters"] = message.counters
     if message.historical:
         body["historical"] = True
+    if message.offset is not None:
+        body["offset"] = message.offset
     return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
 
 
@@ -232,4 +282,21 @@ def encode_status(status: Status) -> bytes:
         body["buffered"] = status.buffered
     if status.dropped_total is not None:
         body["dropped_total"] = status.dropped_total
+    if status.delivered_seq is not None:
+        body["delivered_seq"] = status.delivered_seq
+    if status.delivered_offset is not None:
+        body["delivered_offset"] = status.delivered_offset
     return json.dumps(body, separators=(",", ":")).encode()
+
+
+def encode_ingest_state(state: IngestState) -> bytes:
+    body = {"online": state.online, "ts": to_epoch_ms(state.ts), "site": state.site}
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def decode_ingest_state(payload: bytes | str) -> IngestState:
+    data = _load_json(payload)
+    try:
+        return IngestState.model_validate(data)
+    except ValidationError as exc:
+        raise ContractError(_describe(exc)) from None

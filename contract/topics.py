@@ -10,6 +10,10 @@ from contract.errors import ContractError
 ROOT = "runhours/v1"
 ALERTS_ROOT = f"{ROOT}/{{site}}/alerts"
 DEADLETTER_ROOT = f"{ROOT}/deadletter"
+INGEST_STATE_ROOT = f"{ROOT}/ingest"
+# Every ingest worker's retained online/offline state (``IngestState``); edge agents hold
+# telemetry while none is online, as Sparkplug edge nodes do for their primary host.
+INGEST_STATE_SUBSCRIPTION = f"{INGEST_STATE_ROOT}/+/state"
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
@@ -70,6 +74,20 @@ def status_subscription(site: str = "+") -> str:
     if site != "+":
         validate_id(site, "site")
     return f"{ROOT}/{site}/+/+/status"
+
+
+def ingest_state_topic(worker: str) -> str:
+    """Retained state of one ingest worker: ``runhours/v1/ingest/{worker}/state``."""
+    validate_id(worker, "worker")
+    return f"{INGEST_STATE_ROOT}/{worker}/state"
+
+
+def parse_ingest_state_topic(topic: str) -> str:
+    """The worker id of ``runhours/v1/ingest/{worker}/state``."""
+    parts = topic.split("/")
+    if len(parts) != 5 or "/".join(parts[:3]) != INGEST_STATE_ROOT or parts[4] != "state":
+        raise ContractError(f"topic: {topic!r} is not {INGEST_STATE_ROOT}/{{worker}}/state")
+    return validate_id(parts[3], "topic.worker")
 
 
 def deadletter_topic(original_topic: str) -> str:

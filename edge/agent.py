@@ -7,10 +7,16 @@
 >>> agent.stop(); await task        # publishes what it can, then a clean `online: false`
 
 Delivery is at-least-once: a sample leaves the buffer only after the broker's PUBACK for
-the message that carried it. After a disconnect, whatever was in flight is resent (under
-new ``seq`` numbers, so a gap in ``seq`` just before a ``historical`` message is expected;
-the broker may have received the lost message, and a redelivered sample is stored as the
-same point).
+the message that carried it, and only a PUBACK that means delivered: a refusal (≥ 0x80) or
+0x10 "no matching subscribers" (the broker discarded it) keeps the samples buffered, and the
+agent reconnects with backoff. After a disconnect, whatever was in flight is resent as it
+was, under the same ``seq`` and ``offset`` (a redelivered sample is stored as the same point).
+
+**Holding for the ingest** (``require_ingest``, on by default): every ingest worker keeps a
+retained ``IngestState`` on ``runhours/v1/ingest/{worker}/state`` (with a will for when it
+dies), as a Sparkplug primary host does. The agent subscribes to it and publishes telemetry
+only while some worker serving its site is online; otherwise samples wait in the buffer
+(bounded as always by its ``max_bytes`` and ``max_age``, never dropped for this reason).
 
 **historical**: a message carries ``historical: true`` when its samples were appended to
 the buffer before the current broker connection was established, i.e. their buffer row
@@ -23,7 +29,8 @@ are live even when they wait for the next publish interval. (Samples submitted b
 freshly started agent's first connection count as buffered while disconnected.)
 
 Presence: on every connect a retained ``Status(online=True, buffered, dropped_total)``,
-repeated every ``status_interval``; a graceful stop publishes a retained ``online: false``
+repeated every ``status_interval`` (with ``delivered_seq``/``delivered_offset``, so the
+ingest sees a lost tail); a graceful stop publishes a retained ``online: false``
 before disconnecting; otherwise the broker publishes the MQTT will, a retained
 ``online: false`` whose ``ts`` is when that connection was opened (MQTT fixes a will's
 payload at connect time).
@@ -41,9 +48,20 @@ from datetime import UTC, datetime
 
 import aiomqtt
 
-from contract import MachineRef, Status, encode_status, status_topic, telemetry_topic
+from contract import (
+    INGEST_STATE_SUBSCRIPTION,
+    ContractError,
+    IngestState,
+    MachineRef,
+    Status,
+    decode_ingest_state,
+    encode_status,
+    parse_ingest_state_topic,
+    status_topic,
+    telemetry_topic,
+)
 from edge.buffer import Batch, SampleBuffer
-from edge.mqtt import Broker
+from edge.mqtt import Broker, Client, NoSubscribers
 from edge.readings import Reading
 from edge.wire import telemetry_payload
 
@@ -62,6 +80,10 @@ class AgentOptions:
     reconnect_max: float = 30.0  # s: cap of the reconnect delay
     stop_timeout: float = 10.0  # s: how long a graceful stop keeps publishing
     publish_timeout: float = 30.0  # s without PUBACK before the connection counts as dead
+    require_ingest: bool = True  # publish telemetry only while an ingest is online
+
+
+HOLD_GRACE_S = 2.0  # after a connect, the retained ingest states arrive; then say we hold
 
 
 @dataclass(frozen=True)
@@ -76,6 +98,8 @@ class AgentStats:
     messages: int  # acknowledged telemetry messages
     historical_messages: int
     connects: int
+    no_subscriber: int  # telemetry publishes answered 0x10 (discarded: kept and resent)
+    ingest_online: bool  # an ingest serving this site is online (or require_ingest is off)
 
 
 class EdgeAgent:
@@ -97,7 +121,7 @@ class EdgeAgent:
         self.topic = telemetry_topic(*ref)
         self.status_topic = status_topic(*ref)
         self.client_id = client_id or f"runhours-edge-{ref.site}-{ref.line}-{ref.machine}"
-        self.last_error: str | None = None
+        self.last_error: str | None = None  # the last failure; cleared by a delivery
         self._connected = False
         self._running = False
         self._stopping = asyncio.Event()
@@ -106,7 +130,10 @@ class EdgeAgent:
         self._urgent = 0  # drain/backpressure waiters: partial batches go out at once
         self._senders: set[asyncio.Task[None]] = set()
         self._submitted = self._published = self._messages = 0
-        self._historical_messages = self._connects = 0
+        self._historical_messages = self._connects = self._no_subscriber = 0
+        self._ingests: dict[str, IngestState] = {}  # worker → its newest state, this session
+        self._holding_since: float | None = None  # loop time we started holding (logged once)
+        self._hold_logged = False
 
     # -- API for sources and fleets -------------------------------------------------------
 
@@ -125,7 +152,17 @@ class EdgeAgent:
             messages=self._messages,
             historical_messages=self._historical_messages,
             connects=self._connects,
+            no_subscriber=self._no_subscriber,
+            ingest_online=self.ingest_online,
         )
+
+    @property
+    def ingest_online(self) -> bool:
+        """True while some ingest worker serving this site is online (always, without
+        ``require_ingest``)."""
+        if not self.options.require_ingest:
+            return True
+        return any(state.serves(self.ref.site) for state in self._ingests.values())
 
     def submit(self, readings: Iterable[Reading]) -> int:
         """Append readings to the buffer (sync, one transaction). Returns how many.
@@ -175,6 +212,7 @@ class EdgeAgent:
         self._running = True
         opts = self.options
         delay = opts.reconnect_min
+        unheard = False  # in an episode of 0x10 answers (logged once)
         try:
             while not self._stopping.is_set():
                 connects = self._connects
@@ -182,15 +220,18 @@ class EdgeAgent:
                     await self._session()
                 except (aiomqtt.MqttError, OSError) as exc:
                     self.last_error = str(exc) or type(exc).__name__
-                    if self._connects > connects:
+                    episode = isinstance(exc, NoSubscribers)
+                    if self._connects > connects and not episode:
                         delay = opts.reconnect_min  # it worked for a while: start over
-                    log.warning(
-                        "%s: broker %s: %s (%d samples buffered)",
-                        self.ref.machine,
-                        self.broker.url,
-                        self.last_error,
-                        self.buffer.count,
-                    )
+                    if not (episode and unheard):
+                        log.warning(
+                            "%s: broker %s: %s (%d samples buffered)",
+                            self.ref.machine,
+                            self.broker.url,
+                            self.last_error,
+                            self.buffer.count,
+                        )
+                    unheard = episode
                 if self._stopping.is_set():
                     break
                 pause = random.uniform(delay / 2, delay)
@@ -212,14 +253,14 @@ class EdgeAgent:
         )
         async with client:
             self._connects += 1
-            self.last_error = None
+            self._ingests.clear()  # the retained states arrive again with the subscription
             self._set_connected(True)
             try:
                 await self._serve(client)
             finally:
                 self._set_connected(False)
 
-    async def _serve(self, client: aiomqtt.Client) -> None:
+    async def _serve(self, client: Client) -> None:
         """Publish over one established connection until stop (returns) or failure (raises)."""
         watermark = self.buffer.rewind()
         log.info(
@@ -229,6 +270,10 @@ class EdgeAgent:
             self.buffer.count,
         )
         await self._publish_status(client)
+        if self.options.require_ingest:
+            await client.subscribe(
+                INGEST_STATE_SUBSCRIPTION, qos=1, timeout=self.options.publish_timeout
+            )
         loop = asyncio.get_running_loop()
         window = asyncio.Semaphore(self.options.max_in_flight)
         failed: asyncio.Future[None] = loop.create_future()
@@ -254,7 +299,7 @@ class EdgeAgent:
 
     async def _pump(
         self,
-        client: aiomqtt.Client,
+        client: Client,
         watermark: int,
         window: asyncio.Semaphore,
         failed: asyncio.Future[None],
@@ -264,14 +309,20 @@ class EdgeAgent:
         loop = asyncio.get_running_loop()
         last_flush = loop.time()
         deadline: float | None = None
+        session_start = loop.time()
         while True:
             self._wakeup.clear()
             now = loop.time()
             unsent = self.buffer.unsent
+            held = unsent > 0 and self._hold(now - session_start)
             if self._stopping.is_set():
                 deadline = deadline or now + opts.stop_timeout
-                if unsent == 0 or now >= deadline:
+                if unsent == 0 or held or now >= deadline:
                     break
+            if held:  # woken by a new ingest state, or look again to log the hold
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), HOLD_GRACE_S)
+                continue
             backlog = self.buffer.cursor < watermark
             due = unsent >= opts.max_batch or (
                 unsent > 0
@@ -301,9 +352,8 @@ class EdgeAgent:
             if batch is None:
                 window.release()
                 continue
-            seq = self.buffer.next_seq()  # here, not in the task: seq follows publish order
             sender = asyncio.create_task(
-                self._send(client, batch, seq, batch.last_id <= watermark, window, failed)
+                self._send(client, batch, batch.last_id <= watermark, window, failed)
             )
             self._senders.add(sender)
             sender.add_done_callback(self._senders.discard)
@@ -312,43 +362,91 @@ class EdgeAgent:
         if self._senders:
             await asyncio.wait(set(self._senders), timeout=max(0.1, (deadline or 0) - loop.time()))
 
+    def _hold(self, connected_for: float) -> bool:
+        """Whether telemetry must wait for an ingest now; says so once per episode."""
+        if self.ingest_online:
+            if self._hold_logged:
+                log.info(
+                    "%s: an ingest is online again: publishing %d buffered samples",
+                    self.ref.machine,
+                    self.buffer.count,
+                )
+            self._hold_logged = False
+            return False
+        if not self._hold_logged and connected_for >= HOLD_GRACE_S:
+            self._hold_logged = True
+            log.warning(
+                "%s: no ingest online for site %s (nothing online on %s): holding telemetry "
+                "in the buffer (%d samples) until one is; edge.require_ingest = false "
+                "publishes anyway",
+                self.ref.machine,
+                self.ref.site,
+                INGEST_STATE_SUBSCRIPTION,
+                self.buffer.count,
+            )
+        return True
+
     async def _send(
         self,
-        client: aiomqtt.Client,
+        client: Client,
         batch: Batch,
-        seq: int,
         historical: bool,
         window: asyncio.Semaphore,
         failed: asyncio.Future[None],
     ) -> None:
-        payload = telemetry_payload(self.ref.machine, seq, batch, historical=historical)
+        payload = telemetry_payload(self.ref.machine, batch, historical=historical)
         try:
-            await client.publish(self.topic, payload, qos=1, timeout=self.options.publish_timeout)
+            await client.publish(
+                self.topic,
+                payload,
+                qos=1,
+                timeout=self.options.publish_timeout,
+                require_subscriber=True,
+            )
         except aiomqtt.MqttError as exc:
+            if isinstance(exc, NoSubscribers):
+                self._no_subscriber += 1
             if not failed.done():
                 failed.set_exception(exc)
             return
         finally:
             window.release()
         self.buffer.ack(batch)
+        self.last_error = None  # delivered: whatever went wrong before is over
         self._published += len(batch)
         self._messages += 1
         self._historical_messages += historical
         self._notify()
 
-    async def _watch(self, client: aiomqtt.Client) -> None:
-        """Ends (raising MqttError) when the connection drops; we subscribe to nothing."""
-        async for _ in client.messages:
-            pass
+    async def _watch(self, client: Client) -> None:
+        """Follows the ingest states; ends (raising MqttError) when the connection drops."""
+        async for message in client.messages:
+            try:
+                worker = parse_ingest_state_topic(str(message.topic))
+                if not isinstance(message.payload, bytes) or not message.payload:
+                    self._ingests.pop(worker, None)  # cleared
+                    state = None
+                else:
+                    state = decode_ingest_state(message.payload)
+            except ContractError as exc:
+                log.warning("%s: ignoring an ingest state: %s", self.ref.machine, exc)
+                continue
+            before = self.ingest_online
+            known = self._ingests.get(worker)
+            if state is not None and (known is None or state.ts >= known.ts):
+                self._ingests[worker] = state  # equal ts: the offline after its online
+            if self.ingest_online != before:
+                self._wakeup.set()
+                self._notify()
 
-    async def _status_loop(self, client: aiomqtt.Client) -> None:
+    async def _status_loop(self, client: Client) -> None:
         while True:
             await asyncio.sleep(self.options.status_interval)
             if self.buffer.expire():
                 self._notify()
             await self._publish_status(client)
 
-    async def _publish_status(self, client: aiomqtt.Client, *, online: bool = True) -> None:
+    async def _publish_status(self, client: Client, *, online: bool = True) -> None:
         await client.publish(
             self.status_topic,
             self._status_payload(online=online, health=True),
@@ -358,11 +456,14 @@ class EdgeAgent:
         )
 
     def _status_payload(self, *, online: bool, health: bool = False) -> bytes:
+        delivered_seq, delivered_offset = self.buffer.delivered
         status = Status(
             online=online,
             ts=datetime.now(UTC),
             buffered=self.buffer.count if health else None,
             dropped_total=self.buffer.dropped_total if health else None,
+            delivered_seq=delivered_seq if health else None,
+            delivered_offset=delivered_offset if health else None,
         )
         return encode_status(status)
 

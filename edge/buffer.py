@@ -6,9 +6,16 @@ it (a sample may be published twice; the ingest stores a redelivered sample as t
 point). The buffer works like a queue with a read cursor:
 
 - ``append`` adds samples (one transaction), then enforces the bounds;
-- ``take`` hands out the oldest samples not yet handed out (they are now *in flight*);
+- ``take`` hands out the oldest samples not yet handed out as one message (they are now
+  *in flight*), with the message's ``seq`` and ``offset`` assigned and persisted in the same
+  transaction;
 - ``ack`` deletes a batch once its message was acknowledged;
 - ``rewind`` (at every (re)connect) puts everything in flight back in line, to be resent.
+
+A message is resent exactly as it was first assigned: the same samples under the same
+``seq`` and ``offset``, even after ``kill -9`` (the ``messages`` table keeps each
+unacknowledged message's row range). So the ingest sees a resend as a duplicate, never as
+a gap, and ``seq`` gaps mean messages lost after the broker acknowledged them.
 
 Bounds: ``max_bytes`` caps the total wire size of the buffered samples (the encoded JSON
 that will be published, counters included; the file itself is somewhat larger) and
@@ -18,8 +25,11 @@ samples that are not in flight (in-flight ones are on their way; they are at mos
 ``max_in_flight × max_batch``); every drop is counted in the persisted ``dropped_total``
 and logged.
 
-The per-agent message sequence number ``seq`` and the timestamp of the newest sample ever
-appended (``last_ts_ms``, so a replay source can resume after a restart) are persisted too.
+The per-agent message sequence number ``seq``, the running ``offset`` (samples assigned to
+messages so far) and the timestamp of the newest sample ever appended (``last_ts_ms``, so a
+replay source can resume after a restart) are persisted too. Dropped samples never reach a
+message, so they move neither ``seq`` nor ``offset``: edge drops are counted here
+(``dropped_total``), never reported downstream as transit gaps.
 
 One process at a time: the file is opened in SQLite's exclusive locking mode, so a second
 agent on the same buffer fails with ``BufferInUse`` instead of corrupting the sequence.
@@ -55,6 +65,12 @@ CREATE TABLE IF NOT EXISTS samples (
     counters BLOB                          -- the machine's counters at this sample, JSON
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS messages (     -- assigned, not yet acknowledged: resent as they are
+    seq INTEGER PRIMARY KEY,
+    first_id INTEGER NOT NULL,
+    last_id INTEGER NOT NULL,
+    "offset" INTEGER NOT NULL
+);
 """
 
 
@@ -68,13 +84,15 @@ class BufferInUse(EdgeBufferError):
 
 @dataclass(frozen=True)
 class Batch:
-    """Consecutive buffered samples handed out for one message."""
+    """Consecutive buffered samples handed out as one message."""
 
     first_id: int
     last_id: int
     bodies: list[bytes]
     counters: bytes | None  # of the batch's last sample
     nbytes: int
+    seq: int = 0  # the message's seq …
+    offset: int = 0  # … and the samples this agent put into messages before it
 
     def __len__(self) -> int:
         return len(self.bodies)
@@ -155,6 +173,12 @@ class SampleBuffer:
         self._cursor = 0  # highest id handed out since the last rewind
         self._in_flight = 0
         self._last_id = self._sequence()
+        self._seq = self._meta("seq")
+        self._offset = self._meta("offset")
+        # Messages assigned and not acknowledged (seq → first id, last id, offset), and those
+        # of them waiting to be resent since the last rewind.
+        self._assigned = self._load_assigned()
+        self._resend: list[int] = sorted(self._assigned)
         self.dropped = 0  # dropped by this process (dropped_total spans restarts)
         self._dropped_total = self._meta("dropped_total")  # kept in memory: readable after close
         self._unlogged_drops = 0
@@ -204,8 +228,17 @@ class SampleBuffer:
 
     @property
     def seq(self) -> int:
-        """The ``seq`` the next message will carry."""
-        return self._meta("seq")
+        """The ``seq`` the next new message will carry."""
+        return self._seq
+
+    @property
+    def delivered(self) -> tuple[int, int]:
+        """``(seq, offset)`` such that every message with a smaller seq, and so every sample
+        before that offset, was acknowledged (what ``Status.delivered_seq`` reports)."""
+        if self._assigned:
+            first = min(self._assigned)
+            return first, self._assigned[first][2]
+        return self._seq, self._offset
 
     # -- operations -------------------------------------------------------------------------
 
@@ -245,26 +278,80 @@ class SampleBuffer:
         return len(rows)
 
     def take(self, limit: int, upto: int | None = None) -> Batch | None:
-        """Hand out up to ``limit`` of the oldest unsent samples, ids ``<= upto`` if given."""
-        rows = self._db.execute(
-            "SELECT id, body, counters FROM samples WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
-            (self._cursor, self._last_id if upto is None else upto, limit),
-        ).fetchall()
+        """Hand out the next message: first any unacknowledged one to resend as it was, else
+        up to ``limit`` of the oldest unsent samples (ids ``<= upto`` if given) under a new
+        ``seq`` and ``offset``, persisted before they are returned."""
+        while self._resend:
+            seq = self._resend.pop(0)
+            first, last, offset = self._assigned[seq]
+            batch = self._batch(first, last, -1, seq, offset)
+            if batch is not None:
+                return batch
+            self._forget(seq)  # its samples are gone (discarded): nothing to resend
+        floor = max(self._cursor, self._assigned_upto())
+        rows = self._rows(floor, self._last_id if upto is None else upto, limit)
         if not rows:
             return None
+        seq, offset = self._seq, self._offset
+        first, last = rows[0][0], rows[-1][0]
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute(
+                'INSERT INTO messages (seq, first_id, last_id, "offset") VALUES (?, ?, ?, ?)',
+                (seq, first, last, offset),
+            )
+            self._set_meta("seq", seq + 1)
+            self._set_meta("offset", offset + len(rows))
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._seq, self._offset = seq + 1, offset + len(rows)
+        self._assigned[seq] = (first, last, offset)
+        return self._hand_out(rows, seq, offset)
+
+    def _rows(self, after: int, upto: int, limit: int) -> list[tuple[int, bytes, bytes | None]]:
+        return self._db.execute(
+            "SELECT id, body, counters FROM samples WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
+            (after, upto, limit),
+        ).fetchall()
+
+    def _batch(self, first: int, last: int, limit: int, seq: int, offset: int) -> Batch | None:
+        rows = self._rows(first - 1, last, limit)
+        return self._hand_out(rows, seq, offset) if rows else None
+
+    def _hand_out(
+        self, rows: list[tuple[int, bytes, bytes | None]], seq: int, offset: int
+    ) -> Batch:
         bodies = [row[1] for row in rows]
         counters = rows[-1][2]
         nbytes = sum(len(b) for b in bodies) + sum(len(r[2]) for r in rows if r[2])
-        batch = Batch(rows[0][0], rows[-1][0], bodies, counters, nbytes)
-        self._cursor = batch.last_id
+        batch = Batch(rows[0][0], rows[-1][0], bodies, counters, nbytes, seq, offset)
+        self._cursor = max(self._cursor, batch.last_id)
         self._in_flight += len(batch)
         return batch
 
+    def _assigned_upto(self) -> int:
+        """Row id of the newest sample assigned to an unacknowledged message (0: none)."""
+        return max((last for _, last, _ in self._assigned.values()), default=0)
+
+    def _forget(self, seq: int) -> None:
+        self._db.execute("DELETE FROM messages WHERE seq = ?", (seq,))
+        self._assigned.pop(seq, None)
+
     def ack(self, batch: Batch) -> int:
         """Delete a batch whose message the broker acknowledged. Returns samples deleted."""
-        deleted = self._db.execute(
-            "DELETE FROM samples WHERE id BETWEEN ? AND ?", (batch.first_id, batch.last_id)
-        ).rowcount
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            deleted = self._db.execute(
+                "DELETE FROM samples WHERE id BETWEEN ? AND ?", (batch.first_id, batch.last_id)
+            ).rowcount
+            self._forget(batch.seq)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            self._assigned = self._load_assigned()
+            raise
         self._in_flight = max(0, self._in_flight - len(batch))
         if deleted == len(batch):
             self._count -= deleted
@@ -281,6 +368,7 @@ class SampleBuffer:
         """
         self._cursor = 0
         self._in_flight = 0
+        self._resend = sorted(self._assigned)
         self.expire()
         return self._last_id
 
@@ -297,25 +385,20 @@ class SampleBuffer:
         self._note_drops(dropped)
         return dropped
 
-    def next_seq(self) -> int:
-        """Allocate the ``seq`` of the next message (persisted first: monotonic across restarts)."""
-        row = self._db.execute(
-            "INSERT INTO meta (key, value) VALUES ('seq', 1) "
-            "ON CONFLICT (key) DO UPDATE SET value = value + 1 RETURNING value"
-        ).fetchone()
-        return int(row[0]) - 1
-
     def discard_all(self) -> int:
         """Drop every buffered sample (counted as dropped), e.g. leftovers of a simulation."""
         self.rewind()
         self._db.execute("BEGIN IMMEDIATE")
         try:
             dropped = self._db.execute("DELETE FROM samples").rowcount
+            self._db.execute("DELETE FROM messages")
             self._add_dropped_total(dropped)
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
+        self._assigned.clear()
+        self._resend.clear()
         self._reload()
         self.dropped += dropped
         return int(dropped)
@@ -335,8 +418,11 @@ class SampleBuffer:
         """Inside a transaction: drop the oldest unsent samples past max_bytes or max_age."""
         excess = self._bytes - self.max_bytes
         cutoff = now_ms - int(self.max_age_s * 1000)
+        # Never samples of a message handed out, nor of one assigned and waiting to be
+        # resent: a message is resent as it was.
+        floor = max(self._cursor, self._assigned_upto())
         oldest = self._db.execute(
-            "SELECT added_ms FROM samples WHERE id > ? ORDER BY id LIMIT 1", (self._cursor,)
+            "SELECT added_ms FROM samples WHERE id > ? ORDER BY id LIMIT 1", (floor,)
         ).fetchone()
         if oldest is None or (excess <= 0 and oldest[0] >= cutoff):
             return 0
@@ -345,7 +431,7 @@ class SampleBuffer:
         rows = self._db.execute(
             "SELECT id, added_ms, length(body) + IFNULL(length(counters), 0) FROM samples "
             "WHERE id > ? ORDER BY id",
-            (self._cursor,),
+            (floor,),
         )
         for row_id, added_ms, size in rows:
             if freed >= excess and added_ms >= cutoff:
@@ -355,7 +441,7 @@ class SampleBuffer:
             last = row_id
         if last is None:
             return 0
-        self._db.execute("DELETE FROM samples WHERE id > ? AND id <= ?", (self._cursor, last))
+        self._db.execute("DELETE FROM samples WHERE id > ? AND id <= ?", (floor, last))
         self._add_dropped_total(dropped)
         self._count -= dropped
         self._bytes -= freed
@@ -392,6 +478,21 @@ class SampleBuffer:
     def _meta(self, key: str) -> int:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return 0 if row is None else int(row[0])
+
+    def _set_meta(self, key: str, value: int) -> None:
+        self._db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    def _load_assigned(self) -> dict[int, tuple[int, int, int]]:
+        return {
+            seq: (first, last, offset)
+            for seq, first, last, offset in self._db.execute(
+                'SELECT seq, first_id, last_id, "offset" FROM messages ORDER BY seq'
+            )
+        }
 
     def _sequence(self) -> int:
         row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'samples'").fetchone()

@@ -139,6 +139,7 @@ class EdgeOptions(_Section):
     reconnect_max: float = Field(default=30.0, gt=0)  # … up to this
     stop_timeout: float = Field(default=10.0, ge=0)  # s a graceful stop keeps publishing
     publish_timeout: float = Field(default=30.0, gt=0)  # s without PUBACK → reconnect
+    require_ingest: bool = True  # hold telemetry while no ingest announces itself online
     buffer: BufferOptions = BufferOptions()
     source: SourceOptions = SimulatorSource()
 
@@ -162,6 +163,7 @@ class EdgeOptions(_Section):
             reconnect_max=self.reconnect_max,
             stop_timeout=self.stop_timeout,
             publish_timeout=self.publish_timeout,
+            require_ingest=self.require_ingest,
         )
 
 

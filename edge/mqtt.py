@@ -21,20 +21,32 @@ class PublishRefused(aiomqtt.MqttError):
     e.g. Not authorized by its ACL, Packet too large, Quota exceeded): nothing was delivered."""
 
 
+class NoSubscribers(aiomqtt.MqttError):
+    """The broker answered PUBACK 0x10 "No matching subscribers" and discarded the message:
+    nobody, not even an offline persistent session, was there to take it."""
+
+
+NO_MATCHING_SUBSCRIBERS = 0x10
+
+
 class Client(aiomqtt.Client):
-    """aiomqtt's client, except that a refused publish raises ``PublishRefused``.
+    """aiomqtt's client, except that a publish only succeeds when it was delivered.
 
     aiomqtt (2.5) completes ``publish`` on any PUBACK, whatever its reason code, so a message
-    the broker refused would count as delivered and its samples would leave the buffer. Here
-    the first refusal fails every publish waiting on this connection and every later one: the
-    agent reconnects with backoff and resends them (a resent accepted sample is stored as the
-    same point), until the broker accepts them or the buffer's bounds drop them.
+    the broker refused (≥ 0x80) or discarded for want of a subscriber (0x10) would count as
+    delivered and its samples would leave the buffer. Here ``publish`` raises
+    ``PublishRefused`` for the first and, when ``require_subscriber`` is set (telemetry),
+    ``NoSubscribers`` for the second; the agent then reconnects with backoff and resends.
+
+    This reaches into aiomqtt 2.5's internals (its paho client, its pending-publish table and
+    ``_on_publish``), which is why pyproject.toml pins aiomqtt below 2.6; the tests that
+    publish against an ACL and with no subscriber would catch a change.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._refusal: PublishRefused | None = None
-        self._refused = asyncio.Event()
+        self._outcomes: dict[int, aiomqtt.MqttError] = {}  # mid → why it was not delivered
+        self._need_subscriber: set[int] = set()
 
     def _on_publish(
         self,
@@ -44,32 +56,47 @@ class Client(aiomqtt.Client):
         reason_code: ReasonCode,
         properties: Any,
     ) -> None:
-        if reason_code.is_failure:  # leave the publish pending: ``publish`` raises instead
-            if self._refusal is None:
-                self._refusal = PublishRefused(
-                    f"the broker refused a publish: {reason_code} (check its ACL for this "
-                    "client's topics, its message size limit and quotas); samples kept"
-                )
-            self._refused.set()
-            return
+        if reason_code.is_failure:
+            self._outcomes[mid] = PublishRefused(
+                f"the broker refused a publish: {reason_code} (check its ACL for this "
+                "client's topics, its message size limit and quotas); samples kept"
+            )
+        elif reason_code.value == NO_MATCHING_SUBSCRIBERS and mid in self._need_subscriber:
+            self._outcomes[mid] = NoSubscribers(
+                "the broker had no subscriber for the telemetry (PUBACK 0x10) and discarded "
+                "it: is an ingest running? samples kept"
+            )
+        self._need_subscriber.discard(mid)
         super()._on_publish(client, userdata, mid, reason_code, properties)
 
-    async def publish(self, /, *args: Any, **kwargs: Any) -> None:
-        """``aiomqtt.Client.publish``; raises ``PublishRefused`` once the broker refused one."""
-        if self._refusal is not None:
-            raise self._refusal
-        sent = asyncio.ensure_future(super().publish(*args, **kwargs))
-        refused = asyncio.ensure_future(self._refused.wait())
+    async def publish(  # type: ignore[override]
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        timeout: float | None = None,
+        require_subscriber: bool = False,
+    ) -> None:
+        """Publish and wait for the PUBACK; raise unless the message was delivered."""
+        info = self._client.publish(topic, payload, qos, retain)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
+        if qos == 0:
+            return
+        if require_subscriber:
+            self._need_subscriber.add(info.mid)
+        confirmation = asyncio.Event()
         try:
-            await asyncio.wait({sent, refused}, return_when=asyncio.FIRST_COMPLETED)
+            if not info.is_published():
+                with self._pending_call(info.mid, confirmation, self._pending_publishes):
+                    await self._wait_for(confirmation.wait(), timeout=timeout)
         finally:
-            refused.cancel()
-            if not sent.done():
-                sent.cancel()
-                await asyncio.gather(sent, return_exceptions=True)
-        if sent.cancelled():
-            raise self._refusal or PublishRefused("the broker refused a publish")
-        sent.result()  # accepted, or failed on its own (e.g. timed out)
+            self._need_subscriber.discard(info.mid)
+            outcome = self._outcomes.pop(info.mid, None)
+        if outcome is not None:
+            raise outcome
 
 
 @dataclass(frozen=True)

@@ -13,12 +13,13 @@ import json
 from edge.buffer import Batch
 
 
-def telemetry_payload(machine: str, seq: int, batch: Batch, *, historical: bool) -> bytes:
-    """The v1 telemetry JSON of one batch: its samples, and its last sample's counters."""
+def telemetry_payload(machine: str, batch: Batch, *, historical: bool) -> bytes:
+    """The v1 telemetry JSON of one batch: its seq and samples, its last sample's counters,
+    and its offset."""
     parts = [
         b'{"machine":',
         json.dumps(machine).encode(),
-        b',"seq":%d,"samples":[' % seq,
+        b',"seq":%d,"samples":[' % batch.seq,
         b",".join(batch.bodies),
         b"]",
     ]
@@ -26,5 +27,5 @@ def telemetry_payload(machine: str, seq: int, batch: Batch, *, historical: bool)
         parts += [b',"counters":', batch.counters]
     if historical:
         parts.append(b',"historical":true')
-    parts.append(b"}")
+    parts.append(b',"offset":%d}' % batch.offset)
     return b"".join(parts)

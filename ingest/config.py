@@ -50,6 +50,11 @@ class IngestOptions(BaseModel):
         le=SESSION_NEVER_EXPIRES,
         description="seconds the broker keeps our session (and queues for us) while we are away",
     )
+    max_message_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024,
+        description="larger messages are dead-lettered unread (bounds what one message costs)",
+    )
     keepalive: int = Field(default=30, ge=5, description="MQTT keepalive (s)")
     reconnect_min_delay: int = Field(default=1, ge=1, description="first broker reconnect delay")
     reconnect_max_delay: int = Field(default=30, ge=1, description="longest reconnect delay (s)")

@@ -34,6 +34,17 @@ class IngestStats:
     connects: int = 0
     qos0_dropped: int = 0  # QoS 0 messages refused while max_inflight were held (no redelivery)
     last_write_at: datetime | None = None
+    deadletters_stored: int = 0  # dead letters written to the durable store
+    # Sequence tracking (ingest/sequence.py): gaps opened, the messages/samples they miss,
+    # the part of them that arrived late, redeliveries and restarted numberings.
+    gaps: int = 0
+    gap_messages: int = 0
+    gap_samples: int = 0
+    late_messages: int = 0
+    late_samples: int = 0
+    duplicates: int = 0
+    sequence_restarts: int = 0
+    broker_dropped: int | None = None  # $SYS/broker/publish/messages/dropped, when published
 
 
 class IngestMetrics:
@@ -79,6 +90,37 @@ class IngestMetrics:
         self._last = Gauge(
             f"{PREFIX}_last_write_timestamp_seconds",
             "Unix time of the last successful write",
+            registry=r,
+        )
+        self._gaps = Counter(
+            f"{PREFIX}_sequence_gaps",
+            "gaps in a machine's seq: messages acknowledged to the edge and never received",
+            registry=r,
+        )
+        self._gap_messages = Counter(
+            f"{PREFIX}_sequence_gap_messages", "messages missing in sequence gaps", registry=r
+        )
+        self._gap_samples = Counter(
+            f"{PREFIX}_sequence_gap_samples",
+            "samples missing in sequence gaps (when the edge sends offsets)",
+            registry=r,
+        )
+        self._late = Counter(
+            f"{PREFIX}_sequence_late_messages",
+            "messages that arrived after their gap was reported (recovered)",
+            registry=r,
+        )
+        self._duplicates = Counter(
+            f"{PREFIX}_sequence_duplicates",
+            "messages received again (redeliveries, resends), stored as the same points",
+            registry=r,
+        )
+        self._deadletters = Counter(
+            f"{PREFIX}_deadletters_stored", "dead letters written to the durable store", registry=r
+        )
+        self._broker_dropped = Gauge(
+            f"{PREFIX}_broker_dropped_messages",
+            "the broker's own count of dropped messages ($SYS/broker/publish/messages/dropped)",
             registry=r,
         )
         self._subscribed = Gauge(
@@ -139,6 +181,44 @@ class IngestMetrics:
         with self._lock:
             self._update(held=self._stats.held - count)
             self._depth.set(self._stats.held)
+
+    def gap(self, messages: int, samples: int | None) -> None:
+        self._gaps.inc()
+        self._gap_messages.inc(messages)
+        if samples:
+            self._gap_samples.inc(samples)
+        with self._lock:
+            s = self._stats
+            self._update(
+                gaps=s.gaps + 1,
+                gap_messages=s.gap_messages + messages,
+                gap_samples=s.gap_samples + (samples or 0),
+            )
+
+    def late(self, samples: int) -> None:
+        self._late.inc()
+        with self._lock:
+            s = self._stats
+            self._update(late_messages=s.late_messages + 1, late_samples=s.late_samples + samples)
+
+    def duplicate(self) -> None:
+        self._duplicates.inc()
+        with self._lock:
+            self._update(duplicates=self._stats.duplicates + 1)
+
+    def sequence_restart(self) -> None:
+        with self._lock:
+            self._update(sequence_restarts=self._stats.sequence_restarts + 1)
+
+    def deadletters_stored(self, count: int) -> None:
+        self._deadletters.inc(count)
+        with self._lock:
+            self._update(deadletters_stored=self._stats.deadletters_stored + count)
+
+    def broker_dropped(self, total: int) -> None:
+        self._broker_dropped.set(total)
+        with self._lock:
+            self._update(broker_dropped=total)
 
     def subscribed(self, yes: bool) -> None:
         self._subscribed.set(1 if yes else 0)

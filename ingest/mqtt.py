@@ -15,6 +15,11 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from contract import status_subscription, telemetry_subscription
 from ingest.config import IngestSettings
 
+# The broker's own counters (Mosquitto): messages it dropped (queue limits), and its uptime
+# (which falls when it restarts). Read when the broker's ACL allows; nothing depends on them
+# but the likely cause named beside a sequence gap.
+SYS_TOPICS = ("$SYS/broker/publish/messages/dropped", "$SYS/broker/uptime")
+
 
 def connect_properties(max_inflight: int, session_expiry: int) -> Properties:
     """CONNECT properties: how long the broker keeps our session, and our in-flight window.

@@ -10,15 +10,28 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 
 from contract import ContractError, MachineRef, Status, Telemetry, to_epoch_ms
+from ingest.sequence import Gap, Hole
 from store import Point
 from store.lineprotocol import FieldValue
 from store.schema import (
     FIELD_BUFFERED,
+    FIELD_CAUSE,
     FIELD_DROPPED_TOTAL,
+    FIELD_END_OFFSET,
+    FIELD_FIRST_SEQ,
     FIELD_HOUR,
+    FIELD_LAST_SEQ,
+    FIELD_MESSAGES,
     FIELD_ONLINE,
     FIELD_POINTS,
+    FIELD_RECOVERED_MESSAGES,
+    FIELD_RECOVERED_SAMPLES,
+    FIELD_SAMPLES,
+    FIELD_SEQ,
     FIELD_STATE,
+    FIELD_WORKER,
+    INGEST_GAPS,
+    INGEST_SEQUENCE,
     INGEST_TOUCHED,
     MACHINE_STATUS,
     TAG_LINE,
@@ -128,3 +141,40 @@ def touched_markers(touched: Mapping[MachineHour, int], now_ns: int) -> list[Poi
         )
         for index, ((ref, hour), count) in enumerate(sorted(touched.items()))
     ]
+
+
+def gap_point(gap: Gap, cause: str, worker: str) -> Point:
+    """The ``ingest_gaps`` point of a newly detected gap (ns precision: ``gap.key_ns``)."""
+    fields: dict[str, FieldValue] = {
+        FIELD_FIRST_SEQ: float(gap.first_seq),
+        FIELD_LAST_SEQ: float(gap.last_seq),
+        FIELD_MESSAGES: float(gap.messages),
+        FIELD_RECOVERED_MESSAGES: 0.0,
+        FIELD_RECOVERED_SAMPLES: 0.0,
+        FIELD_CAUSE: cause,
+        FIELD_WORKER: worker,
+    }
+    if gap.samples is not None:
+        fields[FIELD_SAMPLES] = float(gap.samples)
+    return Point(INGEST_GAPS, machine_tags(gap.ref), fields, gap.key_ns)
+
+
+def recovery_point(hole: Hole) -> Point:
+    """Rewrites the recovered counts of a gap whose messages arrived late (same point)."""
+    fields: dict[str, FieldValue] = {
+        FIELD_RECOVERED_MESSAGES: float(hole.recovered_messages),
+        FIELD_RECOVERED_SAMPLES: float(hole.recovered_samples),
+    }
+    return Point(INGEST_GAPS, machine_tags(hole.gap.ref), fields, hole.gap.key_ns)
+
+
+def sequence_point(
+    ref: MachineRef, seq: int, end_offset: int | None, worker: str, now_ns: int
+) -> Point:
+    """Where a machine's sequence stands (``ingest_sequence``, ns precision)."""
+    fields: dict[str, FieldValue] = {
+        FIELD_SEQ: float(seq),
+        FIELD_END_OFFSET: float(-1 if end_offset is None else end_offset),
+        FIELD_WORKER: worker,
+    }
+    return Point(INGEST_SEQUENCE, machine_tags(ref), fields, now_ns)

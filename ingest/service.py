@@ -5,10 +5,16 @@ Three threads:
 - paho's network thread receives messages and decodes each one (``decode_message``)
   into line protocol, or into the reason it is invalid, and queues it;
 - the writer thread batches queued messages (by points and by time), writes them
-  through ``InfluxWriter`` (retries, bisect on 400), writes the ``ingest_touched``
-  markers, then acknowledges them; it publishes dead letters and acknowledges the
-  original only after the dead letter's PUBACK;
+  through ``InfluxWriter`` (retries, bisect on 400), stores dead letters durably
+  (``DeadLetterStore``), follows each machine's ``seq`` (``SequenceTracker``: gaps are
+  written to ``ingest_gaps`` and logged with their likely cause), writes the
+  ``ingest_touched`` markers and where each sequence stands, and only then acknowledges;
 - optionally prometheus-client's ``/metrics`` server.
+
+Presence: once subscribed, the worker publishes a retained ``IngestState(online=True)`` on
+``runhours/v1/ingest/{client_id}/state``; its MQTT will and a graceful stop say
+``online: false``. Edge agents hold their telemetry while no worker is online, so nothing
+is published into a broker with no subscriber.
 
 At-least-once: a message is acknowledged only after its points were written, the
 session is persistent (``clean_start=False`` + Session Expiry Interval) so what is
@@ -36,27 +42,49 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
-from contract import MachineRef, deadletter_topic
+from contract import (
+    IngestState,
+    MachineRef,
+    deadletter_topic,
+    encode_ingest_state,
+    ingest_state_topic,
+)
 from ingest.config import IngestSettings
-from ingest.deadletter import deadletter_payload
+from ingest.deadletter import DeadLetter, DeadLetterStore, deadletter_id, deadletter_payload
 from ingest.decode import STATUS_LEAF, Decoded, decode_message
 from ingest.metrics import IngestMetrics, IngestStats
-from ingest.mqtt import connect_properties, make_client, subscriptions
-from ingest.points import MachineHour, touched_markers
+from ingest.mqtt import SYS_TOPICS, connect_properties, make_client, subscriptions
+from ingest.points import (
+    MachineHour,
+    gap_point,
+    recovery_point,
+    sequence_point,
+    touched_markers,
+)
+from ingest.sequence import Gap, Hole, SequenceTracker
 from ingest.writer import InfluxWriter, WriteAbandoned
 from store import InfluxClient, InfluxError, InfluxWriteRejected, Point, encode_points
+from store.influxql import quote_string
 from store.schema import (
     FIELD_BATCH_POINTS,
+    FIELD_BROKER_DROPPED,
     FIELD_MESSAGES_INVALID,
     FIELD_MESSAGES_RECEIVED,
     FIELD_POINTS_WRITTEN,
     FIELD_QUEUE_DEPTH,
     FIELD_WRITE_LATENCY_MS,
+    INGEST_GAPS,
+    INGEST_SEQUENCE,
     INGEST_STATS,
+    TAG_SITE,
     TAG_WORKER,
 )
 
 log = logging.getLogger(__name__)
+
+GAP_RESTORE_DAYS = 30  # open gaps this recent are re-opened after a restart
+CAUSE_WINDOW_S = 120.0  # a broker drop or restart this recent explains a new gap
+GAP_LOG_INTERVAL_S = 10.0  # at most one gap warning per interval; the rest are summed
 
 
 class IngestError(RuntimeError):
@@ -104,12 +132,28 @@ class IngestService:
             on_write=self.metrics.write_took,
         )
         self._queue: queue.SimpleQueue[Delivery] = queue.SimpleQueue()
-        self._published: queue.SimpleQueue[tuple[int, bool]] = queue.SimpleQueue()
         self._conn_lock = threading.Lock()  # generation vs. acks (see module docstring)
         self._generation = 0
         # Per machine, the time of the last status point stored (network thread only).
         self._status_floor: dict[MachineRef, int] = {}
         self._subscribe_mid: int | None = None
+        self._deadletters = DeadLetterStore(
+            settings.data_dir / "deadletters", self.options.client_id
+        )
+        # Gaps need every message of a machine: not with a shared subscription (each worker
+        # sees a share), where docs/reliability.md says how to pin machines to workers.
+        self._tracker = None if self.options.share_group else SequenceTracker(time.time_ns)
+        self._restored = self._tracker is None
+        self._gap_log_at = -GAP_LOG_INTERVAL_S
+        self._gaps_unlogged: list[tuple[Gap, str]] = []
+        # $SYS: the broker's drop counter and uptime (network thread writes, writer reads).
+        self._broker_dropped: int | None = None
+        self._dropped_rose_at = -CAUSE_WINDOW_S * 2
+        self._broker_uptime: int | None = None
+        self._restarted_at = -CAUSE_WINDOW_S * 2
+        self._connected_once = False
+        self._state_topic = ingest_state_topic(self.options.client_id)
+        self._state_ts = datetime.now(UTC)
         self._ready = threading.Event()
         self._closing = threading.Event()  # stop taking messages, flush, then exit
         self._last_received = time.monotonic()
@@ -121,7 +165,7 @@ class IngestService:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
-        self._client.on_publish = self._on_publish
+        self._set_will()
         self._thread = threading.Thread(
             target=self._run_writer, name=f"ingest-writer[{self.options.client_id}]", daemon=True
         )
@@ -170,6 +214,7 @@ class IngestService:
             return self.stats
         self._stopped = True
         self._closing.set()
+        self._announce(online=False)  # edges hold their telemetry from now on
         if self._thread.is_alive():
             self._thread.join(self.options.shutdown_timeout if timeout is None else timeout)
             if self._thread.is_alive():
@@ -180,6 +225,7 @@ class IngestService:
         self._client.loop_stop()
         self.metrics.close()
         self._influx.close()
+        self._deadletters.close()
         return self.stats
 
     def __enter__(self) -> IngestService:
@@ -236,6 +282,14 @@ class IngestService:
         with self._conn_lock:
             self._generation += 1
         self.metrics.connected()
+        if self._connected_once and not flags.session_present:
+            self._restarted_at = time.monotonic()
+            log.warning(
+                "the broker did not keep this worker's session (restarted without its "
+                "persistence file, or the session expired): what it queued for us is lost; "
+                "sequence gaps will show it"
+            )
+        self._connected_once = True
         filters = subscriptions(self.options.site, self.options.share_group)
         log.info(
             "connected to %s (session %s); subscribing to %s",
@@ -245,6 +299,8 @@ class IngestService:
         )
         # Always (re)subscribe: harmless on a resumed session, needed on a new one.
         _, self._subscribe_mid = client.subscribe(filters)
+        # The broker's own drop counter and uptime, when its ACL lets us read $SYS.
+        client.subscribe([(topic, 0) for topic in SYS_TOPICS])
 
     def _on_disconnect(
         self,
@@ -260,6 +316,7 @@ class IngestService:
             self._generation += 1
         self._ready.clear()
         self.metrics.subscribed(False)
+        self._set_will()  # the next connection's will, dated like its online state
         if not self._closing.is_set():
             log.warning("disconnected from the broker (%s); reconnecting", reason_code)
 
@@ -279,8 +336,48 @@ class IngestService:
             return
         self._ready.set()
         self.metrics.subscribed(True)
+        if not self._closing.is_set():
+            self._announce(online=True)
+
+    def _set_will(self) -> None:
+        self._state_ts = datetime.now(UTC)
+        self._client.will_set(self._state_topic, self._state(False), qos=1, retain=True)
+
+    def _state(self, online: bool) -> bytes:
+        state = IngestState(online=online, ts=self._state_ts, site=self.options.site)
+        return encode_ingest_state(state)
+
+    def _announce(self, *, online: bool) -> None:
+        """Publish this worker's retained state; going offline waits (briefly) for the
+        broker to have it, so edges hold their telemetry before we stop taking it."""
+        info = self._client.publish(self._state_topic, self._state(online), qos=1, retain=True)
+        if not online and self._client.is_connected():
+            try:
+                info.wait_for_publish(timeout=5)
+            except (ValueError, RuntimeError) as exc:
+                log.warning("could not announce going offline: %s", exc)
+
+    def _on_sys(self, topic: str, payload: bytes) -> None:
+        """``$SYS`` values: the broker's drop counter and uptime (a restart resets it)."""
+        try:
+            value = int(payload.split()[0])
+        except (ValueError, IndexError):
+            return
+        now = time.monotonic()
+        if topic.endswith("/dropped"):
+            if self._broker_dropped is not None and value > self._broker_dropped:
+                self._dropped_rose_at = now
+            self._broker_dropped = value
+            self.metrics.broker_dropped(value)
+        else:
+            if self._broker_uptime is not None and value < self._broker_uptime:
+                self._restarted_at = now
+            self._broker_uptime = value
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if message.topic.startswith("$SYS/"):
+            self._on_sys(message.topic, bytes(message.payload))
+            return
         if self._closing.is_set():
             return  # not acked: the broker redelivers it to our next session
         self._last_received = time.monotonic()
@@ -299,7 +396,13 @@ class IngestService:
             return
         topic, payload = message.topic, bytes(message.payload)
         # decode_message never raises; paho would end its network thread if it did.
-        decoded = decode_message(topic, payload, time.time_ns() // 1_000_000, self._status_floor)
+        decoded = decode_message(
+            topic,
+            payload,
+            time.time_ns() // 1_000_000,
+            self._status_floor,
+            self.options.max_message_bytes,
+        )
         self.metrics.received("status" if topic.endswith(STATUS_LEAF) else "telemetry")
         self._queue.put(
             Delivery(
@@ -313,31 +416,21 @@ class IngestService:
             )
         )
 
-    def _on_publish(
-        self,
-        client: mqtt.Client,
-        userdata: Any,
-        mid: int,
-        reason_code: ReasonCode,
-        properties: Any,
-    ) -> None:
-        self._published.put((mid, not reason_code.is_failure))
-
     # -- writer thread ------------------------------------------------------------
 
     def _run_writer(self) -> None:
-        pending: dict[int, Delivery] = {}  # dead letter's mid → the original message
         next_stats = time.monotonic() + self.options.stats_interval
         try:
             while True:
                 batch = self._collect()
                 if batch:
-                    self._handle(batch, pending)
-                self._settle_deadletters(pending)
+                    self._handle(batch)
                 if self.options.stats_interval and time.monotonic() >= next_stats:
                     self._write_stats()
                     next_stats = time.monotonic() + self.options.stats_interval
-                if self._closing.is_set() and self._queue.empty() and not pending:
+                self._log_gaps()
+                if self._closing.is_set() and self._queue.empty():
+                    self._log_gaps(force=True)
                     return
                 if self._abandon.is_set():
                     self._abandon_all()
@@ -371,60 +464,215 @@ class IngestService:
             points += item.decoded.points
         return batch
 
-    def _handle(self, batch: list[Delivery], pending: dict[int, Delivery]) -> None:
+    def _handle(self, batch: list[Delivery]) -> None:
+        """Write, dead-letter, follow the sequences, write markers, then acknowledge."""
+        refused = {id(d): d.decoded.error for d in batch if not d.decoded.valid}
         good = [d for d in batch if d.decoded.valid]
-        for delivery in batch:
-            if not delivery.decoded.valid:
-                self._deadletter(delivery, delivery.decoded.error or "invalid", pending)
-        rejected = self._writer.write_isolating(good, _lines)
-        refused = {id(d) for d, _ in rejected}
-        for delivery, reason in rejected:
-            self._deadletter(delivery, f"InfluxDB rejected the points: {reason}", pending)
-        written = [d for d in good if id(d) not in refused]
-        points = sum(d.decoded.points for d in written)
+        for delivery, reason in self._writer.write_isolating(good, _lines):
+            refused[id(delivery)] = f"InfluxDB rejected the points: {reason}"
+        points = sum(d.decoded.points for d in good if id(d) not in refused)
         if points:
             self.metrics.batch_written(points)
+        self._store_deadletters([d for d in batch if id(d) in refused], refused)
         # Markers for every message we wrote, rejected ones included: InfluxDB 1.x
         # stored their good points too, and a needless recompute costs little.
         touched: Counter[MachineHour] = Counter()
         for delivery in good:
             touched.update(delivery.decoded.touched)
-        if touched:
+        while not self._restored:  # InfluxDB just took a write: it answers queries too
+            if self._abandon.is_set():
+                raise WriteAbandoned("shutdown deadline reached before the sequences were read")
+            if not self._restore_sequences():
+                self.metrics.retried()
+                self._abandon.wait(self.options.retry_initial)
+        gap_points, moved = self._follow_sequences(batch)
+        if touched or gap_points or moved:
             try:  # stamped when the write lands, so a long retry cannot hide markers
                 self._writer.write(
-                    lambda: encode_points(touched_markers(touched, time.time_ns())),
+                    lambda: self._bookkeeping(touched, gap_points, moved, time.time_ns()),
                     precision="ns",
                 )
             except InfluxWriteRejected as exc:
-                log.error("InfluxDB rejected the ingest_touched markers: %s", exc)
-        for delivery in written:
+                log.error("InfluxDB rejected the ingest bookkeeping points: %s", exc)
+        for delivery in batch:
             self._ack(delivery)
 
-    def _deadletter(self, delivery: Delivery, reason: str, pending: dict[int, Delivery]) -> None:
-        log.warning("dead letter for %s: %s", delivery.topic, reason)
-        self.metrics.invalid()
-        body = deadletter_payload(delivery.topic, delivery.payload, reason, delivery.received_at)
-        # Queued by paho even while disconnected, and sent once connected again.
-        info = self._client.publish(deadletter_topic(delivery.topic), body, qos=1)
-        pending[info.mid] = delivery
+    def _bookkeeping(
+        self,
+        touched: Counter[MachineHour],
+        gap_points: list[Point],
+        moved: set[MachineRef],
+        now_ns: int,
+    ) -> bytes:
+        points = touched_markers(touched, now_ns) + gap_points
+        if self._tracker is not None:
+            for ref in sorted(moved):
+                high = self._tracker.high(ref)
+                if high is not None:
+                    points.append(sequence_point(ref, *high, self.options.client_id, now_ns))
+        return encode_points(points)
 
-    def _settle_deadletters(self, pending: dict[int, Delivery]) -> None:
-        while True:
-            try:
-                mid, accepted = self._published.get_nowait()
-            except queue.Empty:
-                return
-            delivery = pending.pop(mid, None)
-            if delivery is None:
+    def _store_deadletters(
+        self, deliveries: list[Delivery], reasons: dict[int, str | None]
+    ) -> None:
+        """Durably store, then publish, the dead letters of a batch (before any ack)."""
+        letters = [
+            DeadLetter(
+                deadletter_id(d.topic, d.payload),
+                d.topic,
+                d.payload,
+                reasons[id(d)] or "invalid",
+                d.received_at,
+                self.options.client_id,
+            )
+            for d in deliveries
+        ]
+        if not letters:
+            return
+        self._deadletters.append(
+            letters
+        )  # raises (stopping the worker, nothing acked) if it cannot
+        self.metrics.deadletters_stored(len(letters))
+        for letter in letters:
+            log.warning("dead letter for %s: %s", letter.topic, letter.reason)
+            self.metrics.invalid()
+            # Best effort for live watchers; the store above is what keeps it. Queued by
+            # paho even while disconnected.
+            body = deadletter_payload(
+                letter.topic, letter.payload, letter.reason, letter.received_at
+            )
+            self._client.publish(deadletter_topic(letter.topic), body, qos=1)
+
+    def _follow_sequences(self, batch: list[Delivery]) -> tuple[list[Point], set[MachineRef]]:
+        """Feed the batch, in arrival order, to the sequence tracker: the gap points to write
+        and the machines whose sequence moved."""
+        tracker = self._tracker
+        points: list[Point] = []
+        moved: set[MachineRef] = set()
+        if tracker is None:
+            return points, moved
+        for delivery in batch:
+            decoded = delivery.decoded
+            if decoded.ref is None:
                 continue
-            if not accepted:
-                # Holding it would block one in-flight slot forever; the log keeps it.
-                log.error(
-                    "broker refused the dead letter for %s; acknowledging it anyway: %r",
-                    delivery.topic,
-                    delivery.payload[:1000],
+            if decoded.seq is not None:
+                outcome = tracker.message(decoded.ref, decoded.seq, decoded.offset, decoded.samples)
+            elif decoded.delivered is not None:
+                found = tracker.delivered(decoded.ref, *decoded.delivered)
+                if found is None:
+                    continue
+                outcome = found
+            else:
+                continue
+            moved.add(decoded.ref)
+            if outcome.gap is not None:
+                cause = self._likely_cause()
+                points.append(gap_point(outcome.gap, cause, self.options.client_id))
+                self.metrics.gap(outcome.gap.messages, outcome.gap.samples)
+                self._gaps_unlogged.append((outcome.gap, cause))
+            elif outcome.hole is not None:
+                points.append(recovery_point(outcome.hole))
+                self.metrics.late(decoded.samples)
+                log.info(
+                    "%s: seq %d arrived late: gap %d-%d has %d message(s) recovered",
+                    "/".join(decoded.ref),
+                    decoded.seq,
+                    outcome.hole.gap.first_seq,
+                    outcome.hole.gap.last_seq,
+                    outcome.hole.recovered_messages,
                 )
-            self._ack(delivery)
+            elif outcome.kind == "duplicate":
+                self.metrics.duplicate()
+            elif outcome.kind == "restart":
+                self.metrics.sequence_restart()
+                log.info("%s: seq restarted at 0 (a new edge buffer?)", "/".join(decoded.ref))
+        return points, moved
+
+    def _likely_cause(self) -> str:
+        now = time.monotonic()
+        if now - self._dropped_rose_at <= CAUSE_WINDOW_S:
+            return (
+                "broker queue limit: the broker counts dropped messages "
+                f"($SYS/broker/publish/messages/dropped = {self._broker_dropped}); raise "
+                "max_queued_messages/max_queued_bytes (docs/deploy.md)"
+            )
+        if now - self._restarted_at <= CAUSE_WINDOW_S:
+            return "broker restart or crash: it lost messages it had acknowledged to the edge"
+        if self._broker_dropped:
+            return (
+                "unknown; the broker has dropped messages since it started "
+                f"($SYS/broker/publish/messages/dropped = {self._broker_dropped})"
+            )
+        return "unknown: lost after the broker acknowledged them (queue limit or crash)"
+
+    def _log_gaps(self, force: bool = False) -> None:
+        """One warning per gap, at most one per ``GAP_LOG_INTERVAL_S``; the rest summed."""
+        if not self._gaps_unlogged:
+            return
+        now = time.monotonic()
+        if not force and now - self._gap_log_at < GAP_LOG_INTERVAL_S:
+            return
+        gap, cause = self._gaps_unlogged[0]
+        more = self._gaps_unlogged[1:]
+        samples = "?" if gap.samples is None else str(gap.samples)
+        log.warning(
+            "%s: %d message(s) lost in transit (seq %d-%d, %s samples); likely cause: %s%s",
+            "/".join(gap.ref),
+            gap.messages,
+            gap.first_seq,
+            gap.last_seq,
+            samples,
+            cause,
+            f"; and {len(more)} more gap(s) of {sum(g.messages for g, _ in more)} message(s) "
+            f"on {len({g.ref for g, _ in more})} machine(s) (see `runhours ingest status`)"
+            if more
+            else "",
+        )
+        self._gaps_unlogged.clear()
+        self._gap_log_at = now
+
+    def _restore_sequences(self) -> bool:
+        """Resume each machine's sequence from InfluxDB (``ingest_sequence``, open
+        ``ingest_gaps``); False when InfluxDB cannot answer yet."""
+        tracker = self._tracker
+        assert tracker is not None
+        site = self.options.site
+        where = "" if site == "+" else f" WHERE {TAG_SITE} = {quote_string(site)}"
+        also = "" if site == "+" else f" AND {TAG_SITE} = {quote_string(site)}"
+        try:
+            self._influx.ensure_database()
+            rows = self._influx.query_rows(
+                f'SELECT last("seq") AS seq, last("end_offset") AS end_offset '
+                f"FROM {INGEST_SEQUENCE}{where} GROUP BY site, line, machine"
+            )
+            gaps = self._influx.query_rows(
+                f"SELECT * FROM {INGEST_GAPS} WHERE time > now() - {GAP_RESTORE_DAYS}d{also} "
+                "GROUP BY site, line, machine",
+                epoch="ns",
+            )
+        except InfluxError as exc:
+            log.warning("cannot read where the sequences stand yet (%s); retrying", exc)
+            return False
+        for row in rows:
+            end = int(row["end_offset"])
+            ref = MachineRef(row["site"], row["line"], row["machine"])
+            tracker.restore(ref, int(row["seq"]), None if end < 0 else end)
+        reopened = 0
+        for row in gaps:
+            messages, recovered = int(row["messages"]), int(row["recovered_messages"] or 0)
+            if recovered >= messages:
+                continue
+            ref = MachineRef(row["site"], row["line"], row["machine"])
+            samples = None if row.get("samples") is None else int(row["samples"])
+            first, last = int(row["first_seq"]), int(row["last_seq"])
+            gap = Gap(ref, first, last, samples, int(row["time"]))
+            tracker.restore_hole(
+                Hole(gap, [(first, last)], recovered, int(row["recovered_samples"] or 0))
+            )
+            reopened += 1
+        log.info("following %d machines' sequences (%d open gaps)", len(tracker), reopened)
+        self._restored = True
+        return True
 
     def _ack(self, delivery: Delivery) -> None:
         with self._conn_lock:
@@ -451,6 +699,11 @@ class IngestService:
                 FIELD_WRITE_LATENCY_MS: latency_ms,
                 FIELD_BATCH_POINTS: batch_points,
                 FIELD_QUEUE_DEPTH: float(stats.held),
+                **(
+                    {}
+                    if stats.broker_dropped is None
+                    else {FIELD_BROKER_DROPPED: float(stats.broker_dropped)}
+                ),
             },
             time.time_ns() // 1_000_000,
         )

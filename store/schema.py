@@ -37,9 +37,32 @@ FIELD_ONLINE: Final = "online"
 FIELD_BUFFERED: Final = "buffered"
 FIELD_DROPPED_TOTAL: Final = "dropped_total"
 
+# Delivery gaps found by the ingest (ingest/sequence.py): one point per gap, at the time
+# it was detected (ns precision; the point's identity, rewritten when messages of the gap
+# arrive late); tags = machine tags; fields `first_seq`, `last_seq`, `messages`,
+# `samples` (when the edge sends offsets), `recovered_messages`, `recovered_samples`,
+# `cause` and `worker` (strings). Lost = messages/samples − recovered.
+INGEST_GAPS: Final = "ingest_gaps"
+FIELD_FIRST_SEQ: Final = "first_seq"
+FIELD_LAST_SEQ: Final = "last_seq"
+FIELD_MESSAGES: Final = "messages"
+FIELD_SAMPLES: Final = "samples"
+FIELD_RECOVERED_MESSAGES: Final = "recovered_messages"
+FIELD_RECOVERED_SAMPLES: Final = "recovered_samples"
+FIELD_CAUSE: Final = "cause"
+FIELD_WORKER: Final = "worker"
+
+# Where each machine's sequence stands, written with every batch before its messages are
+# acknowledged (ns precision, wall clock), so a restarted worker resumes gap detection:
+# tags = machine tags; fields `seq` (highest seen), `end_offset` (-1 when unknown), `worker`.
+INGEST_SEQUENCE: Final = "ingest_sequence"
+FIELD_SEQ: Final = "seq"
+FIELD_END_OFFSET: Final = "end_offset"
+
 # Ingest health, one point per worker every few seconds (tag `worker`): fields
 # `messages_received`, `messages_invalid`, `points_written` (running totals),
-# `write_latency_ms`, `batch_points`, `queue_depth`.
+# `write_latency_ms`, `batch_points`, `queue_depth`, and `broker_dropped` (the broker's
+# `$SYS/broker/publish/messages/dropped`, when it publishes it).
 INGEST_STATS: Final = "ingest_stats"
 TAG_WORKER: Final = "worker"
 FIELD_MESSAGES_RECEIVED: Final = "messages_received"
@@ -48,6 +71,7 @@ FIELD_POINTS_WRITTEN: Final = "points_written"
 FIELD_WRITE_LATENCY_MS: Final = "write_latency_ms"
 FIELD_BATCH_POINTS: Final = "batch_points"
 FIELD_QUEUE_DEPTH: Final = "queue_depth"
+FIELD_BROKER_DROPPED: Final = "broker_dropped"
 
 # Hourly usage rollups (analytics): tags = machine tags; timestamp = UTC hour start;
 # fields `<state>_s` per state, `known_s`, `counter_s` (hour-meter delta, when reported)

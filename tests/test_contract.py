@@ -9,11 +9,16 @@ import pytest
 
 from contract import (
     ContractError,
+    IngestState,
     Sample,
     Telemetry,
     deadletter_topic,
+    decode_ingest_state,
     decode_telemetry,
+    encode_ingest_state,
     encode_telemetry,
+    ingest_state_topic,
+    parse_ingest_state_topic,
     parse_topic,
     telemetry_subscription,
     telemetry_topic,
@@ -74,6 +79,14 @@ def test_rfc3339_with_zone_is_converted_to_utc() -> None:
             "samples.0.values: .*temp_c",
         ),
         (_payload(counters={"run_seconds_total": 10**400}), "counters: .*run_seconds_total"),
+        # What InfluxDB cannot store is refused before any of the message is written.
+        (_payload(samples=[{"ts": 9_300_000_000_000, "state": "idle"}]), "samples.0.ts: .*2262"),
+        (
+            _payload(samples=[{"ts": "1600-01-01T00:00:00Z", "state": "idle"}]),
+            "samples.0.ts: .*1677",
+        ),
+        (_payload(samples=[{"ts": 1, "state": "idle"}] * 100_001), "samples: .*at most 100000"),
+        (_payload(offset=-1), "offset"),
     ],
 )
 def test_invalid_payloads_name_the_field(payload: bytes, reason: str) -> None:
@@ -112,3 +125,17 @@ def test_payload_machine_id_is_anchored(machine: str) -> None:
         Telemetry.model_validate(
             {"machine": machine, "seq": 0, "samples": [{"ts": 1, "state": "off"}]}
         )
+
+
+def test_an_ingest_state_serves_its_own_site_or_every_site() -> None:
+    ts = datetime(2026, 10, 1, tzinfo=UTC)
+    assert IngestState(online=True, ts=ts).serves("plant1")
+    assert IngestState(online=True, ts=ts, site="plant1").serves("plant1")
+    assert not IngestState(online=True, ts=ts, site="plant2").serves("plant1")
+    assert not IngestState(online=False, ts=ts).serves("plant1")
+    state = IngestState(online=True, ts=ts, site="plant1")
+    assert decode_ingest_state(encode_ingest_state(state)) == state
+    assert ingest_state_topic("ingest-1") == "runhours/v1/ingest/ingest-1/state"
+    assert parse_ingest_state_topic("runhours/v1/ingest/ingest-1/state") == "ingest-1"
+    with pytest.raises(ContractError, match="site"):
+        decode_ingest_state(b'{"online": true, "ts": 1, "site": "a b"}')

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import getpass
 import json
+import logging
 import os
 import signal
 import sqlite3
@@ -32,15 +33,18 @@ from typer.testing import CliRunner
 
 from contract import (
     ContractError,
+    IngestState,
     MachineRef,
     Sample,
     Status,
     Telemetry,
     decode_status,
     decode_telemetry,
+    encode_ingest_state,
     encode_sample,
     encode_telemetry,
     from_epoch_ms,
+    ingest_state_topic,
 )
 from contract.settings import MqttUrl, SettingsError, load_settings
 from edge import (
@@ -93,11 +97,18 @@ class Subscriber:
     """An independent paho-mqtt MQTT 5 subscriber collecting everything under a filter.
 
     ``persistent`` keeps its session (and subscription) across a broker restart, so messages
-    published before it reconnects are queued for it.
+    published before it reconnects are queued for it. ``ingest_for`` (a site) makes it play
+    the ingest's part for the agents: it announces itself online for that site, with a will.
     """
 
     def __init__(
-        self, url: str, topic: str, *, persistent: bool = False, ca_file: Path | None = None
+        self,
+        url: str,
+        topic: str,
+        *,
+        persistent: bool = False,
+        ca_file: Path | None = None,
+        ingest_for: str | None = None,
     ) -> None:
         broker = MqttUrl.parse(url)
         self.messages: list[tuple[str, bytes, bool]] = []
@@ -109,7 +120,20 @@ class Subscriber:
             protocol=mqtt.MQTTv5,
         )
         self.client.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
-        self.client.on_subscribe = lambda *_: self._subscribed.set()
+        self.state_topic = ingest_state_topic(f"test-{uuid.uuid4().hex[:8]}")
+        state = IngestState(online=True, ts=datetime.now(UTC), site=ingest_for or "+")
+
+        def subscribed(*_: object) -> None:
+            if ingest_for:  # after the subscription, as a real ingest does
+                self.client.publish(self.state_topic, encode_ingest_state(state), 1, retain=True)
+            self._subscribed.set()
+
+        self.client.on_subscribe = subscribed
+        if ingest_for:
+            offline = encode_ingest_state(state.model_copy(update={"online": False}))
+            self.client.will_set(self.state_topic, offline, qos=1, retain=True)
+        self.ingest_for = ingest_for
+        self.closed = False
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(1, 1)
         if broker.username:
@@ -147,6 +171,11 @@ class Subscriber:
         return {machine: len(ts) for machine, ts in seen.items()}
 
     def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.ingest_for:  # clear the retained state: the broker outlives this test
+            self.client.publish(self.state_topic, b"", 1, retain=True).wait_for_publish(5)
         self.client.disconnect()  # first: the network thread then ends at once
         self.client.loop_stop()
 
@@ -214,7 +243,7 @@ def test_batches_carry_contiguous_seq_and_the_exact_samples(
     services: LocalServices, test_id: str, tmp_path: Path, subscribe: Callable[..., Subscriber]
 ) -> None:
     ref = MachineRef(test_id, "line-a", "cnc-01")
-    sub = subscribe(services.mqtt_url, f"runhours/v1/{test_id}/#")
+    sub = subscribe(services.mqtt_url, f"runhours/v1/{test_id}/#", ingest_for=test_id)
     readings = make_readings(0, 1200)
 
     async def scenario() -> None:
@@ -265,7 +294,9 @@ def test_broker_outage_is_ridden_out_and_the_backlog_arrives_historical(
 ) -> None:
     url = own_services.mqtt_url
     ref = MachineRef(test_id, "line-a", "pump-01")
-    sub = subscribe(url, f"runhours/v1/{test_id}/+/+/telemetry", persistent=True)
+    sub = subscribe(
+        url, f"runhours/v1/{test_id}/+/+/telemetry", persistent=True, ingest_for=test_id
+    )
     offline: set[int] = set()  # ts of samples submitted while the agent had no connection
     produced: list[int] = []
 
@@ -332,7 +363,7 @@ def test_agent_killed_with_sigkill_replays_its_buffer_after_restart(
         f'[edge.source]\ntype = "csv"\npath = "{csv}"\nspeed = 50\n',
     )
     buffer_file = tmp_path / "var" / "edge" / f"{test_id}.line-a.cnc-07.sqlite3"
-    sub = subscribe(services.mqtt_url, f"runhours/v1/{test_id}/#")
+    sub = subscribe(services.mqtt_url, f"runhours/v1/{test_id}/#", ingest_for=test_id)
     log = tmp_path / "agent.log"
 
     agent = start_agent(config, log)
@@ -384,7 +415,7 @@ def test_will_announces_offline_when_a_simulating_agent_is_killed(
         f'site = "{test_id}"\nline = "line-b"\nmachine = "comp-01"\npublish_interval = 0.2\n'
         '[edge.source]\ntype = "simulator"\nkind = "compressor"\nspeed = 600\n',
     )
-    sub = subscribe(services.mqtt_url, f"runhours/v1/{test_id}/#")
+    sub = subscribe(services.mqtt_url, f"runhours/v1/{test_id}/#", ingest_for=test_id)
     log = tmp_path / "agent.log"
     agent = start_agent(config, log)
     try:
@@ -462,7 +493,7 @@ def test_tls_and_credentials_from_the_settings(
     port, ca = tls_broker
     url = f"mqtts://edge:s3cret@127.0.0.1:{port}"
     settings = EdgeSettings(mqtt_url=url, mqtt_ca_file=ca, data_dir=tmp_path / "var")
-    sub = subscribe(url, f"runhours/v1/{test_id}/+/+/telemetry", ca_file=ca)
+    sub = subscribe(url, f"runhours/v1/{test_id}/+/+/telemetry", ca_file=ca, ingest_for=test_id)
     ref = MachineRef(test_id, "line-a", "pump-03")
 
     async def connect(settings: EdgeSettings, readings: int = 0, wait: float = 1.0) -> EdgeAgent:
@@ -526,7 +557,7 @@ def test_overflow_drops_the_oldest_counts_them_and_the_newest_arrive(
     kept.close()
     assert (count, dropped_total) == (expected, 1000 - expected)
 
-    sub = subscribe(services.mqtt_url, f"runhours/v1/{test_id}/#")
+    sub = subscribe(services.mqtt_url, f"runhours/v1/{test_id}/#", ingest_for=test_id)
 
     async def online_phase() -> None:
         with SampleBuffer(path, max_bytes=max_bytes) as buffer:
@@ -562,14 +593,21 @@ def test_buffer_age_bound_keeps_in_flight_samples_and_persists_seq(tmp_path: Pat
         with pytest.raises(ContractError, match="counters: name 'Hours'"):
             buffer.append([EdgeReading(make_readings(15, 1)[0].sample, {"Hours": 1.0})])
         assert buffer.count == 5  # a bad reading is rejected before anything is written
-        assert [buffer.next_seq() for _ in range(3)] == [0, 1, 2]
+        # seq +1 per message; offset = samples in the messages before (dropped ones never count)
+        assert (batch.seq, batch.offset, rest.seq, rest.offset, buffer.seq) == (0, 0, 1, 4, 2)
+        assert buffer.delivered == (1, 4)  # message 0 acknowledged, message 1 in flight
         assert buffer.last_ts_ms == T0 + 14_000
         with pytest.raises(BufferInUse, match="in use by another process"):
             SampleBuffer(path)
     with SampleBuffer(path, max_age_s=60, clock=lambda: now[0]) as reopened:
-        assert reopened.next_seq() == 3  # monotonic across restarts
+        assert reopened.seq == 2  # monotonic across restarts
         assert reopened.count == 5 and reopened.dropped_total == 6
         assert reopened.rewind() == 15  # the watermark: the newest row id ever appended
+        again = reopened.take(100)  # the unacknowledged message, resent exactly as it was
+        assert again is not None and (again.seq, again.offset) == (1, 4)
+        assert again.bodies == rest.bodies
+        reopened.ack(again)
+        assert reopened.take(100) is None and reopened.delivered == (2, 9)
 
 
 # -- configuration and sources -------------------------------------------------------------
@@ -655,7 +693,7 @@ def test_fleet_publishes_every_simulated_sample_once_per_machine(
     settings = EdgeSettings(mqtt_url=services.mqtt_url, data_dir=tmp_path / "var")
     start = datetime(2026, 3, 2, tzinfo=UTC)
     specs = fleet(4, seed=7, start=start, site=test_id)
-    sub = subscribe(services.mqtt_url, f"runhours/v1/{test_id}/+/+/telemetry")
+    sub = subscribe(services.mqtt_url, f"runhours/v1/{test_id}/+/+/telemetry", ingest_for=test_id)
     truth = tmp_path / "truth.json"
 
     result = asyncio.run(
@@ -681,7 +719,7 @@ def test_fleet_publishes_every_simulated_sample_once_per_machine(
 def test_simulate_command_runs_a_small_fleet(
     services: LocalServices, test_id: str, tmp_path: Path, subscribe: Callable[..., Subscriber]
 ) -> None:
-    sub = subscribe(services.mqtt_url, f"runhours/v1/{test_id}/+/+/telemetry")
+    sub = subscribe(services.mqtt_url, f"runhours/v1/{test_id}/+/+/telemetry", ingest_for=test_id)
     truth = tmp_path / "truth.json"
     env = {"RUNHOURS_MQTT_URL": services.mqtt_url, "RUNHOURS_DATA_DIR": str(tmp_path / "var")}
     args = ["simulate", "--machines", "3", "--days", "0.25", "--seed", "5", "--site", test_id]
@@ -728,7 +766,10 @@ def acl_broker(tmp_path: Path) -> Iterator[tuple[str, Path, subprocess.Popen[byt
     d = tmp_path / "acl"
     d.mkdir()
     acl = d / "acl"
-    acl.write_text("topic read #\ntopic write runhours/v1/+/+/+/status\n")  # no telemetry
+    acl.write_text(  # no telemetry
+        "topic read #\ntopic write runhours/v1/+/+/+/status\n"
+        "topic write runhours/v1/ingest/+/state\n"
+    )
     port = free_port()
     (d / "mosquitto.conf").write_text(
         f"user {getpass.getuser()}\nlistener {port} 127.0.0.1\nallow_anonymous true\n"
@@ -758,7 +799,7 @@ def test_a_publish_the_broker_refuses_stays_buffered_until_it_is_accepted(
     stay in the buffer, the error says why, and they arrive once the broker accepts them."""
     url, acl, broker = acl_broker
     ref = MachineRef(test_id, "line-a", "cnc-07")
-    sub = subscribe(url, f"runhours/v1/{test_id}/+/+/telemetry")
+    sub = subscribe(url, f"runhours/v1/{test_id}/+/+/telemetry", ingest_for=test_id)
 
     async def scenario() -> tuple[int, str | None, bool, AgentStats]:
         with SampleBuffer(tmp_path / "buffer.sqlite3") as buffer:
@@ -782,3 +823,88 @@ def test_a_publish_the_broker_refuses_stays_buffered_until_it_is_accepted(
     assert drained and stats.published == 30 and stats.buffered == 0
     assert wait_until(lambda: len(sub.sample_ts()) == 30, 5)
     assert sub.sample_ts() == {T0 + i * 1000 for i in range(30)}
+
+
+# -- delivered means delivered: no subscriber, no ingest ---------------------------------------
+
+
+async def _until(condition: Callable[[], bool], timeout: float) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.02)
+
+
+def test_a_publish_nobody_subscribes_to_stays_buffered_until_someone_does(
+    services: LocalServices, test_id: str, tmp_path: Path, subscribe: Callable[..., Subscriber]
+) -> None:
+    """Mosquitto answers a QoS 1 publish nobody subscribes to with PUBACK 0x10 and discards
+    it: that is not a delivery. The samples stay buffered (counted), and arrive once a
+    subscriber exists, under the same seq."""
+    ref = MachineRef(test_id, "line-a", "cnc-08")
+    filter_ = f"runhours/v1/{test_id}/+/+/telemetry"
+
+    async def scenario() -> tuple[int, int, AgentStats, Subscriber]:
+        with SampleBuffer(tmp_path / "buffer.sqlite3") as buffer:
+            options = fast_options(require_ingest=False)
+            agent = EdgeAgent(ref, buffer, Broker.from_url(services.mqtt_url), options)
+            run = asyncio.create_task(agent.run())
+            assert await agent.wait_connected(5)
+            agent.submit(make_readings(0, 25))
+            await _until(lambda: agent.stats.no_subscriber >= 2, 10)  # refused, resent, refused
+            kept = buffer.count
+            sub = await asyncio.to_thread(subscribe, services.mqtt_url, filter_)
+            assert await agent.drain(10)
+            agent.stop()
+            await run
+            return kept, buffer.count, agent.stats, sub
+
+    kept, left, stats, sub = asyncio.run(scenario())
+    assert (kept, left) == (25, 0)
+    assert stats.no_subscriber >= 2 and stats.published == 25 and stats.messages == 1
+    assert wait_until(lambda: len(sub.sample_ts()) == 25, 5)
+    assert [m.seq for _, _, m in sub.telemetry()] == [0]  # the resend kept its seq
+    assert [m.offset for _, _, m in sub.telemetry()] == [0]
+
+
+def test_telemetry_waits_while_no_ingest_is_online(
+    services: LocalServices,
+    test_id: str,
+    tmp_path: Path,
+    subscribe: Callable[..., Subscriber],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """With require_ingest (the default) the agent publishes only while an ingest serving its
+    site announces itself online: before one exists, and again after it went away, the
+    samples wait in the buffer; each hold is logged once."""
+    ref = MachineRef(test_id, "line-a", "cnc-09")
+    watcher = subscribe(services.mqtt_url, f"runhours/v1/{test_id}/+/+/telemetry")  # no ingest
+    holds = lambda: caplog.text.count("holding telemetry")  # noqa: E731
+
+    async def scenario() -> list[tuple[int, int]]:
+        seen = []
+        with SampleBuffer(tmp_path / "buffer.sqlite3") as buffer:
+            agent = EdgeAgent(ref, buffer, Broker.from_url(services.mqtt_url), fast_options())
+            run = asyncio.create_task(agent.run())
+            assert await agent.wait_connected(5)
+            agent.submit(make_readings(0, 30))
+            await _until(lambda: holds() == 1, 10)
+            seen.append((agent.stats.messages, buffer.count))
+            ingest = await asyncio.to_thread(
+                subscribe, services.mqtt_url, "runhours/v1/ingest/+/state", ingest_for=test_id
+            )
+            assert await agent.drain(10)
+            seen.append((agent.stats.messages, buffer.count))
+            await asyncio.to_thread(ingest.close)  # clears its state: no ingest again
+            await _until(lambda: not agent.ingest_online, 5)
+            agent.submit(make_readings(30, 10))
+            await _until(lambda: holds() == 2, 10)
+            seen.append((agent.stats.messages, buffer.count))
+            agent.stop()
+            await run
+        return seen
+
+    with caplog.at_level(logging.INFO, logger="runhours.edge.agent"):
+        seen = asyncio.run(scenario())
+    assert seen == [(0, 30), (1, 0), (1, 10)]
+    assert caplog.text.count("an ingest is online again") == 1
+    assert wait_until(lambda: len(watcher.sample_ts()) == 30, 5)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -25,8 +26,17 @@ import httpx
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from typer.testing import CliRunner
 
-from contract import MachineRef, Status, decode_telemetry, status_subscription
+from contract import (
+    IngestState,
+    MachineRef,
+    Status,
+    decode_ingest_state,
+    decode_telemetry,
+    ingest_state_topic,
+    status_subscription,
+)
 from contract import telemetry_subscription as telemetry_filter
 from contract.settings import RunhoursSettings, SettingsError, load_settings
 from ingest import (
@@ -38,6 +48,7 @@ from ingest import (
     telemetry_points,
     touched_markers,
 )
+from runhours.cli import app as cli
 from runhours.services import LocalServices, free_port
 from store import InfluxClient, encode_points
 from tests import test_edge
@@ -699,3 +710,134 @@ def test_statuses_queued_during_an_ingest_outage_keep_their_order() -> None:
     times = [int(d.lines.rsplit(b" ", 1)[1]) for d in (online_t1, will, online_t2)]
     assert times == [1000, 9000, 9001]  # the machine is online at the end, as it is
     assert floor == {MachineRef("s", "l", "m"): 9001}
+
+
+# -- delivery: presence, sequence gaps, durable dead letters --------------------------------
+
+
+def test_a_worker_announces_itself_online_once_subscribed_and_offline_when_it_stops(
+    settings: RunhoursSettings, influx: InfluxClient, test_id: str
+) -> None:
+    state_topic = ingest_state_topic(f"ingest-{settings.influx_db}")
+
+    def retained() -> IngestState:
+        listener = Listener(settings.mqtt_url, state_topic)
+        try:
+            wait_for(lambda: bool(listener.messages), 5, "the retained ingest state")
+            return decode_ingest_state(listener.messages[-1][1])
+        finally:
+            listener.close()
+
+    with IngestService(ingest_settings(settings)):
+        online = retained()
+    offline = retained()
+    assert (online.online, online.site) == (True, test_id)
+    assert (offline.online, offline.site, offline.ts) == (False, test_id, online.ts)
+
+
+def test_sequence_gaps_are_reported_exactly_and_late_messages_recover_them(
+    settings: RunhoursSettings,
+    influx: InfluxClient,
+    publisher: Publisher,
+    test_id: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Five samples per message, so message s has offset 5·s. Messages 2-3 go missing (2
+    arrives late), a status says 0-6 were acknowledged to the edge (5-6 never came): two
+    gaps of 10 samples each, 5 recovered; a restarted worker resumes where it stood."""
+
+    def send(seq: int) -> None:
+        body = telemetry("m-1", seq, T0 + seq * 1000, offset=5 * seq)
+        publisher.publish(topic(test_id, "m-1"), body)
+
+    def status(delivered: int) -> None:
+        body = {
+            "online": True,
+            "ts": T0,
+            "delivered_seq": delivered,
+            "delivered_offset": 5 * delivered,
+        }
+        publisher.publish(topic(test_id, "m-1", leaf="status"), json.dumps(body))
+
+    def settled(worker: IngestService, received: int) -> Callable[[], bool]:
+        return lambda: worker.stats.messages_received == received and worker.stats.held == 0
+
+    with (
+        caplog.at_level(logging.INFO, logger="ingest.service"),
+        IngestService(ingest_settings(settings)) as worker,
+    ):
+        for seq in (0, 1, 4, 2, 1):  # 2 late, 1 twice
+            send(seq)
+        status(7)
+        wait_for(settled(worker, 6), 10, "six messages settled")
+        s = worker.stats
+        assert (s.gaps, s.gap_messages, s.gap_samples) == (2, 4, 20)
+        assert (s.late_messages, s.late_samples, s.duplicates) == (1, 5, 1)
+    assert "lost in transit (seq 2-3, 10 samples)" in caplog.text
+
+    def gaps() -> list[tuple[int, ...]]:
+        rows = influx.query_rows("SELECT * FROM ingest_gaps ORDER BY time")
+        names = ("first_seq", "last_seq", "messages", "samples", "recovered_messages")
+        return [tuple(int(r[n]) for n in (*names, "recovered_samples")) for r in rows]
+
+    assert gaps() == [(2, 3, 2, 10, 1, 5), (5, 6, 2, 10, 0, 0)]
+    with IngestService(ingest_settings(settings)) as again:
+        send(3)  # the rest of the first gap, later still
+        send(7)  # right after what the status said: no new gap
+        wait_for(settled(again, 2), 10, "two messages settled")
+        assert (again.stats.gaps, again.stats.late_messages) == (0, 1)
+    assert gaps() == [(2, 3, 2, 10, 2, 10), (5, 6, 2, 10, 0, 0)]
+    assert count(influx) == 5 * 6  # seq 0-4 and 7: every message that came is stored
+
+    env = {
+        "RUNHOURS_MQTT_URL": settings.mqtt_url,
+        "RUNHOURS_INFLUX_URL": settings.influx_url,
+        "RUNHOURS_INFLUX_DB": settings.influx_db,
+        "COLUMNS": "200",
+    }
+    result = CliRunner().invoke(cli, ["ingest", "status", "--since", "now-1h"], env=env)
+    assert result.exit_code == 1, result.output  # something was lost
+    assert "lost in transit 2 messages (10 samples)" in result.output
+    assert f"{test_id}/l1/m-1" in result.output
+
+
+def test_dead_letters_are_stored_before_the_ack_and_replayed_once_the_cause_is_fixed(
+    settings: RunhoursSettings, influx: InfluxClient, publisher: Publisher, test_id: str
+) -> None:
+    big = telemetry("m-2", 0, T0, n=40, offset=0)  # valid, but more than the worker takes
+    bad = json.dumps({"machine": "m-2", "seq": 1, "offset": 40, "samples": []}).encode()
+    assert len(big) > 1024
+    with IngestService(ingest_settings(settings, max_message_bytes=1024)) as worker:
+        for body in (big, bad, telemetry("m-2", 2, T0 + 10_000, offset=40)):
+            publisher.publish(topic(test_id, "m-2"), body)
+        wait_for(lambda: worker.stats.messages_acked == 3, 10, "three messages settled")
+        assert worker.stats.deadletters_stored == 2
+        assert worker.stats.gaps == 0  # a dead-lettered message arrived: it is no gap
+    files = list((settings.data_dir / "deadletters").glob("*.jsonl"))
+    assert len(files) == 1 and len(files[0].read_bytes().splitlines()) == 2
+    assert count(influx) == 5
+
+    env = {
+        "RUNHOURS_MQTT_URL": settings.mqtt_url,
+        "RUNHOURS_INFLUX_URL": settings.influx_url,
+        "RUNHOURS_INFLUX_DB": settings.influx_db,
+        "RUNHOURS_DATA_DIR": str(settings.data_dir),
+        "COLUMNS": "200",
+    }
+    listed = CliRunner().invoke(cli, ["deadletters", "list", "--format", "json"], env=env)
+    assert listed.exit_code == 0, listed.output
+    letters = json.loads(listed.output)
+    assert [d["payload"].encode() for d in letters] == [big, bad]
+    assert "more than the ingest takes" in letters[0]["reason"]
+    assert "samples" in letters[1]["reason"]
+
+    fixed = {**env, "RUNHOURS_INGEST__MAX_MESSAGE_BYTES": str(1 << 20)}  # the cause, fixed
+    replay = CliRunner().invoke(cli, ["deadletters", "replay"], env=fixed)
+    assert replay.exit_code == 1, replay.output  # the empty one still fails
+    assert "replayed 1 dead letter(s) (40 points); 1 still failing" in replay.output
+    assert count(influx) == 45
+    again = CliRunner().invoke(cli, ["deadletters", "replay"], env=fixed)
+    assert (
+        "replayed 0 dead letter(s) (0 points); 1 still failing; 1 replayed before" in again.output
+    )
+    assert count(influx) == 45

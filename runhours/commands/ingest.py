@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
+from dataclasses import asdict
+from datetime import datetime
+from enum import StrEnum
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.table import Table
 
 from runhours.commands._common import ConfigOption, console, fail, load
+
+if TYPE_CHECKING:
+    from ingest.status import MachineDelivery, WorkerHealth
 
 app = typer.Typer(no_args_is_help=False)
 
@@ -25,8 +33,13 @@ HELP = (
     "SIGTERM or Ctrl-C.\n\n"
     "Subscribes to telemetry and status over MQTT 5 with a persistent session, validates "
     "each message against the v1 contract, writes its points to InfluxDB in batches and "
-    "acknowledges it only once written. Invalid messages go to runhours/v1/deadletter/… "
-    "with the reason. On SIGTERM it stops taking messages, flushes, acks and disconnects.\n\n"
+    "acknowledges it only once written. Invalid messages are stored under "
+    "<data_dir>/deadletters/ (see `runhours deadletters`) and published on "
+    "runhours/v1/deadletter/… with the reason. It follows each machine's seq and reports "
+    "messages lost in transit as gaps (`runhours ingest status`). While subscribed it keeps "
+    "a retained online state on runhours/v1/ingest/<client_id>/state (edges hold their "
+    "telemetry while no worker is online). On SIGTERM it announces itself offline, stops "
+    "taking messages, flushes, acks and disconnects.\n\n"
     "Settings: the shared ones (RUNHOURS_MQTT_URL, RUNHOURS_INFLUX_URL, RUNHOURS_INFLUX_DB, "
     "…) and the \\[ingest] section of the config file, each field overridable as "
     "RUNHOURS_INGEST__<FIELD>; see ingest/example.toml. Creates the database if missing. "
@@ -35,8 +48,10 @@ HELP = (
 
 
 @app.callback(invoke_without_command=True, help=HELP)
-def ingest(config: ConfigOption = None, log_level: LogLevel = "info") -> None:
+def ingest(ctx: typer.Context, config: ConfigOption = None, log_level: LogLevel = "info") -> None:
     """Run one ingest worker in the foreground (see HELP)."""
+    if ctx.invoked_subcommand is not None:
+        return
     from ingest import IngestService, IngestSettings
 
     level = getattr(logging, log_level.upper(), None)
@@ -84,3 +99,100 @@ def ingest(config: ConfigOption = None, log_level: LogLevel = "info") -> None:
     )
     if service.failure is not None:
         fail(f"ingest failed: {service.failure!r}", code=1)
+
+
+class StatusFormat(StrEnum):
+    table = "table"
+    json = "json"
+
+
+@app.command()
+def status(
+    since: Annotated[
+        str, typer.Option("--since", help="Window start: RFC 3339 with a zone, or 'now-24h'.")
+    ] = "now-24h",
+    site: Annotated[str | None, typer.Option("--site", help="Only this site.")] = None,
+    show_all: Annotated[
+        bool, typer.Option("--all", help="Every machine, not only those that lost data.")
+    ] = False,
+    fmt: Annotated[
+        StatusFormat, typer.Option("--format", "-f", help="table (for people) or json.")
+    ] = StatusFormat.table,
+    config: ConfigOption = None,
+) -> None:
+    """What was lost on the way, per machine, read from InfluxDB: messages and samples lost
+    in transit (sequence gaps the ingest reported, minus what arrived late) and samples the
+    edge dropped itself (buffer full or too old); and each worker's last health point with
+    the broker's own drop count. Exit code 1 when anything was lost in the window."""
+    from analytics.alerts.durations import parse_time
+    from ingest import IngestSettings
+    from ingest.status import delivery_status
+    from store import InfluxClient, InfluxError
+
+    settings = load(IngestSettings, config)
+    try:
+        start = parse_time(since, "--since")
+        with InfluxClient.from_settings(settings) as client:
+            machines, workers = delivery_status(client, start, site)
+    except (ValueError, InfluxError) as exc:
+        fail(str(exc))
+    troubled = [m for m in machines if m.troubled]
+    shown = machines if show_all else troubled
+    if fmt == StatusFormat.json:
+        out = {
+            "since": start.isoformat(),
+            "machines": [
+                {
+                    **asdict(m),
+                    "ref": "/".join(m.ref),
+                    "lost_messages": m.lost_messages,
+                    "lost_samples": m.lost_samples,
+                }
+                for m in shown
+            ],
+            "workers": [asdict(w) for w in workers],
+        }
+        console.print_json(json.dumps(out, default=_json_default))
+    else:
+        _render_status(start, shown, workers, len(machines))
+    if troubled:
+        raise typer.Exit(1)
+
+
+def _json_default(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(type(value).__name__)
+
+
+def _render_status(
+    start: datetime, machines: list[MachineDelivery], workers: list[WorkerHealth], total: int
+) -> None:
+    lost_m = sum(m.lost_messages for m in machines)
+    lost_s = sum(m.lost_samples or 0 for m in machines)
+    dropped = sum(m.edge_dropped for m in machines)
+    console.print(
+        f"since {start:%Y-%m-%d %H:%M}Z: {total} machines; lost in transit {lost_m} messages "
+        f"({lost_s} samples); dropped at the edge {dropped} samples",
+        highlight=False,
+    )
+    if machines:
+        table = Table("machine", "lost msgs", "lost samples", "late", "edge drops", "cause")
+        for m in machines:
+            samples = "?" if m.lost_samples is None else str(m.lost_samples)
+            table.add_row(
+                "/".join(m.ref),
+                str(m.lost_messages),
+                samples,
+                str(m.recovered_messages),
+                str(m.edge_dropped),
+                (m.last_cause or "").split(":")[0],
+            )
+        console.print(table)
+    for w in workers:
+        broker = "" if w.broker_dropped is None else f", broker dropped {w.broker_dropped}"
+        console.print(
+            f"worker {w.worker}: last seen {w.at:%Y-%m-%d %H:%M:%S}Z, {w.messages_received} "
+            f"messages, {w.points_written} points, holding {w.held}{broker}",
+            highlight=False,
+        )
