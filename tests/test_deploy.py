@@ -404,30 +404,28 @@ def test_broker_tls_acl_and_credentials_agree(
 
 
 def test_database_users_have_one_role_each(compose: dict[str, Any], secrets: SecurityDir) -> None:
-    influx = _environment(compose["services"]["influxdb"], secrets)
+    service = compose["services"]["influxdb"]
+    influx = _environment(service, secrets)
     assert influx["INFLUXDB_HTTP_AUTH_ENABLED"] == "true"
-    assert _mounts(compose["services"]["influxdb"])["/var/lib/influxdb"] == "influxdb-data"
-    # The image's users: INFLUXDB_USER gets ALL, _WRITE_USER WRITE, _READ_USER READ.
-    role_of = {
-        influx["INFLUXDB_USER"]: ("ALL", influx["INFLUXDB_USER_PASSWORD"]),
-        influx["INFLUXDB_WRITE_USER"]: ("WRITE", influx["INFLUXDB_WRITE_USER_PASSWORD"]),
-        influx["INFLUXDB_READ_USER"]: ("READ", influx["INFLUXDB_READ_USER_PASSWORD"]),
-    }
-    assert influx["INFLUXDB_ADMIN_USER"] not in role_of and influx["INFLUXDB_ADMIN_PASSWORD"]
-    expected = {"ingest": "WRITE", "analytics": "ALL"}
+    assert _mounts(service)["/var/lib/influxdb"] == "influxdb-data"
+    # The image makes the admin; init-users.sh the others (run for real in
+    # test_deploy_influxdb.py), with the passwords of the env file.
+    script = _mounts(service)["/docker-entrypoint-initdb.d/runhours-users.sh"]
+    assert script == "./deploy/influxdb/init-users.sh"
+    granted = dict(re.findall(r"^runhours_user (\w+) (\w+) ", (REPO / script).read_text(), re.M))
+    assert granted == {"ingest": "ALL", "analytics": "ALL", "grafana": "READ"}
     for name in sorted(RUNHOURS_SERVICES - {"fleet"}):
         variables = _environment(compose["services"][name], secrets)
         assert urlsplit(variables["RUNHOURS_INFLUX_URL"]).netloc == "influxdb:8086"
         assert variables["RUNHOURS_INFLUX_DB"] == influx["INFLUXDB_DB"]
-        privilege, password = role_of[variables["RUNHOURS_INFLUX_USER"]]
-        assert privilege == expected[name], name
-        assert variables["RUNHOURS_INFLUX_PASSWORD"] == password, name
-    assert not any(
-        k.startswith("RUNHOURS_INFLUX") for k in _environment(compose["services"]["fleet"])
-    )
+        user = variables["RUNHOURS_INFLUX_USER"]
+        assert user == name and user in granted
+        assert variables["RUNHOURS_INFLUX_PASSWORD"] == influx[f"{user.upper()}_INFLUX_PASSWORD"]
+    fleet = _environment(compose["services"]["fleet"])
+    assert not any(k.startswith("RUNHOURS_INFLUX") for k in fleet)  # it only publishes
     passwords = [v for k, v in influx.items() if k.endswith("PASSWORD")]
-    assert len(set(passwords)) == 4  # four users, four passwords
-    assert compose["services"]["influxdb"]["ports"] == ["127.0.0.1:8086:8086"]
+    assert len(passwords) == len(set(passwords)) == 4  # admin + three roles
+    assert service["ports"] == ["127.0.0.1:8086:8086"]
 
 
 def test_the_console_needs_logins_and_stays_on_loopback(
@@ -470,8 +468,8 @@ def test_grafana_provisioning(compose: dict[str, Any], secrets: SecurityDir) -> 
     assert datasource["uid"] == DATASOURCE_UID and datasource["type"] == "influxdb"
     assert datasource["url"] == "http://influxdb:8086"
     assert datasource["jsonData"]["dbName"] == influx["INFLUXDB_DB"]
-    assert datasource["user"] == influx["INFLUXDB_READ_USER"]
-    assert datasource["secureJsonData"]["password"] == influx["INFLUXDB_READ_USER_PASSWORD"]
+    assert datasource["user"] == "grafana"  # the READ-only user of init-users.sh
+    assert datasource["secureJsonData"]["password"] == influx["GRAFANA_INFLUX_PASSWORD"]
     [provider] = yaml.safe_load((provisioning / "dashboards/runhours.yaml").read_text())[
         "providers"
     ]

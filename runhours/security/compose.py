@@ -42,13 +42,12 @@ def env_values(security: SecurityDir) -> dict[str, dict[str, str]]:
     s = security.secrets()
     mqtt, influx = s["mqtt"], s["influx"]
     return {
-        # The image creates these users when its volume is empty (INFLUXDB_USER: ALL,
-        # INFLUXDB_WRITE_USER: WRITE, INFLUXDB_READ_USER: READ on INFLUXDB_DB).
+        # The image makes the admin; deploy/influxdb/init-users.sh the others.
         "influxdb": {
             "INFLUXDB_ADMIN_PASSWORD": influx["admin"],
-            "INFLUXDB_USER_PASSWORD": influx["analytics"],
-            "INFLUXDB_WRITE_USER_PASSWORD": influx["ingest"],
-            "INFLUXDB_READ_USER_PASSWORD": influx["grafana"],
+            "INGEST_INFLUX_PASSWORD": influx["ingest"],
+            "ANALYTICS_INFLUX_PASSWORD": influx["analytics"],
+            "GRAFANA_INFLUX_PASSWORD": influx["grafana"],
         },
         "grafana": {
             "GF_SECURITY_ADMIN_PASSWORD": s["grafana"]["admin"],

@@ -44,8 +44,10 @@ class Role:
     """A service account: its broker user (if it uses the broker) and its InfluxDB rights.
 
     InfluxDB 1.x grants per database, not per measurement: analytics reads telemetry and
-    writes its own measurements (rollups, alerts, maintenance), which 1.x can only express
-    as ALL on the database (see docs/security.md)."""
+    writes its own measurements (rollups, alerts, maintenance), and the ingest writes
+    telemetry and reads back its own bookkeeping (``ingest_sequence``, ``ingest_gaps``, to
+    resume gap detection after a restart); 1.x can express either only as ALL on the
+    database (see docs/security.md)."""
 
     name: str
     mqtt: bool
@@ -54,7 +56,7 @@ class Role:
 
 
 ROLES: tuple[Role, ...] = (
-    Role("ingest", True, "WRITE", "stores telemetry: reads it and statuses, writes dead letters"),
+    Role("ingest", True, "ALL", "stores telemetry and statuses, writes dead letters"),
     Role("analytics", True, "ALL", "alerts, rollups, maintenance; the alert console"),
     Role("grafana", False, "READ", "dashboards (and `runhours dashboards check`): read only"),
     Role("admin", False, "ADMIN", "creates the database and the users above; nothing else"),
