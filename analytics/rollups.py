@@ -1,15 +1,20 @@
 """Hourly usage rollups in InfluxDB (``usage_hourly``), kept current from the ingest's log.
 
-One point per machine and UTC hour: seconds per state (``running_s``, ``idle_s``, …),
-``known_s``, and when the machine sent hour-meter readings in that hour ``counter_s``
-(the meter's delta) and ``counter_resets``. Billing reads these, so a month for a plant
-is a few thousand rows instead of millions of samples.
+One point per machine (site and id) and UTC hour: seconds per state (``running_s``,
+``idle_s``, …), ``known_s``, the gaps, and when the machine sent hour-meter readings in
+that hour ``counter_s`` (the billed delta) with the meter's anomalies. Billing reads
+these, so a month for a plant is a few thousand rows instead of millions of samples.
 
 The ingest logs every machine-hour it wrote to (``ingest_touched``).
 :func:`refresh_rollups` recomputes exactly those hours since its last call, plus the
 hours after them that a sample can still change: its state holds up to ``max_gap`` into
 the next hour, a stated sample changes the heartbeats after it, and a meter reading
 changes the delta of the next reading. :func:`rebuild_rollups` recomputes a range.
+
+Points carry ``rollup_version``. Points of an older version (before site keys, gap
+counts and the hour-meter rules) are found when read and recomputed from raw samples
+for the hours read (:func:`usage_series`); ``runhours billing rebuild-rollups`` migrates a
+whole range at once.
 
 >>> refresh_rollups(client, state_file=Path("var/analytics/rollups.json"))  # doctest: +SKIP
 48
@@ -25,15 +30,31 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
-from analytics.counters import IntArray, to_counter_ms
+from analytics.counters import (
+    ANOMALY_KINDS,
+    EVENT_LIMIT,
+    CounterEvent,
+    CounterRules,
+    IntArray,
+    decode_events,
+    encode_events,
+    to_counter_ms,
+)
+from analytics.machines import (
+    MachineKey,
+    MachineRef,
+    Ref,
+    key_clause,
+    resolve_machines,
+    telemetry_keys,
+)
 from analytics.periods import HOUR_MS, BucketSize, bucket_edges, on_utc_hours, to_ms
 from analytics.usage import (
     CARRY_HORIZON,
@@ -46,16 +67,23 @@ from analytics.usage import (
     raw_usage_series,
     series_from_samples,
     telemetry_fields,
-    telemetry_machines,
 )
-from contract import STATES
+from contract import STATES, from_epoch_ms
 from store import InfluxClient, Point, quote_ident, quote_string
 from store.lineprotocol import FieldValue
 from store.schema import (
+    FIELD_COUNTER_EVENTS,
+    FIELD_COUNTER_GLITCHES,
+    FIELD_COUNTER_JUMPS,
     FIELD_COUNTER_RESETS,
     FIELD_COUNTER_S,
+    FIELD_COUNTER_WRAPS,
+    FIELD_GAP_AT_END,
+    FIELD_GAP_AT_START,
+    FIELD_GAPS,
     FIELD_HOUR,
     FIELD_KNOWN_S,
+    FIELD_ROLLUP_VERSION,
     FIELD_RUN_SECONDS_TOTAL,
     FIELD_STATE,
     INGEST_TOUCHED,
@@ -68,6 +96,15 @@ from store.schema import (
 )
 
 STATE_FIELDS = [state_seconds_field(state) for state in STATES]
+COUNT_FIELDS = dict(
+    zip(
+        ANOMALY_KINDS,
+        (FIELD_COUNTER_RESETS, FIELD_COUNTER_WRAPS, FIELD_COUNTER_GLITCHES, FIELD_COUNTER_JUMPS),
+        strict=True,
+    )
+)
+# 2: keyed by site and machine, gap fields, hour-meter anomalies (docs/billing.md).
+ROLLUP_VERSION = 2
 
 # Markers are re-read from this long before the watermark: a write whose marker was stamped
 # before the newest one seen but landed later (another worker, a retried write) is still
@@ -90,17 +127,36 @@ def _ceil_hour(ms: int) -> int:
     return -(-ms // HOUR_MS) * HOUR_MS
 
 
-def _where_machines(machines: Sequence[str]) -> str:
+def _where_ids(machines: Sequence[str]) -> str:
+    """Every site's machines with these ids."""
     return (
         "(" + " OR ".join(f"{quote_ident(TAG_MACHINE)} = {quote_string(m)}" for m in machines) + ")"
     )
+
+
+class StaleRollupsError(RuntimeError):
+    """``usage_hourly`` holds points of an older version in a range being read."""
+
+    def __init__(self, machines: Sequence[str], start_ms: int, end_ms: int) -> None:
+        self.machines = sorted(set(machines))
+        self.start_ms, self.end_ms = start_ms, end_ms
+        super().__init__(
+            f"usage_hourly holds rollups of an older runhours for {', '.join(self.machines)} "
+            f"between {from_epoch_ms(start_ms).isoformat()} and "
+            f"{from_epoch_ms(end_ms).isoformat()}: recompute them with `runhours billing "
+            "rebuild-rollups` (billing and `runhours usage` do it by themselves)"
+        )
 
 
 # -- writing --------------------------------------------------------------------------------
 
 
 def rollup_points(series: UsageSeries, tags: dict[str, str]) -> list[Point]:
-    """Pure: one ``usage_hourly`` point per hour bucket of ``series`` (edges on UTC hours)."""
+    """Pure: one ``usage_hourly`` point per hour bucket of ``series`` (edges on UTC hours).
+
+    Every field is written on every point that can carry it (``counter_events`` as ``""``
+    when there are none): a point written again keeps the old value of a field it omits.
+    """
     points = []
     for k in range(len(series)):
         fields: dict[str, FieldValue] = {
@@ -108,83 +164,82 @@ def rollup_points(series: UsageSeries, tags: dict[str, str]) -> list[Point]:
             for name, code in zip(STATE_FIELDS, range(N_STATES), strict=True)
         }
         fields[FIELD_KNOWN_S] = int(series.known_ms[k]) / 1000
+        fields[FIELD_GAPS] = float(series.gap_count[k])
+        fields[FIELD_GAP_AT_START] = 1.0 if series.gap_at_start[k] else 0.0
+        fields[FIELD_GAP_AT_END] = 1.0 if series.gap_at_end[k] else 0.0
         if series.counter_defined[k]:
             fields[FIELD_COUNTER_S] = int(series.counter_ms[k]) / 1000
-            fields[FIELD_COUNTER_RESETS] = 1.0 if series.counter_reset[k] else 0.0
+            for column, name in enumerate(COUNT_FIELDS.values()):
+                fields[name] = float(series.counter_counts[k, column])
+            fields[FIELD_COUNTER_EVENTS] = encode_events(series.counter_events[k])
+        fields[FIELD_ROLLUP_VERSION] = float(ROLLUP_VERSION)
         points.append(Point(USAGE_HOURLY, tags, fields, int(series.edges_ms[k])))
     return points
 
 
-def machine_tags(client: InfluxClient, machines: Sequence[str]) -> dict[str, dict[str, str]]:
-    """The site and line tags each machine's telemetry carries (first in sort order)."""
-    if not machines:
-        return {}
+def machine_tags(
+    client: InfluxClient, keys: Sequence[MachineKey]
+) -> dict[MachineKey, dict[str, str]]:
+    """The tags of each machine's rollups: its site and id, and the line its telemetry
+    carries (the first in sort order if several)."""
     statements = [
-        f"SHOW TAG VALUES FROM {quote_ident(TELEMETRY)} WITH KEY IN "
-        f"({quote_ident(TAG_SITE)}, {quote_ident(TAG_LINE)}) "
-        f"WHERE {quote_ident(TAG_MACHINE)} = {quote_string(m)}"
-        for m in machines
+        f"SHOW TAG VALUES FROM {quote_ident(TELEMETRY)} WITH KEY = {quote_ident(TAG_LINE)} "
+        f"WHERE {key_clause(key)}"
+        for key in keys
     ]
-    out: dict[str, dict[str, str]] = {}
-    for machine, result in zip(machines, client.query("; ".join(statements)), strict=True):
-        values: dict[str, list[str]] = {}
-        for series in result:
-            for key, value in series.values:
-                values.setdefault(key, []).append(value)
-        tags = {TAG_MACHINE: machine}
-        for key in (TAG_SITE, TAG_LINE):
-            if values.get(key):
-                tags[key] = sorted(values[key])[0]
-        out[machine] = tags
+    out: dict[MachineKey, dict[str, str]] = {}
+    for chunk in range(0, len(keys), 200):
+        group = keys[chunk : chunk + 200]
+        results = client.query("; ".join(statements[chunk : chunk + 200]))
+        for key, result in zip(group, results, strict=True):
+            lines = sorted(row[1] for series in result for row in series.values)
+            tags = {TAG_SITE: key.site, TAG_MACHINE: key.machine}
+            if lines:
+                tags[TAG_LINE] = lines[0]
+            out[key] = tags
     return out
 
 
-def retagged_machines(client: InfluxClient, tags: dict[str, dict[str, str]]) -> set[str]:
-    """Machines whose ``usage_hourly`` also holds series under other site/line tags.
+def retagged_machines(
+    client: InfluxClient, tags: dict[MachineKey, dict[str, str]]
+) -> set[MachineKey]:
+    """Machines whose ``usage_hourly`` also holds series under another line.
 
     A machine that moved to a line that sorts first gets its rollups written under new
-    tags; the old points of the hours recomputed then must go, or a reader that groups
-    by machine would count those hours twice.
+    tags; the old points of the hours recomputed then must go, or a reader would count
+    those hours twice.
     """
-    machines = sorted(tags)
-    if not machines:
-        return set()
-    statements = [
-        f"SHOW TAG VALUES FROM {quote_ident(USAGE_HOURLY)} WITH KEY IN "
-        f"({quote_ident(TAG_SITE)}, {quote_ident(TAG_LINE)}) "
-        f"WHERE {quote_ident(TAG_MACHINE)} = {quote_string(m)}"
-        for m in machines
-    ]
+    keys = sorted(tags)
     out = set()
-    for machine, result in zip(machines, client.query("; ".join(statements)), strict=True):
-        current = tags[machine]
-        for series in result:
-            if any(current.get(key) != value for key, value in series.values):
-                out.add(machine)
+    for chunk in range(0, len(keys), 200):
+        group = keys[chunk : chunk + 200]
+        statements = [
+            f"SHOW TAG VALUES FROM {quote_ident(USAGE_HOURLY)} WITH KEY = {quote_ident(TAG_LINE)} "
+            f"WHERE {key_clause(key)}"
+            for key in group
+        ]
+        for key, result in zip(group, client.query("; ".join(statements)), strict=True):
+            if any(row[1] != tags[key].get(TAG_LINE) for s in result for row in s.values):
+                out.add(key)
     return out
 
 
 def _delete_other_tags(
-    client: InfluxClient, machine: str, tags: dict[str, str], lo: int, hi: int
+    client: InfluxClient, key: MachineKey, tags: dict[str, str], lo: int, hi: int
 ) -> None:
-    """Delete ``machine``'s rollup points in ``[lo, hi)`` that carry other site/line tags."""
-    other = " OR ".join(
-        f"{quote_ident(key)} != {quote_string(tags[key])}"
-        for key in (TAG_SITE, TAG_LINE)
-        if key in tags
+    """Delete the machine's rollup points in ``[lo, hi)`` that carry another line."""
+    line = tags.get(TAG_LINE, "")
+    client.query(
+        f"DELETE FROM {quote_ident(USAGE_HOURLY)} WHERE {key_clause(key)} "
+        f"AND {quote_ident(TAG_LINE)} != {quote_string(line)} "
+        f"AND time >= {lo}ms AND time < {hi}ms",
+        epoch=None,
     )
-    if other:
-        client.query(
-            f"DELETE FROM {quote_ident(USAGE_HOURLY)} WHERE "
-            f"{quote_ident(TAG_MACHINE)} = {quote_string(machine)} AND ({other}) "
-            f"AND time >= {lo}ms AND time < {hi}ms",
-            epoch=None,
-        )
 
 
 def _compute_and_write(
     client: InfluxClient,
-    machine: str,
+    key: MachineKey,
     tags: dict[str, str],
     first_hour: int,
     end_hour: int,
@@ -197,15 +252,15 @@ def _compute_and_write(
     for lo in range(first_hour, end_hour, _REBUILD_CHUNK_HOURS * HOUR_MS):
         hi = min(lo + _REBUILD_CHUNK_HOURS * HOUR_MS, end_hour)
         samples = load_samples(
-            client, machine, lo, hi, max_gap=max_gap, carry_horizon=carry_horizon, fields=fields
+            client, key, lo, hi, max_gap=max_gap, carry_horizon=carry_horizon, fields=fields
         )
         edges = np.arange(lo, hi + 1, HOUR_MS, dtype=np.int64)
         series = series_from_samples(
-            machine, samples, edges, max_gap=max_gap, carry_horizon=carry_horizon
+            key, samples, edges, max_gap=max_gap, carry_horizon=carry_horizon
         )
         client.write(rollup_points(series, tags))
         if retagged:  # written first: the hours are never missing, only briefly doubled
-            _delete_other_tags(client, machine, tags, lo, hi)
+            _delete_other_tags(client, key, tags, lo, hi)
         hours += len(series)
     return hours
 
@@ -214,7 +269,7 @@ def rebuild_rollups(
     client: InfluxClient,
     start: datetime,
     end: datetime,
-    machines: Iterable[str] | None = None,
+    machines: Iterable[MachineRef] | None = None,
     *,
     max_gap: timedelta = DEFAULT_MAX_GAP,
     carry_horizon: timedelta = CARRY_HORIZON,
@@ -222,33 +277,37 @@ def rebuild_rollups(
 ) -> int:
     """Recompute ``usage_hourly`` for every UTC hour overlapping ``[start, end)``.
 
-    ``machines`` defaults to every machine with telemetry. Returns the machine-hours
-    written. Use it to backfill, after changing ``max_gap``, or when data was written
-    without the ingest (which logs what it touched for :func:`refresh_rollups`).
+    ``machines`` (keys or names; a bare id must exist at one site) defaults to every
+    machine with telemetry. Returns the machine-hours written. Use it to backfill, after
+    changing ``max_gap``, to migrate rollups of an older version, or when data was
+    written without the ingest (which logs what it touched for :func:`refresh_rollups`).
     """
-    names = sorted(set(machines)) if machines is not None else telemetry_machines(client)
-    if not names:
+    if machines is None:
+        keys = telemetry_keys(client)
+    else:
+        keys = sorted({k for k in resolve_machines(client, machines).values() if k.site})
+    if not keys:
         return 0
     first_hour, end_hour = _floor_hour(to_ms(start)), _ceil_hour(to_ms(end))
     fields = telemetry_fields(client)
-    tags = machine_tags(client, names)
+    tags = machine_tags(client, keys)
     retagged = retagged_machines(client, tags)
 
-    def one(machine: str) -> int:
+    def one(key: MachineKey) -> int:
         return _compute_and_write(
             client,
-            machine,
-            tags[machine],
+            key,
+            tags[key],
             first_hour,
             end_hour,
             fields,
             max_gap,
             carry_horizon,
-            machine in retagged,
+            key in retagged,
         )
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        return sum(pool.map(one, names))
+        return sum(pool.map(one, keys))
 
 
 # -- incremental refresh --------------------------------------------------------------------
@@ -274,7 +333,7 @@ def _first(result: list[Any]) -> int | None:
 
 def affected_end(
     client: InfluxClient,
-    machine: str,
+    key: MachineKey,
     end_ms: int,
     max_gap: timedelta,
     carry_horizon: timedelta,
@@ -285,7 +344,7 @@ def affected_end(
     its state until the next stated sample (or the chain breaks); the next meter reading
     after it reports a delta relative to it.
     """
-    where = f"{quote_ident(TAG_MACHINE)} = {quote_string(machine)}"
+    where = key_clause(key)
     gap_end, horizon_end = end_ms + duration_ms(max_gap), end_ms + duration_ms(carry_horizon)
     telemetry = quote_ident(TELEMETRY)
     results = client.query(
@@ -327,24 +386,24 @@ def _is_heartbeat(result: list[Any]) -> bool:
 
 def recompute_hours(
     client: InfluxClient,
-    touched: dict[str, set[int]],
+    touched: dict[MachineKey, set[int]],
     *,
     max_gap: timedelta = DEFAULT_MAX_GAP,
     carry_horizon: timedelta = CARRY_HORIZON,
     workers: int = 4,
 ) -> int:
     """Recompute the given machine-hours (epoch ms of UTC hour starts) and what they affect."""
-    names = sorted(m for m, hours in touched.items() if hours)
-    if not names:
+    keys = sorted(k for k, hours in touched.items() if hours)
+    if not keys:
         return 0
     fields = telemetry_fields(client)
-    tags = machine_tags(client, names)
+    tags = machine_tags(client, keys)
     retagged = retagged_machines(client, tags)
 
-    def one(machine: str) -> int:
+    def one(key: MachineKey) -> int:
         ranges: list[tuple[int, int]] = []
-        for first, end in _runs(touched[machine]):
-            stop = _ceil_hour(affected_end(client, machine, end, max_gap, carry_horizon))
+        for first, end in _runs(touched[key]):
+            stop = _ceil_hour(affected_end(client, key, end, max_gap, carry_horizon))
             if ranges and first <= ranges[-1][1]:
                 ranges[-1] = (ranges[-1][0], max(ranges[-1][1], stop))
             else:
@@ -352,20 +411,20 @@ def recompute_hours(
         return sum(
             _compute_and_write(
                 client,
-                machine,
-                tags[machine],
+                key,
+                tags[key],
                 a,
                 b,
                 fields,
                 max_gap,
                 carry_horizon,
-                machine in retagged,
+                key in retagged,
             )
             for a, b in ranges
         )
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        return sum(pool.map(one, names))
+        return sum(pool.map(one, keys))
 
 
 @dataclass(frozen=True)
@@ -400,18 +459,21 @@ class RefreshState:
             raise
 
 
-def touched_since(client: InfluxClient, after_ns: int | None) -> tuple[dict[str, set[int]], int]:
+def touched_since(
+    client: InfluxClient, after_ns: int | None
+) -> tuple[dict[MachineKey, set[int]], int]:
     """Machine-hours the ingest logged after ``after_ns`` and the newest marker time (ns)."""
     clause = f" WHERE time > {after_ns}" if after_ns is not None else ""
     series = client.query_series(
         f"SELECT {quote_ident(FIELD_HOUR)} FROM {quote_ident(INGEST_TOUCHED)}{clause} "
-        f"GROUP BY {quote_ident(TAG_MACHINE)}",
+        f"GROUP BY {quote_ident(TAG_SITE)}, {quote_ident(TAG_MACHINE)}",
         epoch="ns",
     )
-    touched: dict[str, set[int]] = {}
+    touched: dict[MachineKey, set[int]] = {}
     newest = after_ns if after_ns is not None else 0
     for s in series:
-        hours = touched.setdefault(s.tags.get(TAG_MACHINE, ""), set())
+        key = MachineKey(s.tags.get(TAG_SITE, ""), s.tags.get(TAG_MACHINE, ""))
+        hours = touched.setdefault(key, set())
         for ts_ns, hour in s.values:
             if hour is not None:
                 hours.add(_floor_hour(int(hour)))
@@ -473,15 +535,22 @@ def _refresh_lock(state_file: Path) -> Iterator[None]:
 
 
 def series_from_rollup_rows(
-    machine: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], edges: IntArray
+    key: MachineKey, columns: Sequence[str], rows: Sequence[Sequence[Any]], edges: IntArray
 ) -> UsageSeries:
-    """Pure: sum ``usage_hourly`` rows (time first, then fields by ``columns``) into buckets."""
+    """Pure: sum ``usage_hourly`` rows (time first, then fields by ``columns``) into buckets.
+
+    An hour without a row had no data at all: it counts as one gap, open at both ends.
+    """
     n = edges.size - 1
     col = {name: i for i, name in enumerate(columns)}
     ts = np.asarray([r[0] for r in rows], dtype=np.int64)
     slot = np.searchsorted(edges, ts, side="right") - 1
     ok = (slot >= 0) & (slot < n)
     where = slot[ok]
+    hour_of = (ts - int(edges[0])) // HOUR_MS
+    first_hour = (edges[:-1] - edges[0]) // HOUR_MS
+    end_hour = (edges[1:] - edges[0]) // HOUR_MS
+    n_hours = int(end_hour[-1]) if n else 0
 
     def present(name: str) -> list[Any]:
         i = col.get(name)
@@ -493,61 +562,130 @@ def series_from_rollup_rows(
         np.add.at(out, where, values[ok])
         return out
 
-    def any_true(flags: list[bool]) -> npt.NDArray[np.bool_]:
-        out = np.zeros(n, np.bool_)
-        np.logical_or.at(out, where, np.asarray(flags, np.bool_)[ok])
+    def summed(name: str) -> IntArray:
+        values = np.asarray([0 if v is None else round(v) for v in present(name)], np.int64)
+        out = np.zeros(n, np.int64)
+        np.add.at(out, where, values[ok])
+        return out
+
+    def hourly(name: str, default: int) -> IntArray:
+        out = np.full(n_hours, default, np.int64)
+        values = np.asarray([default if v is None else round(v) for v in present(name)], np.int64)
+        out[hour_of[ok]] = values[ok]
         return out
 
     state_ms = np.stack([summed_ms(field) for field in STATE_FIELDS], axis=1)
+    defined = np.zeros(n, np.bool_)
+    has_counter = np.asarray([v is not None for v in present(FIELD_COUNTER_S)], np.bool_)
+    defined[slot[ok & has_counter]] = True
+    counts = np.stack([summed(name) for name in COUNT_FIELDS.values()], axis=1)
+    events: list[list[CounterEvent]] = [[] for _ in range(n)]
+    texts = present(FIELD_COUNTER_EVENTS)
+    for i in np.argsort(ts, kind="stable").tolist():
+        if ok[i] and texts[i]:
+            events[int(slot[i])].extend(decode_events(texts[i]))
+    # Gaps: hours add up as documented in analytics.usage.gaps_by_bucket.
+    gaps = hourly(FIELD_GAPS, 1)
+    at_start = hourly(FIELD_GAP_AT_START, 1).astype(np.bool_)
+    at_end = hourly(FIELD_GAP_AT_END, 1).astype(np.bool_)
+    joins = np.concatenate([[0], np.cumsum(at_end[:-1] & at_start[1:])]) if n_hours else np.zeros(1)
+    total = np.concatenate([[0], np.cumsum(gaps)])
+    gap_count = (
+        total[end_hour] - total[first_hour] - (joins[end_hour - 1] - joins[first_hour])
+    ).astype(np.int64)
     return UsageSeries(
-        machine,
+        key,
         edges,
         state_ms.reshape(n, N_STATES),
         summed_ms(FIELD_KNOWN_S),
         summed_ms(FIELD_COUNTER_S),
-        any_true([v is not None for v in present(FIELD_COUNTER_S)]),
-        any_true([bool(v) for v in present(FIELD_COUNTER_RESETS)]),
+        defined,
+        counts.reshape(n, len(ANOMALY_KINDS)),
+        tuple(tuple(e[:EVENT_LIMIT]) for e in events),
+        gap_count,
+        at_start[first_hour] if n_hours else np.zeros(n, np.bool_),
+        at_end[end_hour - 1] if n_hours else np.zeros(n, np.bool_),
     )
 
 
 def read_rollups(
-    client: InfluxClient, machines: Iterable[str], edges_ms: Sequence[int] | IntArray
-) -> dict[str, UsageSeries]:
-    """Usage per bucket summed from ``usage_hourly``; every edge must be a whole UTC hour."""
+    client: InfluxClient, machines: Iterable[Ref], edges_ms: Sequence[int] | IntArray
+) -> dict[Ref, UsageSeries]:
+    """Usage per bucket summed from ``usage_hourly``; every edge must be a whole UTC hour.
+
+    ``machines`` are keys or names (a bare id must exist at one site); the result is
+    keyed by them as given. Raises :class:`StaleRollupsError` when the range holds points
+    of an older rollup version for any of their ids (at any site).
+    """
     edges = np.asarray(edges_ms, dtype=np.int64)
     if not on_utc_hours([int(e) for e in edges]):
         raise ValueError("read_rollups: bucket edges must fall on whole UTC hours")
-    names = sorted(set(machines))
-    out = {m: UsageSeries.empty(m, edges) for m in names}
-    for chunk in range(0, len(names), 50):
-        group = names[chunk : chunk + 50]
+    refs = resolve_machines(client, machines)
+    keys = sorted(set(refs.values()))
+    found = {k: UsageSeries.empty(k, edges) for k in keys}
+    ids = sorted({k.machine for k in keys if k.site})
+    stale: dict[str, list[int]] = {}  # id -> hours written by an older version
+    for chunk in range(0, len(ids), 50):
+        group = ids[chunk : chunk + 50]
         for series in client.query_series(
             f"SELECT * FROM {quote_ident(USAGE_HOURLY)} WHERE time >= {int(edges[0])}ms "
-            f"AND time < {int(edges[-1])}ms AND {_where_machines(group)} "
-            f"GROUP BY {quote_ident(TAG_MACHINE)}"
+            f"AND time < {int(edges[-1])}ms AND {_where_ids(group)} "
+            f"GROUP BY {quote_ident(TAG_SITE)}, {quote_ident(TAG_MACHINE)}"
         ):
-            machine = series.tags.get(TAG_MACHINE, "")
-            if machine in out and series.values:
-                out[machine] = series_from_rollup_rows(
-                    machine, series.columns, series.values, edges
-                )
-    return out
+            key = MachineKey(series.tags.get(TAG_SITE, ""), series.tags.get(TAG_MACHINE, ""))
+            version = (
+                series.columns.index(FIELD_ROLLUP_VERSION)
+                if FIELD_ROLLUP_VERSION in series.columns
+                else None
+            )
+            old = [
+                int(row[0])
+                for row in series.values
+                if version is None or (row[version] or 0) < ROLLUP_VERSION
+            ]
+            if old:
+                stale.setdefault(key.machine, []).extend(old)
+            elif key in found and series.values:
+                found[key] = series_from_rollup_rows(key, series.columns, series.values, edges)
+    if stale:
+        hours = [h for found_hours in stale.values() for h in found_hours]
+        raise StaleRollupsError(sorted(stale), min(hours), max(hours) + HOUR_MS)
+    return {ref: found[key] for ref, key in refs.items()}
+
+
+def migrate_rollups(client: InfluxClient, stale: StaleRollupsError) -> int:
+    """Recompute the hours of a :class:`StaleRollupsError` for every site's machines with
+    its ids; returns the machine-hours written."""
+    keys = [k for k in telemetry_keys(client) if k.machine in set(stale.machines)]
+    start, end = from_epoch_ms(stale.start_ms), from_epoch_ms(stale.end_ms)
+    return rebuild_rollups(client, start, end, keys) if keys else 0
 
 
 def usage_series(
     client: InfluxClient,
-    machines: Iterable[str],
+    machines: Iterable[Ref],
     edges_ms: Sequence[int] | IntArray,
     *,
     from_raw: bool = False,
     max_gap: timedelta = DEFAULT_MAX_GAP,
-) -> dict[str, UsageSeries]:
-    """Usage per machine per bucket: from rollups, or from raw samples when asked or when
-    an edge is not a whole UTC hour (zones with half-hour offsets)."""
+    rules: CounterRules = CounterRules(),
+) -> dict[Ref, UsageSeries]:
+    """Usage per machine per bucket: from rollups, or from raw samples when asked, when an
+    edge is not a whole UTC hour (zones with half-hour offsets) or when the hour-meter
+    ``rules`` are not the rollups' defaults.
+
+    Rollups of an older version in the range are recomputed first (once; if some cannot
+    be, :class:`StaleRollupsError` says which).
+    """
+    refs = list(machines)
     edges = [int(e) for e in edges_ms]
-    if from_raw or not on_utc_hours(edges):
-        return raw_usage_series(client, machines, edges, max_gap=max_gap)
-    return read_rollups(client, machines, edges)
+    if from_raw or not on_utc_hours(edges) or not rules.is_default:
+        return raw_usage_series(client, refs, edges, max_gap=max_gap, rules=rules)
+    try:
+        return read_rollups(client, refs, edges)
+    except StaleRollupsError as stale:
+        migrate_rollups(client, stale)
+        return read_rollups(client, refs, edges)
 
 
 def fleet_usage(
@@ -555,40 +693,38 @@ def fleet_usage(
     start: datetime,
     end: datetime,
     *,
-    machines: Iterable[str] | None = None,
+    machines: Iterable[MachineRef] | None = None,
     by: BucketSize | None = None,
     tz: tzinfo = UTC,
     from_raw: bool = False,
+    rules: CounterRules = CounterRules(),
 ) -> list[Usage]:
-    """Usage per machine (sorted) and bucket (``by`` = hour, day, month or None for one).
+    """Usage per machine (sorted by site and id) and bucket (``by`` = hour, day, month or
+    None for one). ``machines`` are keys or names; a bare id that exists at two sites is
+    an error (:class:`analytics.machines.MachineError`), never a merge.
 
     Buckets are local calendar hours/days/months in ``tz``; the returned start and end
     are in ``tz`` too.
     """
     edges = bucket_edges(start, end, by, tz)
-    names = sorted(set(machines)) if machines is not None else telemetry_machines(client)
-    found = usage_series(client, names, [to_ms(e) for e in edges], from_raw=from_raw)
-    out: list[Usage] = []
-    for machine in names:
-        for k, usage in enumerate(found[machine].usages()):
-            out.append(
-                Usage(
-                    machine,
-                    edges[k],
-                    edges[k + 1],
-                    usage.state_seconds,
-                    usage.known_seconds,
-                    usage.counter_seconds,
-                    usage.counter_reset,
-                )
-            )
-    return out
+    if machines is None:
+        keys = telemetry_keys(client)
+    else:
+        keys = sorted(set(resolve_machines(client, machines).values()))
+    found = usage_series(client, keys, [to_ms(e) for e in edges], from_raw=from_raw, rules=rules)
+    return [
+        replace(usage, start=edges[k], end=edges[k + 1])
+        for key in keys
+        for k, usage in enumerate(found[key].usages())
+    ]
 
 
 __all__ = [
     "RefreshState",
+    "StaleRollupsError",
     "default_state_file",
     "fleet_usage",
+    "migrate_rollups",
     "read_rollups",
     "rebuild_rollups",
     "recompute_hours",

@@ -14,18 +14,20 @@ Semantics (DESIGN.md "Semantics that billing depends on", docs/billing.md):
   to a sample with a state at most ``carry_horizon`` (default 24 h) earlier.
 - The state at an interval's start comes from the last sample before it (if within
   ``max_gap``). Intervals are cut exactly at their edges.
-- Coverage = known seconds / interval seconds.
+- Coverage = known seconds / interval seconds; a *gap* is a maximal stretch of unknown
+  time, and each bucket counts the gaps that reach into it.
 
->>> usage = machine_usage(client, "cnc-01", start, end)  # doctest: +SKIP
+>>> usage = machine_usage(client, "plant1/cnc-01", start, end)  # doctest: +SKIP
 >>> usage.state_seconds["running"], usage.coverage       # doctest: +SKIP
 (27000.0, 1.0)
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -33,17 +35,31 @@ import numpy as np
 import numpy.typing as npt
 
 from analytics.counters import (
+    ANOMALY_KINDS,
+    EVENT_LIMIT,
+    AnomalyKind,
     BoolArray,
+    CounterEvent,
+    CounterRules,
     CounterTolerance,
     IntArray,
+    anomaly_counts,
+    counter_by_bucket,
     counter_mismatch,
-    counter_ms_by_bucket,
     to_counter_ms,
+)
+from analytics.machines import (
+    MachineKey,
+    MachineRef,
+    Ref,
+    key_clause,
+    parse_machine,
+    resolve_machines,
 )
 from analytics.periods import as_datetime, to_ms
 from contract import STATES
-from store import InfluxClient, quote_ident, quote_string
-from store.schema import FIELD_RUN_SECONDS_TOTAL, FIELD_STATE, TAG_MACHINE, TELEMETRY
+from store import InfluxClient, quote_ident
+from store.schema import FIELD_RUN_SECONDS_TOTAL, FIELD_STATE, TELEMETRY
 
 Int8Array = npt.NDArray[np.int8]
 
@@ -119,6 +135,79 @@ def state_ms_by_bucket(
     return state_ms, state_ms.sum(axis=1)
 
 
+def known_spans(
+    ts_ms: IntArray,
+    codes: Int8Array,
+    max_gap_ms: int,
+    carry_horizon_ms: int = duration_ms(CARRY_HORIZON),
+) -> IntArray:
+    """The stretches of known state ``[start, end)`` as an ``(n, 2)`` array, merged."""
+    if ts_ms.size == 0:
+        return np.zeros((0, 2), np.int64)
+    effective = effective_states(ts_ms, codes, max_gap_ms, carry_horizon_ms)
+    ends = ts_ms + max_gap_ms
+    ends[:-1] = np.minimum(ends[:-1], ts_ms[1:])
+    keep = (effective != NO_STATE) & (ends > ts_ms)
+    starts, stops = ts_ms[keep], ends[keep]
+    if starts.size == 0:
+        return np.zeros((0, 2), np.int64)
+    new = np.ones(starts.size, np.bool_)
+    new[1:] = starts[1:] > stops[:-1]  # a stretch that starts where the last ended continues it
+    first = np.flatnonzero(new)
+    last = np.append(first[1:] - 1, starts.size - 1)
+    return np.stack([starts[first], stops[last]], axis=1)
+
+
+def unknown_spans(
+    ts_ms: IntArray,
+    codes: Int8Array,
+    lo_ms: int,
+    hi_ms: int,
+    max_gap_ms: int,
+    carry_horizon_ms: int = duration_ms(CARRY_HORIZON),
+) -> IntArray:
+    """The gaps (stretches of unknown state) within ``[lo_ms, hi_ms)``, as ``(n, 2)``."""
+    known = known_spans(ts_ms, codes, max_gap_ms, carry_horizon_ms)
+    known = np.clip(known, lo_ms, hi_ms)
+    known = known[known[:, 1] > known[:, 0]]
+    bounds = np.concatenate([[lo_ms], known.ravel(), [hi_ms]]).astype(np.int64)
+    gaps = bounds.reshape(-1, 2)
+    return gaps[gaps[:, 1] > gaps[:, 0]]
+
+
+def gaps_by_bucket(
+    ts_ms: IntArray,
+    codes: Int8Array,
+    edges_ms: IntArray,
+    max_gap_ms: int,
+    carry_horizon_ms: int = duration_ms(CARRY_HORIZON),
+) -> tuple[IntArray, BoolArray, BoolArray]:
+    """Per bucket: the gaps that reach into it, and whether it starts / ends inside one.
+
+    Counted this way, buckets add up exactly: the gaps of several consecutive buckets are
+    the sum of theirs, less one for each boundary that a gap crosses (ends in a gap, and
+    the next starts in one).
+    """
+    edges_ms = np.asarray(edges_ms, dtype=np.int64)
+    n = max(edges_ms.size - 1, 0)
+    if n == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.bool_), np.zeros(0, np.bool_)
+    gaps = unknown_spans(
+        ts_ms, codes, int(edges_ms[0]), int(edges_ms[-1]), max_gap_ms, carry_horizon_ms
+    )
+    lo, hi = edges_ms[:-1], edges_ms[1:]
+    starts, ends = gaps[:, 0], gaps[:, 1]
+    count = np.searchsorted(starts, hi, side="left") - np.searchsorted(ends, lo, side="right")
+
+    def inside(t: IntArray) -> BoolArray:
+        j = np.searchsorted(starts, t, side="right") - 1
+        if starts.size == 0:
+            return np.zeros(t.size, np.bool_)
+        return (j >= 0) & (ends[np.clip(j, 0, None)] > t)
+
+    return count.astype(np.int64), inside(lo), inside(hi - 1)
+
+
 # -- results --------------------------------------------------------------------------------
 
 
@@ -127,18 +216,22 @@ class Usage:
     """How one machine spent ``[start, end)``: seconds per state, known time, hour meter.
 
     ``known_seconds`` is the time with a known state (the sum of ``state_seconds``);
-    ``counter_seconds`` is the hour-meter (``run_seconds_total``) delta, None when the
-    machine sent no meter reading in the interval; ``counter_reset`` says the meter was
-    reset (went backwards) in it.
+    ``gaps`` counts the stretches of unknown time reaching into the interval;
+    ``counter_seconds`` is the billed hour-meter (``run_seconds_total``) delta, None when
+    the machine sent no meter reading in the interval; ``counter_anomalies`` counts the
+    meter's resets, wraps, glitches and jumps, and ``counter_events`` lists the first of them.
     """
 
+    site: str
     machine: str
     start: datetime
     end: datetime
     state_seconds: dict[str, float]
     known_seconds: float
     counter_seconds: float | None
-    counter_reset: bool
+    gaps: int = 0
+    counter_anomalies: dict[AnomalyKind, int] = field(default_factory=dict)
+    counter_events: tuple[CounterEvent, ...] = ()
 
     @property
     def coverage(self) -> float:
@@ -151,6 +244,11 @@ class Usage:
     def running_seconds(self) -> float:
         return self.state_seconds.get("running", 0.0)
 
+    @property
+    def counter_reset(self) -> bool:
+        """Whether the hour meter was reset (or wrapped around) in the interval."""
+        return bool(self.counter_anomalies.get("reset") or self.counter_anomalies.get("wrap"))
+
     def counter_mismatch(self, tolerance: CounterTolerance | None = None) -> bool:
         """True when the hour meter disagrees with the running time beyond ``tolerance``."""
         return counter_mismatch(
@@ -158,37 +256,53 @@ class Usage:
         )
 
 
+def first_events(groups: Iterable[Iterable[CounterEvent]]) -> tuple[CounterEvent, ...]:
+    """The first ``EVENT_LIMIT`` events of several consecutive buckets."""
+    return tuple(itertools.islice(itertools.chain.from_iterable(groups), EVENT_LIMIT))
+
+
 @dataclass(frozen=True)
 class UsageSeries:
     """One machine's exact usage per bucket, in integer milliseconds (what billing sums).
 
     ``edges_ms`` has one more entry than there are buckets; ``state_ms`` columns follow
-    ``contract.STATES``.
+    ``contract.STATES`` and ``counter_counts`` columns ``analytics.counters.ANOMALY_KINDS``.
+    Gaps: ``gap_count`` per bucket, and whether it starts / ends inside a gap (so that
+    consecutive buckets add up, see :func:`gaps_by_bucket`).
     """
 
-    machine: str
+    key: MachineKey
     edges_ms: IntArray
     state_ms: IntArray
     known_ms: IntArray
     counter_ms: IntArray
     counter_defined: BoolArray
-    counter_reset: BoolArray
+    counter_counts: IntArray
+    counter_events: tuple[tuple[CounterEvent, ...], ...]
+    gap_count: IntArray
+    gap_at_start: BoolArray
+    gap_at_end: BoolArray
 
     def __len__(self) -> int:
         return int(self.known_ms.size)
 
     @classmethod
-    def empty(cls, machine: str, edges_ms: Sequence[int] | IntArray) -> UsageSeries:
+    def empty(cls, key: MachineKey, edges_ms: Sequence[int] | IntArray) -> UsageSeries:
+        """No data at all: every bucket is one gap."""
         edges = np.asarray(edges_ms, dtype=np.int64)
         n = max(edges.size - 1, 0)
         return cls(
-            machine,
+            key,
             edges,
             np.zeros((n, N_STATES), np.int64),
             np.zeros(n, np.int64),
             np.zeros(n, np.int64),
             np.zeros(n, np.bool_),
-            np.zeros(n, np.bool_),
+            np.zeros((n, len(ANOMALY_KINDS)), np.int64),
+            ((),) * n,
+            np.ones(n, np.int64),
+            np.ones(n, np.bool_),
+            np.ones(n, np.bool_),
         )
 
     def state_total_ms(self, states: Iterable[str]) -> IntArray:
@@ -196,10 +310,21 @@ class UsageSeries:
         columns = sorted({STATE_CODE[s] for s in states})
         return self.state_ms[:, columns].sum(axis=1) if columns else self.known_ms * 0
 
+    def gaps_in(self, buckets: Sequence[int]) -> int:
+        """Gaps reaching into the union of ``buckets`` (in order; a gap that crosses from
+        one bucket into the next one is counted once)."""
+        total = 0
+        for i, k in enumerate(buckets):
+            total += int(self.gap_count[k])
+            if i and buckets[i - 1] == k - 1 and self.gap_at_end[k - 1] and self.gap_at_start[k]:
+                total -= 1
+        return total
+
     def usage(self, k: int) -> Usage:
         """Bucket ``k`` as a :class:`Usage`."""
         return Usage(
-            machine=self.machine,
+            site=self.key.site,
+            machine=self.key.machine,
             start=as_datetime(int(self.edges_ms[k])),
             end=as_datetime(int(self.edges_ms[k + 1])),
             state_seconds={
@@ -207,7 +332,9 @@ class UsageSeries:
             },
             known_seconds=int(self.known_ms[k]) / 1000,
             counter_seconds=int(self.counter_ms[k]) / 1000 if self.counter_defined[k] else None,
-            counter_reset=bool(self.counter_reset[k]),
+            gaps=int(self.gap_count[k]),
+            counter_anomalies=anomaly_counts(self.counter_counts[k]),
+            counter_events=self.counter_events[k],
         )
 
     def usages(self) -> list[Usage]:
@@ -221,33 +348,26 @@ class UsageSeries:
 class Samples:
     """One machine's raw samples in a window, as arrays (sorted, unique times).
 
-    ``counter_previous_ms`` is the last meter reading before ``counter_from_ms``; the
-    counter arrays hold the readings at or after it.
+    ``counter_previous`` is ``(ts_ms, value_ms)`` of the last meter reading before the
+    window; the counter arrays hold the readings inside it.
     """
 
     ts_ms: IntArray
     codes: Int8Array
     counter_ts_ms: IntArray
     counter_ms: IntArray
-    counter_previous_ms: int | None
+    counter_previous: tuple[int, int] | None
 
-
-def _machine_clause(machine: str) -> str:
-    return f"{quote_ident(TAG_MACHINE)} = {quote_string(machine)}"
+    @classmethod
+    def none(cls) -> Samples:
+        empty = np.zeros(0, np.int64)
+        return cls(empty, np.zeros(0, np.int8), empty, empty, None)
 
 
 def telemetry_fields(client: InfluxClient) -> list[str]:
     """Every field name of ``telemetry`` (a value-only sample has only some of them)."""
     series = client.query_series(f"SHOW FIELD KEYS FROM {quote_ident(TELEMETRY)}")
     return sorted({row[0] for s in series for row in s.values})
-
-
-def telemetry_machines(client: InfluxClient) -> list[str]:
-    """Every machine id that has telemetry, sorted."""
-    series = client.query_series(
-        f"SHOW TAG VALUES FROM {quote_ident(TELEMETRY)} WITH KEY = {quote_ident(TAG_MACHINE)}"
-    )
-    return sorted({row[1] for s in series for row in s.values})
 
 
 def _first_time(series_list: list[Any]) -> tuple[int, Any] | None:
@@ -262,7 +382,7 @@ _FETCH_CHUNK_MS = 7 * 24 * 3_600_000  # one query per week of raw samples
 
 
 def fetch_rows(
-    client: InfluxClient, machine: str, lo_ms: int, hi_ms: int, fields: Sequence[str]
+    client: InfluxClient, machine: MachineRef, lo_ms: int, hi_ms: int, fields: Sequence[str]
 ) -> tuple[list[int], list[int], list[int], list[float]]:
     """Raw samples of ``machine`` in ``[lo_ms, hi_ms)``: times, state codes, meter readings."""
     ts: list[int] = []
@@ -280,7 +400,7 @@ def fetch_rows(
     for start in range(lo_ms, hi_ms, _FETCH_CHUNK_MS):
         stop = min(start + _FETCH_CHUNK_MS, hi_ms)
         for series in client.query_series(
-            f"SELECT {select} FROM {quote_ident(TELEMETRY)} WHERE {_machine_clause(machine)} "
+            f"SELECT {select} FROM {quote_ident(TELEMETRY)} WHERE {key_clause(machine)} "
             f"AND time >= {start}ms AND time < {stop}ms"
         ):
             rows = series.values
@@ -310,17 +430,29 @@ def _as_arrays(ts: list[int], codes: list[int]) -> tuple[IntArray, Int8Array]:
     return t, c
 
 
+def _counter_arrays(ts: list[int], values: list[float]) -> tuple[IntArray, IntArray]:
+    """Meter readings in time order, one per instant (the last written wins a tie)."""
+    t = np.asarray(ts, dtype=np.int64)
+    v = to_counter_ms(values)
+    order = np.argsort(t, kind="stable")
+    t, v = t[order], v[order]
+    if t.size > 1 and np.any(t[1:] == t[:-1]):
+        last = np.append(t[1:] != t[:-1], True)
+        t, v = t[last], v[last]
+    return t, v
+
+
 @dataclass(frozen=True)
 class Bracket:
     """What lies just outside a window ``[lo, hi)`` of one machine's samples."""
 
     last_state_before: int | None  # time of the last sample with a state in [lo - look-back, lo)
-    counter_before: float | None  # last meter reading before lo
+    counter_before: tuple[int, float] | None  # (time, value) of the last meter reading before lo
 
 
-def bracket(client: InfluxClient, machine: str, lo_ms: int, look_back_ms: int) -> Bracket:
+def bracket(client: InfluxClient, machine: MachineRef, lo_ms: int, look_back_ms: int) -> Bracket:
     """Look up the last stated sample (within ``look_back_ms``) and meter reading before ``lo_ms``."""
-    where = _machine_clause(machine)
+    where = key_clause(machine)
     state_q = (
         f"SELECT last({quote_ident(FIELD_STATE)}) FROM {quote_ident(TELEMETRY)} WHERE {where} "
         f"AND time >= {lo_ms - look_back_ms}ms AND time < {lo_ms}ms"
@@ -334,13 +466,13 @@ def bracket(client: InfluxClient, machine: str, lo_ms: int, look_back_ms: int) -
     counter_hit = _first_time(counter_r)
     return Bracket(
         state_hit[0] if state_hit else None,
-        float(counter_hit[1]) if counter_hit else None,
+        (counter_hit[0], float(counter_hit[1])) if counter_hit else None,
     )
 
 
 def load_samples(
     client: InfluxClient,
-    machine: str,
+    machine: MachineRef,
     start_ms: int,
     end_ms: int,
     *,
@@ -348,13 +480,17 @@ def load_samples(
     carry_horizon: timedelta = CARRY_HORIZON,
     fields: Sequence[str] | None = None,
 ) -> Samples:
-    """Everything needed to compute ``machine``'s usage within ``[start_ms, end_ms)``.
+    """Everything needed to compute a machine's usage within ``[start_ms, end_ms)``.
 
     That is the samples inside, the chain of samples that carries a state into the
     window (back to the last sample with a state, within ``carry_horizon`` of the
     chain's last sample before the window), the first
     samples after it (they end the last interval) and the last meter reading before it.
+    ``machine`` is a :class:`MachineKey` (or ``site/machine``); a bare id matches that id
+    at every site (the alert rules' view).
     """
+    if isinstance(machine, MachineKey) and not machine.site:
+        return Samples.none()  # a bare id seen at no site: no data
     fields = telemetry_fields(client) if fields is None else fields
     # A sample up to max_gap before the start holds into the window, and its state may
     # come from a stated sample up to carry_horizon before *it*: look back that far.
@@ -364,50 +500,67 @@ def load_samples(
         client, machine, lo, end_ms + duration_ms(max_gap), fields
     )
     t, c = _as_arrays(ts, codes)
-    cts = np.asarray(counter_ts, dtype=np.int64)
-    cvalues = to_counter_ms(counter_values)
+    cts, cvalues = _counter_arrays(counter_ts, counter_values)
     keep = (cts >= start_ms) & (cts < end_ms)
-    order = np.argsort(cts[keep], kind="stable")
-    previous = None if edge.counter_before is None else int(to_counter_ms([edge.counter_before])[0])
-    return Samples(t, c, cts[keep][order], cvalues[keep][order], previous)
+    previous = None
+    if edge.counter_before is not None:
+        previous = (edge.counter_before[0], int(to_counter_ms([edge.counter_before[1]])[0]))
+    return Samples(t, c, cts[keep], cvalues[keep], previous)
 
 
 def series_from_samples(
-    machine: str,
+    key: MachineKey,
     samples: Samples,
     edges_ms: Sequence[int] | IntArray,
     *,
     max_gap: timedelta = DEFAULT_MAX_GAP,
     carry_horizon: timedelta = CARRY_HORIZON,
+    rules: CounterRules = CounterRules(),
 ) -> UsageSeries:
     """Pure: a machine's usage per bucket from its samples."""
     edges = np.asarray(edges_ms, dtype=np.int64)
-    state_ms, known_ms = state_ms_by_bucket(
-        samples.ts_ms, samples.codes, edges, duration_ms(max_gap), duration_ms(carry_horizon)
+    gap_ms, horizon_ms = duration_ms(max_gap), duration_ms(carry_horizon)
+    state_ms, known_ms = state_ms_by_bucket(samples.ts_ms, samples.codes, edges, gap_ms, horizon_ms)
+    counter = counter_by_bucket(
+        samples.counter_ts_ms, samples.counter_ms, samples.counter_previous, edges, rules
     )
-    counter_ms, counter_reset, defined = counter_ms_by_bucket(
-        samples.counter_ts_ms, samples.counter_ms, samples.counter_previous_ms, edges
+    gaps = gaps_by_bucket(samples.ts_ms, samples.codes, edges, gap_ms, horizon_ms)
+    return UsageSeries(
+        key,
+        edges,
+        state_ms,
+        known_ms,
+        counter.billed_ms,
+        counter.defined,
+        counter.counts,
+        counter.events,
+        *gaps,
     )
-    return UsageSeries(machine, edges, state_ms, known_ms, counter_ms, defined, counter_reset)
 
 
 def raw_usage_series(
     client: InfluxClient,
-    machines: Iterable[str],
+    machines: Iterable[Ref],
     edges_ms: Sequence[int] | IntArray,
     *,
     max_gap: timedelta = DEFAULT_MAX_GAP,
     carry_horizon: timedelta = CARRY_HORIZON,
+    rules: CounterRules = CounterRules(),
     workers: int = 4,
-) -> dict[str, UsageSeries]:
-    """Usage per bucket for each machine, computed from raw samples (the ``--from-raw`` path)."""
+) -> dict[Ref, UsageSeries]:
+    """Usage per bucket for each machine, computed from raw samples (the ``--from-raw`` path).
+
+    ``machines`` are keys or names (``site/machine``, or a bare id that exists at one
+    site); the result is keyed by them as given.
+    """
     edges = np.asarray(edges_ms, dtype=np.int64)
+    keys = resolve_machines(client, machines)
     fields = telemetry_fields(client)
 
-    def one(machine: str) -> UsageSeries:
+    def one(key: MachineKey) -> UsageSeries:
         samples = load_samples(
             client,
-            machine,
+            key,
             int(edges[0]),
             int(edges[-1]),
             max_gap=max_gap,
@@ -415,35 +568,36 @@ def raw_usage_series(
             fields=fields,
         )
         return series_from_samples(
-            machine, samples, edges, max_gap=max_gap, carry_horizon=carry_horizon
+            key, samples, edges, max_gap=max_gap, carry_horizon=carry_horizon, rules=rules
         )
 
-    names = sorted(set(machines))
+    unique = sorted(set(keys.values()))
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        return dict(zip(names, pool.map(one, names), strict=True))
+        found = dict(zip(unique, pool.map(one, unique), strict=True))
+    return {ref: found[key] for ref, key in keys.items()}
 
 
 def machine_usage(
     client: InfluxClient,
-    machine: str,
+    machine: MachineRef,
     start: datetime,
     end: datetime,
     *,
     max_gap: timedelta = DEFAULT_MAX_GAP,
 ) -> Usage:
-    """How ``machine`` spent ``[start, end)``, computed from its raw samples."""
+    """How a machine spent ``[start, end)``, computed from its raw samples.
+
+    ``machine`` is a :class:`MachineKey` or ``site/machine``. A bare id counts that id at
+    every site: that is how the alert rules (which name machines by id) see a machine;
+    usage and billing resolve bare ids with :func:`resolve_machines` instead.
+    """
     if end <= start:
         raise ValueError(f"end {end.isoformat()} is not after start {start.isoformat()}")
-    edges = [to_ms(start), to_ms(end)]
-    found = raw_usage_series(client, [machine], edges, max_gap=max_gap, workers=1)
-    usage = found[machine].usage(0)
-    # Keep the caller's datetimes (and zone) rather than the UTC round trip.
-    return Usage(
-        machine,
-        start,
-        end,
-        usage.state_seconds,
-        usage.known_seconds,
-        usage.counter_seconds,
-        usage.counter_reset,
+    lo, hi = to_ms(start), to_ms(end)
+    site, machine_id = machine if isinstance(machine, MachineKey) else parse_machine(machine)
+    samples = load_samples(client, machine, lo, hi, max_gap=max_gap)
+    series = series_from_samples(
+        MachineKey(site or "", machine_id), samples, [lo, hi], max_gap=max_gap
     )
+    # Keep the caller's datetimes (and zone) rather than the UTC round trip.
+    return replace(series.usage(0), start=start, end=end)

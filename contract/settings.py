@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ssl
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -226,15 +227,18 @@ def read_toml(
     error: type[ValueError] = SettingsError,
     what: str = "file",
     example: str | None = None,
+    *,
+    parse_float: Callable[[str], Any] = float,
 ) -> dict[str, Any]:
     """Read a TOML file; a missing or malformed file raises ``error`` naming the file.
 
     Every runhours file format (settings, contracts, rules) is read through here, so
     they all fail the same way: ``contracts.toml: not valid TOML: … (line 3, column 1)``.
+    ``parse_float=decimal.Decimal`` reads every float as an exact decimal (money).
     """
     try:
         with path.open("rb") as fh:
-            return tomllib.load(fh)
+            return tomllib.load(fh, parse_float=parse_float)
     except FileNotFoundError:
         hint = f" (see {example})" if example else ""
         raise error(f"{path}: no such {what}{hint}") from None

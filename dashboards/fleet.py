@@ -1,4 +1,5 @@
-"""*Fleet overview*: machines by state, presence, run-hours, active alerts, state timeline."""
+"""*Fleet overview*: machines by state, presence, run-hours, active alerts, data lost on the way
+(sequence gaps and edge drops), state timeline."""
 
 from __future__ import annotations
 
@@ -18,10 +19,19 @@ from store.influxql import quote_ident, quote_string
 from store.schema import (
     ALERTS,
     FIELD_ALERT_ID,
+    FIELD_CAUSE,
+    FIELD_DROPPED_TOTAL,
+    FIELD_FIRST_SEQ,
+    FIELD_LAST_SEQ,
+    FIELD_MESSAGES,
     FIELD_ONLINE,
+    FIELD_RECOVERED_MESSAGES,
+    FIELD_RECOVERED_SAMPLES,
+    FIELD_SAMPLES,
     FIELD_STATE,
     FIELD_STATUS,
     FIELD_VALUE,
+    INGEST_GAPS,
     MACHINE_STATUS,
     TAG_LINE,
     TAG_MACHINE,
@@ -97,6 +107,45 @@ def _active_alerts() -> InfluxQL:
     ).table()
 
 
+def _lost_in_transit() -> InfluxQL:
+    samples, recovered = quote_ident(FIELD_SAMPLES), quote_ident(FIELD_RECOVERED_SAMPLES)
+    return InfluxQL(
+        f'SELECT sum({samples}) - sum({recovered}) AS "lost in transit" '
+        f"FROM {quote_ident(INGEST_GAPS)} {machine_where()}"
+    ).alias("lost in transit")
+
+
+def _dropped_at_the_edge() -> InfluxQL:
+    per_machine = (
+        f'SELECT spread({quote_ident(FIELD_DROPPED_TOTAL)}) AS "dropped" '
+        f"FROM {quote_ident(MACHINE_STATUS)} {machine_where()} GROUP BY {MACHINE}"
+    )
+    return (
+        InfluxQL(f'SELECT sum("dropped") AS "dropped at the edge" FROM ({per_machine})')
+        .ref_id("B")
+        .alias("dropped at the edge")
+    )
+
+
+def _gaps() -> InfluxQL:
+    fields = ", ".join(
+        quote_ident(f)
+        for f in (
+            FIELD_FIRST_SEQ,
+            FIELD_LAST_SEQ,
+            FIELD_MESSAGES,
+            FIELD_SAMPLES,
+            FIELD_RECOVERED_MESSAGES,
+            FIELD_RECOVERED_SAMPLES,
+            FIELD_CAUSE,
+        )
+    )
+    tags = ", ".join(quote_ident(t) for t in (TAG_SITE, TAG_LINE, TAG_MACHINE))
+    return InfluxQL(
+        f"SELECT {fields} FROM {quote_ident(INGEST_GAPS)} {machine_where()} GROUP BY {tags}"
+    ).table()
+
+
 def _state_timeline_query() -> InfluxQL:
     return InfluxQL(
         f"SELECT last({STATE}) FROM {quote_ident(TELEMETRY)} {machine_where()} "
@@ -148,6 +197,29 @@ def dashboard() -> builder.Dashboard:
         "however long ago they were raised; `since` is the time of their newest transition.",
         height=7,
     )
+    lost = single_stat(
+        "Samples lost on the way",
+        "none",
+        _lost_in_transit(),
+        _dropped_at_the_edge(),
+        description="Lost in transit: samples in messages the broker acknowledged to an edge "
+        "and never delivered (the ingest's sequence gaps, minus late arrivals). Dropped at "
+        "the edge: samples an agent dropped itself (buffer full or too old, disk full). Both "
+        "0 is the promise; docs/reliability.md says when they are not.",
+        calc="sum",
+        width=6,
+        height=7,
+    )
+    gaps = table_panel(
+        "Delivery gaps",
+        "none",
+        _gaps(),
+        description="One row per gap in a machine's message sequence, when it was found: "
+        "the missing seq range, its samples, what arrived late, and the likely cause "
+        "(`runhours ingest status` sums them).",
+        width=18,
+        height=7,
+    )
     timeline = (
         state_timeline(
             "State timeline",
@@ -156,6 +228,6 @@ def dashboard() -> builder.Dashboard:
             height=10,
         ).interval("1m")  # heartbeats come at least every 60 s: no false gaps
     )
-    for panel in (by_state, presence, today, month, alerts, timeline):
+    for panel in (by_state, presence, today, month, alerts, lost, gaps, timeline):
         board = board.with_panel(panel)
     return board

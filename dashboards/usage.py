@@ -23,12 +23,14 @@ from store.schema import (
     FIELD_COUNTER_S,
     FIELD_KNOWN_S,
     TAG_MACHINE,
+    TAG_SITE,
     USAGE_HOURLY,
     state_seconds_field,
 )
 
 UID = "runhours-usage"
 MACHINE = quote_ident(TAG_MACHINE)
+SITE = quote_ident(TAG_SITE)
 ROLLUPS = quote_ident(USAGE_HOURLY)
 RUNNING_S = quote_ident(state_seconds_field("running"))
 
@@ -44,8 +46,16 @@ def _billable_seconds(contract: ContractView) -> str:
 
 
 def _contract_where(contract: ContractView) -> str:
-    machines = "|".join(re.escape(m) for m in contract.machines)
-    return f"WHERE {MACHINE} =~ /^({machines})$/ AND {TIME_FILTER}"
+    """The contract's machines: bare ids by a regex on the id, ``site/machine`` names by
+    site and id (the same id may be another machine at another site)."""
+    bare = [m for m in contract.machines if "/" not in m]
+    terms = [f"{MACHINE} =~ /^({'|'.join(re.escape(m) for m in bare)})$/"] if bare else []
+    for name in contract.machines:
+        if "/" in name:
+            site, machine = name.split("/")
+            terms.append(f"({SITE} = {quote_string(site)} AND {MACHINE} = {quote_string(machine)})")
+    which = terms[0] if len(terms) == 1 else "(" + " OR ".join(terms) + ")"
+    return f"WHERE {which} AND {TIME_FILTER}"
 
 
 def _tz(contract: ContractView) -> str:

@@ -60,7 +60,7 @@ from contract import (
     status_topic,
     telemetry_topic,
 )
-from edge.buffer import Batch, SampleBuffer
+from edge.buffer import Batch, EdgeBufferError, SampleBuffer
 from edge.mqtt import Broker, Client, NoSubscribers
 from edge.readings import Reading
 from edge.wire import telemetry_payload
@@ -218,7 +218,9 @@ class EdgeAgent:
                 connects = self._connects
                 try:
                     await self._session()
-                except (aiomqtt.MqttError, OSError) as exc:
+                except (aiomqtt.MqttError, OSError, EdgeBufferError) as exc:
+                    # EdgeBufferError: the disk is full and the buffer cannot even assign a
+                    # message; try again after the backoff (it says so in its own log).
                     self.last_error = str(exc) or type(exc).__name__
                     episode = isinstance(exc, NoSubscribers)
                     if self._connects > connects and not episode:
@@ -411,7 +413,12 @@ class EdgeAgent:
             return
         finally:
             window.release()
-        self.buffer.ack(batch)
+        try:
+            self.buffer.ack(batch)
+        except EdgeBufferError as exc:  # delivered, not deleted: resent later (a duplicate)
+            if not failed.done():
+                failed.set_exception(exc)
+            return
         self.last_error = None  # delivered: whatever went wrong before is over
         self._published += len(batch)
         self._messages += 1

@@ -31,21 +31,30 @@ replay source can resume after a restart) are persisted too. Dropped samples nev
 message, so they move neither ``seq`` nor ``offset``: edge drops are counted here
 (``dropped_total``), never reported downstream as transit gaps.
 
+A full disk is met like a full buffer: every write runs in ``_transaction``, which on
+SQLITE_FULL deletes the buffer's reserve file (``<buffer>.reserve``, 1 MiB set aside at
+open so there is room to recover), caps the buffer below what it holds, drops the oldest
+unsent samples (counted and logged as drops, as overflow is), and retries: live samples
+keep flowing. The cap lifts once the disk has room again.
+
 One process at a time: the file is opened in SQLite's exclusive locking mode, so a second
 agent on the same buffer fails with ``BufferInUse`` instead of corrupting the sequence.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
 import re
+import shutil
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from contract import ContractError, encode_sample
 from edge.readings import Reading
@@ -56,6 +65,10 @@ COUNTER_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 DEFAULT_MAX_AGE_S = 7 * 24 * 3600.0
 DROP_LOG_INTERVAL_S = 10.0
+DEFAULT_RESERVE_BYTES = 1024 * 1024  # set aside on disk to recover from a full one
+WAL_LIMIT_BYTES = 4 * 1024 * 1024  # the WAL shrinks back to this after a checkpoint
+
+T = TypeVar("T")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS samples (
@@ -134,10 +147,14 @@ class SampleBuffer:
         max_age_s: float = DEFAULT_MAX_AGE_S,
         sync: Literal["normal", "full"] = "normal",
         clock: Callable[[], float] = time.time,
+        reserve_bytes: int = DEFAULT_RESERVE_BYTES,
     ) -> None:
         if max_bytes <= 0 or max_age_s <= 0:
             raise ValueError("max_bytes and max_age_s must be positive")
         self.path = Path(path)
+        self.reserve_path = self.path.with_name(self.path.name + ".reserve")
+        self.reserve_bytes = reserve_bytes
+        self._cap: int | None = None  # a lower max_bytes while the disk is full
         self.max_bytes = max_bytes
         self.max_age_s = max_age_s
         self._clock = clock
@@ -145,9 +162,18 @@ class SampleBuffer:
         self._db = sqlite3.connect(self.path, isolation_level=None, timeout=0)
         try:
             self._db.execute("PRAGMA locking_mode=EXCLUSIVE")
+            # A new file gives freed pages back to the disk on request (incremental_vacuum):
+            # what a full disk needs. (An older buffer file keeps its setting.)
+            self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
             # NORMAL survives a killed process (WAL); FULL also survives power loss.
             self._db.execute(f"PRAGMA synchronous={sync.upper()}")
             self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
+            # Checkpoint before the WAL outgrows half the reserve: on a full disk, freeing the
+            # reserve must leave room to move the WAL into the database file.
+            self._page_size = int(self._db.execute("PRAGMA page_size").fetchone()[0])
+            autocheckpoint = max(16, reserve_bytes // 2 // self._page_size)
+            self._db.execute(f"PRAGMA wal_autocheckpoint={autocheckpoint}")
             self._db.executescript(SCHEMA)
             self._db.execute("BEGIN IMMEDIATE")  # takes the exclusive lock for good
             self._db.execute("COMMIT")
@@ -182,7 +208,9 @@ class SampleBuffer:
         self.dropped = 0  # dropped by this process (dropped_total spans restarts)
         self._dropped_total = self._meta("dropped_total")  # kept in memory: readable after close
         self._unlogged_drops = 0
-        self._last_drop_log = -math.inf
+        self._unpersisted = 0  # dropped while nothing could be written (see _unbuffered)
+        self._last_drop_log = self._last_full_log = -math.inf
+        self._make_reserve()
 
     # -- state ------------------------------------------------------------------------------
 
@@ -257,8 +285,8 @@ class SampleBuffer:
         if not rows:
             return 0
         db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+
+        def insert() -> int:
             db.executemany("INSERT INTO samples (added_ms, body, counters) VALUES (?, ?, ?)", rows)
             db.execute(
                 "INSERT INTO meta (key, value) VALUES ('last_ts_ms', ?) "
@@ -267,15 +295,32 @@ class SampleBuffer:
             )
             self._count += len(rows)
             self._bytes += nbytes
-            dropped = self._enforce_bounds(now_ms)
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            self._reload()
-            raise
+            return self._enforce_bounds(now_ms)
+
+        try:
+            dropped = self._transaction(insert, room=nbytes)
+        except EdgeBufferError as exc:  # the disk is full and we hold nothing left to drop
+            self._unbuffered(len(rows), exc)
+            return len(rows)
+        if self._unpersisted:
+            unpersisted = self._unpersisted
+            with contextlib.suppress(EdgeBufferError):  # else: with the next write
+                self._transaction(lambda: self._add_dropped_total(unpersisted))
+                self._unpersisted -= unpersisted
         self._last_id = self._sequence()
         self._note_drops(dropped)
         return len(rows)
+
+    def _unbuffered(self, n: int, why: Exception) -> None:
+        """Samples that could not be stored at all: counted as dropped (persisted into
+        ``dropped_total`` with the next write that works), never silently gone."""
+        self._unpersisted += n
+        self._dropped_total += n
+        self.dropped += n
+        now = time.monotonic()
+        if now - self._last_drop_log >= DROP_LOG_INTERVAL_S:
+            log.error("%s; %d samples not buffered (counted as dropped)", why, n)
+            self._last_drop_log = now
 
     def take(self, limit: int, upto: int | None = None) -> Batch | None:
         """Hand out the next message: first any unacknowledged one to resend as it was, else
@@ -294,18 +339,16 @@ class SampleBuffer:
             return None
         seq, offset = self._seq, self._offset
         first, last = rows[0][0], rows[-1][0]
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+
+        def assign() -> None:
             self._db.execute(
                 'INSERT INTO messages (seq, first_id, last_id, "offset") VALUES (?, ?, ?, ?)',
                 (seq, first, last, offset),
             )
             self._set_meta("seq", seq + 1)
             self._set_meta("offset", offset + len(rows))
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
+
+        self._transaction(assign)
         self._seq, self._offset = seq + 1, offset + len(rows)
         self._assigned[seq] = (first, last, offset)
         return self._hand_out(rows, seq, offset)
@@ -341,17 +384,15 @@ class SampleBuffer:
 
     def ack(self, batch: Batch) -> int:
         """Delete a batch whose message the broker acknowledged. Returns samples deleted."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+
+        def delete() -> int:
             deleted = self._db.execute(
                 "DELETE FROM samples WHERE id BETWEEN ? AND ?", (batch.first_id, batch.last_id)
             ).rowcount
             self._forget(batch.seq)
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            self._assigned = self._load_assigned()
-            raise
+            return int(deleted)
+
+        deleted = self._transaction(delete)
         self._in_flight = max(0, self._in_flight - len(batch))
         if deleted == len(batch):
             self._count -= deleted
@@ -373,30 +414,36 @@ class SampleBuffer:
         return self._last_id
 
     def expire(self) -> int:
-        """Drop samples older than ``max_age`` (not those in flight). Returns how many."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            dropped = self._enforce_bounds(int(self._clock() * 1000))
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            self._reload()
-            raise
+        """Drop samples older than ``max_age`` (not those in flight); lift a disk-full cap
+        once the disk has room again. Returns how many were dropped."""
+        dropped = self._transaction(lambda: self._enforce_bounds(int(self._clock() * 1000)))
         self._note_drops(dropped)
+        self._give_back_free_pages()
+        if self._cap is not None and self._room_again():
+            log.warning("edge buffer %s: the disk has room again; the cap is lifted", self.path)
+            self._cap = None
         return dropped
+
+    def _give_back_free_pages(self) -> None:
+        """Return the pages delivered samples left free to the disk, once they add up to the
+        reserve: after an outage the file shrinks back, and a disk it filled has room."""
+        free_pages = int(self._db.execute("PRAGMA freelist_count").fetchone()[0])
+        if free_pages * self._page_size >= max(self.reserve_bytes, 64 * 1024):
+            with contextlib.suppress(sqlite3.OperationalError):
+                self._db.executescript("PRAGMA incremental_vacuum;")
+            self._checkpoint()
 
     def discard_all(self) -> int:
         """Drop every buffered sample (counted as dropped), e.g. leftovers of a simulation."""
         self.rewind()
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            dropped = self._db.execute("DELETE FROM samples").rowcount
+
+        def delete_all() -> int:
+            dropped = int(self._db.execute("DELETE FROM samples").rowcount)
             self._db.execute("DELETE FROM messages")
             self._add_dropped_total(dropped)
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
+            return dropped
+
+        dropped = self._transaction(delete_all)
         self._assigned.clear()
         self._resend.clear()
         self._reload()
@@ -416,7 +463,9 @@ class SampleBuffer:
 
     def _enforce_bounds(self, now_ms: int) -> int:
         """Inside a transaction: drop the oldest unsent samples past max_bytes or max_age."""
-        excess = self._bytes - self.max_bytes
+        excess = self._bytes - (
+            self.max_bytes if self._cap is None else min(self.max_bytes, self._cap)
+        )
         cutoff = now_ms - int(self.max_age_s * 1000)
         # Never samples of a message handed out, nor of one assigned and waiting to be
         # resent: a message is resent as it was.
@@ -447,6 +496,118 @@ class SampleBuffer:
         self._bytes -= freed
         return dropped
 
+    def _transaction(self, work: Callable[[], T], room: int = 0) -> T:
+        """Run ``work`` in one transaction. On a full disk: make room (``_disk_full``) and
+        try once more; a second failure raises ``EdgeBufferError``."""
+        for attempt in (1, 2):
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                result = work()
+                self._db.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                self._rollback()
+                if getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_FULL:
+                    raise
+                if attempt == 2:
+                    raise EdgeBufferError(
+                        f"edge buffer {self.path}: the disk is full and dropping its oldest "
+                        "samples made no room: free disk space"
+                    ) from None
+                self._disk_full(room)
+                continue
+            except BaseException:
+                self._rollback()
+                raise
+            if self._cap is not None:  # keep the WAL from taking the room back
+                self._checkpoint()
+            return result
+        raise AssertionError("unreachable")
+
+    def _checkpoint(self) -> None:
+        """Move the WAL into the database file and truncate it (best effort: a full disk
+        may refuse; the next write tries again)."""
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.OperationalError as exc:
+            log.debug("edge buffer %s: checkpoint: %s", self.path, exc)
+
+    def _rollback(self) -> None:
+        if self._db.in_transaction:  # SQLite may have rolled back itself (SQLITE_FULL)
+            self._db.execute("ROLLBACK")
+        self._reload()
+
+    def _disk_full(self, room: int) -> None:
+        """The disk is full: free the reserve, then drop the oldest unsent samples 10 % at a
+        time (giving their pages back to the disk) until there is room for the write, for
+        the reserve again and as much to spare; cap the buffer there until the disk has
+        room again."""
+        self.reserve_path.unlink(missing_ok=True)
+        self._checkpoint()  # the WAL into the database file, in the reserve's room
+        dropped, step = 0, max(4 * room, 64 * 1024)
+        cap = self._bytes
+        while True:
+            cap = max(0, cap - max(step, self._bytes // 10))
+            self._cap = cap
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                freed = self._enforce_bounds(int(self._clock() * 1000))
+                self._db.execute("COMMIT")
+            except sqlite3.OperationalError:
+                self._rollback()
+                break  # no room even to delete: the caller's retry will say so
+            except BaseException:
+                self._rollback()
+                raise
+            dropped += freed
+            self._checkpoint()
+            with contextlib.suppress(sqlite3.OperationalError):
+                # The freed pages back to the disk (executescript: it steps the pragma to
+                # the end; execute frees one page).
+                self._db.executescript("PRAGMA incremental_vacuum;")
+            self._checkpoint()
+            free = shutil.disk_usage(self.path.parent).free
+            if free >= 2 * self.reserve_bytes + room or not freed or cap == 0:
+                break
+        if shutil.disk_usage(self.path.parent).free >= 2 * self.reserve_bytes:
+            self._make_reserve()  # room to recover the next time
+        now = time.monotonic()
+        if now - self._last_full_log < DROP_LOG_INTERVAL_S:
+            self._note_drops(dropped)
+            return
+        self._last_full_log = now
+        log.error(
+            "edge buffer %s: the disk is full (%d bytes free now): dropped the %d oldest "
+            "samples and capped the buffer at %d bytes until there is room again; live "
+            "samples keep flowing. Free disk space, or lower edge.buffer.max_bytes",
+            self.path,
+            shutil.disk_usage(self.path.parent).free,
+            dropped,
+            self._cap,
+        )
+        self._note_drops(dropped)
+
+    def _room_again(self) -> bool:
+        """The disk has room for the reserve and well beyond it."""
+        free = shutil.disk_usage(self.path.parent).free
+        return free >= 4 * self.reserve_bytes and self._make_reserve()
+
+    def _make_reserve(self) -> bool:
+        """Set ``reserve_bytes`` aside on disk; False when there is no room for it."""
+        if self.reserve_bytes <= 0:
+            return True
+        try:
+            if (
+                self.reserve_path.exists()
+                and self.reserve_path.stat().st_size >= self.reserve_bytes
+            ):
+                return True
+            with self.reserve_path.open("wb") as reserve:
+                os.posix_fallocate(reserve.fileno(), 0, self.reserve_bytes)
+        except OSError:
+            self.reserve_path.unlink(missing_ok=True)
+            return False
+        return True
+
     def _add_dropped_total(self, n: int) -> None:
         self._db.execute(
             "INSERT INTO meta (key, value) VALUES ('dropped_total', ?) "
@@ -458,7 +619,7 @@ class SampleBuffer:
         """After a commit that dropped samples: count and (rate-limited) log them."""
         if not dropped:
             return
-        self._dropped_total = self._meta("dropped_total")
+        self._dropped_total = self._meta("dropped_total") + self._unpersisted
         self.dropped += dropped
         self._unlogged_drops += dropped
         now = time.monotonic()
@@ -504,7 +665,9 @@ class SampleBuffer:
             "FROM samples"
         ).fetchone()
         self._count, self._bytes = count, nbytes
-        self._dropped_total = self._meta("dropped_total")
+        self._dropped_total = self._meta("dropped_total") + self._unpersisted
+        self._seq, self._offset = self._meta("seq"), self._meta("offset")
+        self._assigned = self._load_assigned()
         (self._in_flight,) = self._db.execute(
             "SELECT COUNT(*) FROM samples WHERE id <= ?", (self._cursor,)
         ).fetchone()

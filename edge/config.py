@@ -83,6 +83,7 @@ class BufferOptions(_Section):
     max_bytes: ByteSize = ByteSize(256 * 1024 * 1024)  # e.g. 268435456 or "256MiB"
     max_age: Duration = 7 * 86400.0  # seconds, or "7d", "12h"
     sync: Literal["normal", "full"] = "normal"  # full: also survive power loss (slower)
+    reserve: ByteSize = ByteSize(1024 * 1024)  # disk space set aside to recover from a full disk
 
     @model_validator(mode="after")
     def _positive(self) -> BufferOptions:
@@ -192,4 +193,5 @@ class EdgeSettings(RunhoursSettings):
             max_bytes=int(options.max_bytes),
             max_age_s=options.max_age,
             sync=options.sync,
+            reserve_bytes=int(options.reserve),
         )

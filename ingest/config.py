@@ -62,6 +62,13 @@ class IngestOptions(BaseModel):
         default=0.2, gt=0, description="first delay before retrying a failed write (s)"
     )
     retry_max: float = Field(default=30.0, gt=0, description="longest delay between retries (s)")
+    hold_edges_after: float = Field(
+        default=30.0,
+        ge=0,
+        description="once InfluxDB writes have failed this long (s), announce this worker "
+        "offline so edge agents keep their telemetry in their own buffers instead of the "
+        "broker's queue; online again once a write works; 0 = never",
+    )
     shutdown_timeout: float = Field(
         default=15.0,
         ge=0,

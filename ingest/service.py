@@ -130,6 +130,8 @@ class IngestService:
             abandon=self._abandon,
             on_retry=self.metrics.retried,
             on_write=self.metrics.write_took,
+            on_outage=self._database_outage,
+            outage_after=self.options.hold_edges_after,
         )
         self._queue: queue.SimpleQueue[Delivery] = queue.SimpleQueue()
         self._conn_lock = threading.Lock()  # generation vs. acks (see module docstring)
@@ -336,7 +338,7 @@ class IngestService:
             return
         self._ready.set()
         self.metrics.subscribed(True)
-        if not self._closing.is_set():
+        if not self._closing.is_set() and not self._writer.in_outage:
             self._announce(online=True)
 
     def _set_will(self) -> None:
@@ -356,6 +358,22 @@ class IngestService:
                 info.wait_for_publish(timeout=5)
             except (ValueError, RuntimeError) as exc:
                 log.warning("could not announce going offline: %s", exc)
+
+    def _database_outage(self, down: bool) -> None:
+        """Writes have failed for ``hold_edges_after`` seconds (or work again): ask the edge
+        agents to hold their telemetry in their own buffers (days) rather than the broker's
+        queue (hours), by announcing this worker offline until InfluxDB takes writes."""
+        if self._closing.is_set():
+            return
+        if down:
+            log.warning(
+                "InfluxDB has failed for %.0f s: announcing this worker offline, so edge "
+                "agents hold their telemetry until it works again",
+                self.options.hold_edges_after,
+            )
+        else:
+            log.warning("InfluxDB works again: announcing this worker online")
+        self._announce(online=not down)
 
     def _on_sys(self, topic: str, payload: bytes) -> None:
         """``$SYS`` values: the broker's drop counter and uptime (a restart resets it)."""

@@ -52,6 +52,8 @@ class InfluxWriter:
         abandon: threading.Event,
         on_retry: Callable[[], None] = lambda: None,
         on_write: Callable[[float], None] = lambda seconds: None,
+        on_outage: Callable[[bool], None] = lambda down: None,
+        outage_after: float = 0.0,
     ) -> None:
         self.client = client
         self.retry_initial = retry_initial
@@ -59,6 +61,9 @@ class InfluxWriter:
         self._abandon = abandon
         self._on_retry = on_retry
         self._on_write = on_write
+        self._on_outage = on_outage
+        self._outage_after = outage_after
+        self.in_outage = False  # writes have failed for outage_after seconds (and go on)
         self._rng = random.Random()
 
     def write(self, body: bytes | Callable[[], bytes], precision: str = "ms") -> None:
@@ -87,6 +92,9 @@ class InfluxWriter:
                     log.warning(
                         "InfluxDB writes work again after %.1f s", time.monotonic() - failing_since
                     )
+                if self.in_outage:
+                    self.in_outage = False
+                    self._on_outage(False)
                 return
             delay = backoff_delay(attempt, self.retry_initial, self.retry_max, self._rng)
             if failing_since is None:
@@ -97,6 +105,10 @@ class InfluxWriter:
                 )
             attempt += 1
             self._on_retry()
+            failing_for = time.monotonic() - failing_since
+            if self._outage_after and failing_for >= self._outage_after and not self.in_outage:
+                self.in_outage = True
+                self._on_outage(True)
             self._abandon.wait(delay)
 
     def write_isolating(

@@ -74,12 +74,24 @@ FIELD_QUEUE_DEPTH: Final = "queue_depth"
 FIELD_BROKER_DROPPED: Final = "broker_dropped"
 
 # Hourly usage rollups (analytics): tags = machine tags; timestamp = UTC hour start;
-# fields `<state>_s` per state, `known_s`, `counter_s` (hour-meter delta, when reported)
-# and with it `counter_resets` (1.0 when the hour meter was reset within the hour).
+# fields `<state>_s` per state, `known_s`, the gaps (`gaps`: stretches of unknown time
+# reaching into the hour, `gap_at_start`/`gap_at_end`: 1.0 when the hour starts/ends in
+# one), and when the machine reported its hour meter in the hour `counter_s` (the billed
+# delta), the anomaly counts `counter_resets`, `counter_wraps`, `counter_glitches`,
+# `counter_jumps` and `counter_events` (a string: the first anomalies, see
+# analytics/counters.py). `rollup_version` says which rules wrote the point.
 USAGE_HOURLY: Final = "usage_hourly"
 FIELD_KNOWN_S: Final = "known_s"
+FIELD_GAPS: Final = "gaps"
+FIELD_GAP_AT_START: Final = "gap_at_start"
+FIELD_GAP_AT_END: Final = "gap_at_end"
 FIELD_COUNTER_S: Final = "counter_s"
 FIELD_COUNTER_RESETS: Final = "counter_resets"
+FIELD_COUNTER_WRAPS: Final = "counter_wraps"
+FIELD_COUNTER_GLITCHES: Final = "counter_glitches"
+FIELD_COUNTER_JUMPS: Final = "counter_jumps"
+FIELD_COUNTER_EVENTS: Final = "counter_events"
+FIELD_ROLLUP_VERSION: Final = "rollup_version"
 
 
 def state_seconds_field(state: str) -> str:

@@ -218,3 +218,22 @@ def test_rounding_increment_and_modes(influx: InfluxClient) -> None:
     # A quarter-hour increment: 1.25 h stays 1.25; 1.21 h → 1.25 (half_up).
     s = bill(influx, contract(both, rounding_hours='"0.25"'))
     assert [(a[2], a[4]) for a in amounts(s)] == [("1.25", "53.13"), ("1.25", "53.13")]
+
+
+def test_a_stale_meter_value_restored_is_a_glitch_not_a_reset(influx: InfluxClient) -> None:
+    # Issue case: the hour meter reads 36,000,000 s, 36,000,010 s, then 36,000,009.999 s
+    # (a PLC restoring a slightly stale value after a power cut). Before: the drop was
+    # a reset, billing 36,000,009.999 s more: 10000.0056 h = 425000.00. Now: the glitch
+    # bills nothing and is listed on the line; the meter advanced 10 s = 0.0028 h.
+    t = berlin(2026, 10, 6, 8)
+    points = steady("comp-02", "running", t, t + 30 * MINUTE)
+    for offset, value in [(0, 36_000_000.0), (10, 36_000_010.0), (20, 36_000_009.999)]:
+        points.append(sample("comp-02", t + offset * MINUTE, "running", counter=value))
+    influx.write(points)
+    s = bill(influx, contract(machine("comp-02"), method='"counter"'))
+    assert amounts(s) == [("usage", "comp-02", "0.0", "42.50", "0.00")]
+    assert s.lines[0].metered_hours == Decimal("0.0028")
+    assert s.lines[0].counter_anomalies == (
+        "2026-10-06T08:20:00+02:00 glitch: meter 36000010.000 s → 36000009.999 s, billed 0.000 s",
+    )
+    assert any("hour meter 1 glitch in the period" in note for note in s.notes)

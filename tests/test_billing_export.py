@@ -7,13 +7,15 @@ command refreshes the rollups itself, so these also check the incremental path.
 from __future__ import annotations
 
 import json
+import sqlite3
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from analytics.billing import Ledger, default_ledger
+from analytics.billing import Ledger, Statement, default_ledger
 from contract.settings import RunhoursSettings
 from runhours.cli import app
 from store import InfluxClient
@@ -42,15 +44,16 @@ rate_per_hour = "18.00"
 id = "pump-01"
 """
 
-# cnc-01 runs 08:00-12:00 on 5 Oct, cnc-02 runs 08:00-09:30, pump-01 runs 06:00-07:00.
+# cnc-01 runs 08:00-12:00 on 5 Oct, cnc-02 runs 08:00-09:30, pump-01 runs 06:00-07:00:
+# each has two gaps in the month (before it ran and after), the true-up line their sum.
 EXPECTED_CSV = """\
-contract_id,customer,currency,period_start,period_end,line_id,kind,machine,metered_hours,billable_hours,rate,amount,coverage_pct,method
-PBH-001,Acme Metal Works,EUR,2026-10-01T00:00:00+02:00,2026-11-01T00:00:00+01:00,{u1},usage,cnc-01,4.0000,4.0,42.50,170.00,0.54,state
-PBH-001,Acme Metal Works,EUR,2026-10-01T00:00:00+02:00,2026-11-01T00:00:00+01:00,{u2},usage,cnc-02,1.5000,1.5,42.50,63.75,0.21,state
-PBH-001,Acme Metal Works,EUR,2026-10-01T00:00:00+02:00,2026-11-01T00:00:00+01:00,{t},true_up,,0.0000,4.5,42.50,191.25,0.38,minimum
-PBH-001,Acme Metal Works,EUR,2026-10-01T00:00:00+02:00,2026-11-01T00:00:00+01:00,,total,,5.5000,10.0,,425.00,,
-PBH-002,Nordwind Pumpen GmbH,EUR,2026-10-01T00:00:00+02:00,2026-11-01T00:00:00+01:00,{p},usage,pump-01,1.0000,1.0,18.00,18.00,0.14,state
-PBH-002,Nordwind Pumpen GmbH,EUR,2026-10-01T00:00:00+02:00,2026-11-01T00:00:00+01:00,,total,,1.0000,1.0,,18.00,,
+contract_id,customer,currency,period_start,period_end,line_id,kind,machine,metered_hours,billable_hours,rate,amount,coverage_pct,method,gaps,counter_anomalies
+PBH-001,Acme Metal Works,EUR,2026-10-01T00:00:00+02:00,2026-11-01T00:00:00+01:00,{u1},usage,cnc-01,4.0000,4.0,42.50,170.00,0.54,state,2,
+PBH-001,Acme Metal Works,EUR,2026-10-01T00:00:00+02:00,2026-11-01T00:00:00+01:00,{u2},usage,cnc-02,1.5000,1.5,42.50,63.75,0.21,state,2,
+PBH-001,Acme Metal Works,EUR,2026-10-01T00:00:00+02:00,2026-11-01T00:00:00+01:00,{t},true_up,,0.0000,4.5,42.50,191.25,0.38,minimum,4,
+PBH-001,Acme Metal Works,EUR,2026-10-01T00:00:00+02:00,2026-11-01T00:00:00+01:00,,total,,5.5000,10.0,,425.00,,,,
+PBH-002,Nordwind Pumpen GmbH,EUR,2026-10-01T00:00:00+02:00,2026-11-01T00:00:00+01:00,{p},usage,pump-01,1.0000,1.0,18.00,18.00,0.14,state,2,
+PBH-002,Nordwind Pumpen GmbH,EUR,2026-10-01T00:00:00+02:00,2026-11-01T00:00:00+01:00,,total,,1.0000,1.0,,18.00,,,,
 """
 
 
@@ -113,7 +116,7 @@ def test_json_export_has_the_documented_shape(setup: dict[str, Path], tmp_path: 
     ]  # fmt: skip
     assert list(first["lines"][0]) == [
         "id", "kind", "machine", "metered_hours", "billable_hours", "rate", "amount",
-        "coverage", "method",
+        "coverage", "method", "gaps", "counter_anomalies",
     ]  # fmt: skip
     assert first["total"] == "425.00"
     assert first["lines"][2] == {
@@ -126,6 +129,8 @@ def test_json_export_has_the_documented_shape(setup: dict[str, Path], tmp_path: 
         "amount": "191.25",
         "coverage": "0.38",
         "method": "minimum",
+        "gaps": 4,
+        "counter_anomalies": [],
     }
 
 
@@ -248,3 +253,37 @@ def test_an_undeliverable_export_is_not_recorded_as_finalized(
     assert not out.exists()
     ledger = default_ledger(setup["data"])
     assert not ledger.exists() or Ledger(ledger).revisions() == []
+
+
+def test_a_ledger_written_before_gap_counts_gains_the_columns(tmp_path: Path) -> None:
+    # A ledger in the format before lines carried gaps and hour-meter anomalies.
+    start, end = "2026-10-01T00:00:00+02:00", "2026-11-01T00:00:00+01:00"
+    path = tmp_path / "ledger.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.executescript(
+            "CREATE TABLE revision (contract_id TEXT NOT NULL, period_start TEXT NOT NULL, "
+            "period_end TEXT NOT NULL, revision INTEGER NOT NULL, issued_at TEXT NOT NULL, "
+            "currency TEXT NOT NULL, total TEXT NOT NULL, "
+            "PRIMARY KEY (contract_id, period_start, period_end, revision));"
+            "CREATE TABLE line (contract_id TEXT NOT NULL, period_start TEXT NOT NULL, "
+            "period_end TEXT NOT NULL, revision INTEGER NOT NULL, seq INTEGER NOT NULL, "
+            "id TEXT NOT NULL, kind TEXT NOT NULL, machine TEXT NOT NULL, "
+            "metered_hours TEXT NOT NULL, billable_hours TEXT NOT NULL, rate TEXT NOT NULL, "
+            "amount TEXT NOT NULL, coverage TEXT NOT NULL, method TEXT NOT NULL, "
+            "key TEXT NOT NULL, PRIMARY KEY (contract_id, period_start, period_end, revision, seq));"
+        )
+        db.execute(
+            "INSERT INTO revision VALUES ('PBH-001', ?, ?, 1, 'x', 'EUR', '170.00')", (start, end)
+        )
+        db.execute(
+            "INSERT INTO line VALUES ('PBH-001', ?, ?, 1, 0, 'e95c', 'usage', 'cnc-01', '4.0000', "
+            "'4.0', '42.50', '170.00', '0.54', 'state', 'usage|cnc-01|0-')",
+            (start, end),
+        )
+    db.close()
+    statement = Statement(
+        "PBH-001", "Acme", "EUR", datetime.fromisoformat(start), datetime.fromisoformat(end), ()
+    )
+    revisions, [line] = Ledger(path).issued(statement)
+    assert (revisions, line.machine, line.amount) == (1, "cnc-01", Decimal("170.00"))
+    assert (line.gaps, line.counter_anomalies) == (0, ())  # issued without them

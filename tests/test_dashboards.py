@@ -307,3 +307,20 @@ def test_schema_doc_names_every_schema_constant() -> None:
     names |= {schema.state_seconds_field(state) for state in STATES}
     missing = sorted(name for name in names if f"`{name}`" not in doc)
     assert missing == [], f"docs/schema.md does not document {missing}"
+
+
+def test_contract_panels_select_site_qualified_machines_by_site(tmp_path: Path) -> None:
+    path = tmp_path / "contracts.toml"
+    path.write_text(
+        '[[contract]]\nid = "PBH-001"\nminimum_hours = 100.5\n'
+        '[[contract.machine]]\nid = "plant2/cnc-01"\n[[contract.machine]]\nid = "cnc-02"\n'
+    )
+    (view,) = read_contracts(path)
+    assert view.machines == ("cnc-02", "plant2/cnc-01")
+    assert view.minimum_hours == Decimal("100.5")  # an unquoted number, read exactly
+    usage = json.loads(render(build_all([view])["usage-billing.json"]))
+    query = usage["panels"][-2]["targets"][0]["query"]
+    assert (
+        """WHERE ("machine" =~ /^(cnc\\-02)$/ OR ("site" = 'plant2' AND "machine" = 'cnc-01')) """
+        "AND $timeFilter"
+    ) in query

@@ -42,19 +42,27 @@ from store.schema import (
     FIELD_ALERT_ID,
     FIELD_BATCH_POINTS,
     FIELD_BUFFERED,
+    FIELD_CAUSE,
     FIELD_COUNTER_S,
     FIELD_DROPPED_TOTAL,
+    FIELD_FIRST_SEQ,
     FIELD_KNOWN_S,
+    FIELD_LAST_SEQ,
+    FIELD_MESSAGES,
     FIELD_MESSAGES_INVALID,
     FIELD_MESSAGES_RECEIVED,
     FIELD_ONLINE,
     FIELD_POINTS_WRITTEN,
     FIELD_QUEUE_DEPTH,
+    FIELD_RECOVERED_MESSAGES,
+    FIELD_RECOVERED_SAMPLES,
     FIELD_RUN_SECONDS_TOTAL,
+    FIELD_SAMPLES,
     FIELD_STATE,
     FIELD_STATUS,
     FIELD_VALUE,
     FIELD_WRITE_LATENCY_MS,
+    INGEST_GAPS,
     INGEST_STATS,
     MACHINE_STATUS,
     TAG_LINE,
@@ -165,7 +173,7 @@ def write_fleet(influx: InfluxClient, site: str, machines: int = 6) -> FleetData
             fields = {
                 FIELD_ONLINE: online,
                 FIELD_BUFFERED: float(minute % 90),
-                FIELD_DROPPED_TOTAL: 0.0,
+                FIELD_DROPPED_TOTAL: float(minute // 30 if i == 0 else 0),  # the first drops
             }
             status.append(Point(MACHINE_STATUS, tags, fields, ts))
     influx.write(status)
@@ -196,6 +204,20 @@ def write_fleet(influx: InfluxClient, site: str, machines: int = 6) -> FleetData
             }
             alerts.append(Point(ALERTS, tags, transition, ts))
     influx.write(alerts)
+
+    # Stand-in for the ingest's gap reports (ingest_gaps): one gap, partly recovered.
+    gap_tags = {TAG_SITE: site, TAG_LINE: data.lines[second], TAG_MACHINE: second}
+    gap_ts = int((START + timedelta(minutes=200)).timestamp() * 1000)
+    gap_fields: dict[str, float | str] = {
+        FIELD_FIRST_SEQ: 10.0,
+        FIELD_LAST_SEQ: 12.0,
+        FIELD_MESSAGES: 3.0,
+        FIELD_SAMPLES: 30.0,
+        FIELD_RECOVERED_MESSAGES: 1.0,
+        FIELD_RECOVERED_SAMPLES: 10.0,
+        FIELD_CAUSE: "broker queue limit",
+    }
+    influx.write([Point(INGEST_GAPS, gap_tags, gap_fields, gap_ts)])
 
     # Stand-in for the ingest's own statistics (ingest_stats), two workers every 10 s.
     stats = []
@@ -316,6 +338,17 @@ def test_fleet_panels_show_the_exact_figures(influx: InfluxClient, fleet_data: F
         (fleet_data.active_alert, "firing", 4.6)
     ]
     assert rows[0]["time"] == (START + timedelta(minutes=150)).timestamp() * 1000  # since
+    # Samples lost on the way: 30 in the gap, 10 of them late; the first machine dropped 11.
+    transit, edge = _target(board, "Samples lost on the way")
+    assert [r["lost in transit"] for r in _run(influx, transit)] == [20]
+    assert [r["dropped at the edge"] for r in _run(influx, edge)] == [11]
+    [gap] = _run(influx, _target(board, "Delivery gaps")[0])
+    assert (gap["machine"], gap["first_seq"], gap["last_seq"], gap["cause"]) == (
+        fleet_data.active_alert,
+        10,
+        12,
+        "broker queue limit",
+    )
     # Run-hours today, from the rollups (the panel's range is `now/d`).
     rows = _run(influx, _target(board, "Run-hours today")[0], time_from="now/d")
     assert {r["machine"]: r["run-hours"] for r in rows} == pytest.approx(

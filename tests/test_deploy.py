@@ -381,6 +381,7 @@ def test_broker_tls_acl_and_credentials_agree(
     assert _allowed(ingest, "write", deadletter_topic(telemetry))
     assert _allowed(ingest, "write", "runhours/v1/ingest/runhours-ingest-1/state")
     assert _allowed(ingest, "read", "$SYS/broker/load/publish/dropped/1min")
+    assert _allowed(ingest, "write", "runhours/v1/probe/x") and _allowed(ingest, "read", "runhours/v1/probe/x")  # fmt: skip
     assert not _allowed(ingest, "write", telemetry) and not _allowed(ingest, "write", status)
     assert _allowed(analytics, "write", alert) and _allowed(analytics, "read", alert)
     assert not _allowed(analytics, "write", telemetry)
@@ -396,6 +397,7 @@ def test_broker_tls_acl_and_credentials_agree(
     )
     # Nobody but a service account may read the $SYS tree or others' telemetry.
     assert not _allowed(cnc01, "read", "$SYS/broker/uptime")
+    assert not _allowed(cnc01, "write", "runhours/v1/probe/x")
     # The health check logs in as the ingest (it may read $SYS), over TLS.
     health = mosquitto["healthcheck"]["test"][-1]
     assert "-u ingest" in health and "-p 8883" in health and "--cafile" in health

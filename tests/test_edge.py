@@ -835,11 +835,16 @@ async def _until(condition: Callable[[], bool], timeout: float) -> None:
 
 
 def test_a_publish_nobody_subscribes_to_stays_buffered_until_someone_does(
-    services: LocalServices, test_id: str, tmp_path: Path, subscribe: Callable[..., Subscriber]
+    own_services: LocalServices,
+    test_id: str,
+    tmp_path: Path,
+    subscribe: Callable[..., Subscriber],
 ) -> None:
     """Mosquitto answers a QoS 1 publish nobody subscribes to with PUBACK 0x10 and discards
     it: that is not a delivery. The samples stay buffered (counted), and arrive once a
-    subscriber exists, under the same seq."""
+    subscriber exists, under the same seq. (A private broker: on the shared one, another
+    test's persistent session subscribed to every site would take the message.)"""
+    services = own_services
     ref = MachineRef(test_id, "line-a", "cnc-08")
     filter_ = f"runhours/v1/{test_id}/+/+/telemetry"
 
@@ -867,7 +872,7 @@ def test_a_publish_nobody_subscribes_to_stays_buffered_until_someone_does(
 
 
 def test_telemetry_waits_while_no_ingest_is_online(
-    services: LocalServices,
+    own_services: LocalServices,
     test_id: str,
     tmp_path: Path,
     subscribe: Callable[..., Subscriber],
@@ -875,7 +880,9 @@ def test_telemetry_waits_while_no_ingest_is_online(
 ) -> None:
     """With require_ingest (the default) the agent publishes only while an ingest serving its
     site announces itself online: before one exists, and again after it went away, the
-    samples wait in the buffer; each hold is logged once."""
+    samples wait in the buffer; each hold is logged once. (A private broker: no other
+    test's ingest can be online for every site.)"""
+    services = own_services
     ref = MachineRef(test_id, "line-a", "cnc-09")
     watcher = subscribe(services.mqtt_url, f"runhours/v1/{test_id}/+/+/telemetry")  # no ingest
     holds = lambda: caplog.text.count("holding telemetry")  # noqa: E731

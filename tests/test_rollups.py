@@ -40,7 +40,7 @@ END = START + timedelta(days=2)
 
 def messy_history(machine: str, seed: int) -> list[Point]:
     """Random states changing at ms precision, samples every 20-90 s, heartbeats without
-    a state, gaps beyond max_gap, an hour meter with a reset."""
+    a state, gaps beyond max_gap, an hour meter with resets, glitches and jumps."""
     rng = np.random.default_rng(seed)
     points: list[Point] = []
     t = to_ms(START) - 10 * 60_000
@@ -53,7 +53,13 @@ def messy_history(machine: str, seed: int) -> list[Point]:
         stated = rng.random() < 0.6
         counter = None
         if rng.random() < 0.3:
-            meter = 30.0 if rng.random() < 0.01 else meter + float(rng.integers(0, 90))
+            draw = rng.random()
+            if draw < 0.01:
+                meter = 30.0  # a reset
+            elif draw < 0.03:
+                meter -= 0.5  # a stale value restored
+            else:
+                meter += float(rng.integers(0, 90))  # sometimes more than elapsed: a jump
             counter = meter
         points.append(sample(machine, ts, state if stated else None, counter=counter))
         step = int(rng.integers(20_000, 90_000)) + int(rng.integers(0, 1000))
@@ -72,7 +78,11 @@ def assert_same(a: dict[str, UsageSeries], b: dict[str, UsageSeries]) -> None:
         assert np.array_equal(x.known_ms, y.known_ms), machine
         assert np.array_equal(x.counter_ms, y.counter_ms), machine
         assert np.array_equal(x.counter_defined, y.counter_defined), machine
-        assert np.array_equal(x.counter_reset, y.counter_reset), machine
+        assert np.array_equal(x.counter_counts, y.counter_counts), machine
+        assert x.counter_events == y.counter_events, machine
+        assert np.array_equal(x.gap_count, y.gap_count), machine
+        assert np.array_equal(x.gap_at_start, y.gap_at_start), machine
+        assert np.array_equal(x.gap_at_end, y.gap_at_end), machine
 
 
 MACHINES = ["cnc-01", "pump-01", "comp-01"]
@@ -105,6 +115,9 @@ def test_rollups_give_exactly_the_raw_hours(
     assert 0 < int(total.known_ms[0]) < 48 * 3_600_000
     assert np.count_nonzero(total.state_ms[0]) >= 4
     assert total.counter_defined[0]
+    assert total.gap_count[0] >= 2
+    resets, wraps, glitches, jumps = total.counter_counts[0].tolist()
+    assert resets and glitches and jumps and not wraps  # no modulus: no wraps
 
 
 def test_half_hour_zones_fall_back_to_raw(

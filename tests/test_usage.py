@@ -11,7 +11,7 @@ from datetime import timedelta
 import numpy as np
 import pytest
 
-from analytics.counters import CounterTolerance, counter_mismatch, counter_ms_by_bucket
+from analytics.counters import CounterTolerance, counter_by_bucket, counter_mismatch
 from analytics.periods import bucket_edges, calendar_period
 from analytics.rollups import fleet_usage
 from analytics.usage import (
@@ -97,22 +97,21 @@ def test_heartbeats_carry_a_state_for_at_most_the_carry_horizon() -> None:
 
 
 def test_counter_deltas_handle_a_reset() -> None:
-    # readings (s): 1000 before; 4600, 8200 in hour 0; reset to 100, then 3700 in hour 1.
-    ts = np.array([600_000, 1_200_000, H + 60_000, H + 1_800_000], np.int64)
-    values = np.array([4_600_000, 8_200_000, 100_000, 3_700_000], np.int64)
-    delta, reset, defined = counter_ms_by_bucket(
-        ts, values, 1_000_000, np.array([0, H, 2 * H, 3 * H])
-    )
-    assert delta.tolist() == [7_200_000, 3_700_000, 0]
-    assert reset.tolist() == [False, True, False]
-    assert defined.tolist() == [True, True, False]
+    # readings (s): 1000 an hour before; 4600 and 5200 in hour 0; reset to 100, then 1900
+    # in hour 1. Each advance fits the time elapsed since the reading before it.
+    ts = np.array([0, 600_000, H + 60_000, H + 1_860_000], np.int64)
+    values = np.array([4_600_000, 5_200_000, 100_000, 1_900_000], np.int64)
+    meter = counter_by_bucket(ts, values, (-H, 1_000_000), np.array([0, H, 2 * H, 3 * H]))
+    assert meter.billed_ms.tolist() == [4_200_000, 1_900_000, 0]
+    assert meter.counts[:, 0].tolist() == [0, 1, 0]  # resets
+    assert meter.defined.tolist() == [True, True, False]
 
 
 def test_first_ever_reading_only_sets_the_baseline() -> None:
-    delta, _, defined = counter_ms_by_bucket(
-        np.array([10, 20], np.int64), np.array([5_000, 6_000], np.int64), None, np.array([0, H])
+    meter = counter_by_bucket(
+        np.array([10, 2_000], np.int64), np.array([5_000, 6_000], np.int64), None, np.array([0, H])
     )
-    assert delta.tolist() == [1_000] and defined.tolist() == [True]
+    assert meter.billed_ms.tolist() == [1_000] and meter.defined.tolist() == [True]
 
 
 def test_counter_mismatch_tolerance_is_relative_plus_absolute() -> None:

@@ -42,6 +42,7 @@ def test_usage_json_csv_and_table(
         ("pump-01", "2026-10-05T09:00:00+02:00"),
     ]
     assert rows[0] == {
+        "site": "plant1",
         "machine": "cnc-01",
         "start": "2026-10-05T08:00:00+02:00",
         "end": "2026-10-05T09:00:00+02:00",
@@ -54,9 +55,11 @@ def test_usage_json_csv_and_table(
         },
         "known_seconds": 3600.0,
         "coverage": 1.0,
+        "gaps": 0,
         "counter_seconds": 2700.0,
         "counter_reset": False,
         "counter_mismatch": False,
+        "counter_anomalies": [],
     }
     # 09:00-10:00 local: idle throughout, and no hour-meter reading in it.
     assert rows[1]["state_seconds"]["idle"] == 3600.0 and rows[1]["counter_seconds"] is None
@@ -67,10 +70,10 @@ def test_usage_json_csv_and_table(
     result = CliRunner().invoke(app, [*base, "--format", "csv", "--machine", "pump-01"])
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[:2] == [
-        "machine,start,end,off_s,idle_s,running_s,fault_s,maintenance_s,known_s,coverage,"
-        "counter_s,counter_reset,counter_mismatch",
-        "pump-01,2026-10-05T08:00:00+02:00,2026-10-05T09:00:00+02:00,0.0,0.0,0.0,600.0,0.0,"
-        "600.0,0.166667,,False,False",
+        "site,machine,start,end,off_s,idle_s,running_s,fault_s,maintenance_s,known_s,coverage,"
+        "gaps,counter_s,counter_reset,counter_mismatch,counter_anomalies",
+        "plant1,pump-01,2026-10-05T08:00:00+02:00,2026-10-05T09:00:00+02:00,0.0,0.0,0.0,600.0,"
+        "0.0,600.0,0.166667,2,,False,False,",
     ]
 
     result = CliRunner().invoke(app, [*base, "--machine", "cnc-01"])

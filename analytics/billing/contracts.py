@@ -3,16 +3,18 @@
 The file is a public interface (documented with a full example in docs/billing.md and
 examples/contracts.toml). Every error names the field, e.g.
 ``contract.0.tier.1.up_to_hours (contract 'PBH-001'): must be above the previous tier's
-100``; a file with any error yields no contracts at all.
+100``; a file with any error yields no contracts at all. Numbers are read as exact
+decimals; a machine is under at most one contract at any instant.
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, tzinfo
+from datetime import UTC, date, datetime, time, tzinfo
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from babel.numbers import list_currencies
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -24,12 +26,16 @@ from pydantic import (
     model_validator,
 )
 
-from analytics.periods import PeriodKind, local_instant, local_midnight, zone
+from analytics.counters import CounterRules
+from analytics.machines import MachineError, parse_machine, same_machine_possible
+from analytics.periods import PeriodKind, local_instant, local_midnight, to_ms, zone
 from contract import State, validate_id
 from contract.settings import read_toml
 
 RoundingMode = Literal["half_up", "half_even", "up", "down"]
 Method = Literal["state", "counter"]
+Proration = Literal["none", "daily"]
+Bound = date | datetime
 
 
 class ContractsError(ValueError):
@@ -40,7 +46,12 @@ def _decimal(value: Any) -> Any:
     if isinstance(value, bool):
         raise ValueError('must be a decimal number, e.g. "42.50"')
     if isinstance(value, float):
-        return Decimal(repr(value))
+        # A binary float has lost digits already: 0.1234567890123456789 arrives as
+        # 0.12345678901234568. load_contracts reads TOML numbers as exact decimals.
+        raise ValueError(
+            f"{value!r} arrived as a binary float, which may have lost digits: read the file "
+            'with load_contracts (numbers as exact decimals) or write it as a string ("42.50")'
+        )
     return value
 
 
@@ -65,6 +76,25 @@ def _id(value: str) -> str:
 Id = Annotated[str, AfterValidator(_id)]
 
 
+def _machine_name(value: str) -> str:
+    try:
+        parse_machine(value)
+    except MachineError as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
+MachineName = Annotated[str, AfterValidator(_machine_name)]
+
+
+def _currency(value: str) -> str:
+    if value not in list_currencies():
+        raise ValueError(
+            f"{value!r} is not an ISO 4217 currency code (CLDR's list, via babel), e.g. EUR"
+        )
+    return value
+
+
 class Tier(BaseModel):
     """Graduated rate: hours up to ``up_to_hours`` (per machine per period) at this rate."""
 
@@ -74,23 +104,30 @@ class Tier(BaseModel):
     rate_per_hour: NonNegative
 
 
+def as_instant(value: Bound | None, tz: tzinfo) -> datetime | None:
+    """A term bound as an aware instant: a date is local midnight, a local time is local."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return local_instant(value, tz) if value.tzinfo is None else value
+    return local_midnight(value, tz)
+
+
 class MachineTerm(BaseModel):
-    """A machine under the contract, optionally only from/to a local date or time."""
+    """A machine under the contract (``site/machine`` or a bare id), optionally only
+    from/to a local date or time, optionally with its own hour-meter rules."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    id: Id
-    from_: date | datetime | None = Field(default=None, alias="from")
-    to: date | datetime | None = None
+    id: MachineName
+    from_: Bound | None = Field(default=None, alias="from")
+    to: Bound | None = None
+    counter_reset_below_seconds: NonNegative | None = None
+    counter_modulus_seconds: Positive | None = None
 
     def bound(self, which: Literal["from", "to"], tz: tzinfo) -> datetime | None:
         """The effective-date bound as an aware instant (dates mean local midnight)."""
-        value = self.from_ if which == "from" else self.to
-        if value is None:
-            return None
-        if isinstance(value, datetime):
-            return local_instant(value, tz) if value.tzinfo is None else value
-        return local_midnight(value, tz)
+        return as_instant(self.from_ if which == "from" else self.to, tz)
 
     @model_validator(mode="after")
     def _ordered(self) -> MachineTerm:
@@ -103,15 +140,15 @@ class MachineTerm(BaseModel):
         return self
 
 
-def ordering_error(lo: date | datetime, hi: date | datetime) -> str:
+def ordering_error(lo: Bound, hi: Bound) -> str:
     return f"'to' ({hi}) must be after 'from' ({lo})"
 
 
-def _aware(value: date | datetime) -> bool:
+def _aware(value: Bound) -> bool:
     return isinstance(value, datetime) and value.tzinfo is not None
 
 
-def _key(value: date | datetime) -> datetime:
+def _key(value: Bound) -> datetime:
     if isinstance(value, datetime):
         return value
     return datetime.combine(value, time())
@@ -120,13 +157,16 @@ def _key(value: date | datetime) -> datetime:
 class Contract(BaseModel):
     """One service contract: who pays what for which machines' hours."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     id: Id
     customer: Annotated[str, Field(min_length=1)]
-    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$"), AfterValidator(_currency)]
     timezone: str = "UTC"
+    from_: Bound | None = Field(default=None, alias="from")
+    to: Bound | None = None
     period: PeriodKind = "month"
+    proration: Proration = "none"
     billable_states: Annotated[list[State], Field(min_length=1)] = ["running"]
     method: Method = "state"
     rate_per_hour: NonNegative | None = None
@@ -138,6 +178,8 @@ class Contract(BaseModel):
     rounding_mode: RoundingMode = "half_up"
     counter_tolerance_pct: NonNegative = Decimal("1")
     counter_tolerance_seconds: NonNegative = Decimal("60")
+    counter_reset_below_seconds: NonNegative = Decimal("600")
+    counter_modulus_seconds: Positive | None = None
     machine: Annotated[list[MachineTerm], Field(min_length=1)]
 
     @field_validator("timezone")
@@ -183,25 +225,90 @@ class Contract(BaseModel):
     @model_validator(mode="after")
     def _machines(self) -> Contract:
         tz = zone(self.timezone)
-        windows: dict[str, list[tuple[datetime, datetime, int]]] = {}
-        low, high = datetime(1, 1, 2, tzinfo=tz), datetime(9999, 12, 30, tzinfo=tz)
-        for index, term in enumerate(self.machine):
-            lo = term.bound("from", tz) or low
-            hi = term.bound("to", tz) or high
-            if term.from_ is not None and term.to is not None and hi <= lo:
-                raise ValueError(f"machine.{index}: {ordering_error(term.from_, term.to)}")
-            for other_lo, other_hi, other in windows.get(term.id, []):
-                if lo < other_hi and other_lo < hi:
+        term = self.term_window()
+        if term[1] <= term[0]:
+            assert self.from_ is not None and self.to is not None
+            raise ValueError(ordering_error(self.from_, self.to))
+        seen: list[tuple[str, int, int, int]] = []
+        for index, item in enumerate(self.machine):
+            lo, hi = self.machine_window(item, tz)
+            if item.from_ is not None and item.to is not None and hi <= lo:
+                raise ValueError(f"machine.{index}: {ordering_error(item.from_, item.to)}")
+            for name, other_lo, other_hi, other in seen:
+                if same_machine_possible(name, item.id) and lo < other_hi and other_lo < hi:
                     raise ValueError(
-                        f"machine.{index}: {term.id!r} overlaps machine.{other} (its effective "
-                        "dates must not overlap)"
+                        f"machine.{index}: {item.id!r} overlaps machine.{other} ({name!r}; their "
+                        "effective dates must not overlap, and a bare id may be the same "
+                        "machine as a site/machine name)"
                     )
-            windows.setdefault(term.id, []).append((lo, hi, index))
+            seen.append((item.id, lo, hi, index))
         return self
 
     @property
     def zone(self) -> tzinfo:
         return zone(self.timezone)
+
+    def term_window(self) -> tuple[int, int]:
+        """The contract's term as epoch ms ``[from, to)`` (unbounded: a far past/future)."""
+        tz = self.zone
+        lo, hi = as_instant(self.from_, tz), as_instant(self.to, tz)
+        return (to_ms(lo) if lo else _FAR_PAST, to_ms(hi) if hi else _FAR_FUTURE)
+
+    def machine_window(self, item: MachineTerm, tz: tzinfo | None = None) -> tuple[int, int]:
+        """When ``item`` is under the contract, as epoch ms: its dates within the term."""
+        tz = tz or self.zone
+        term_lo, term_hi = self.term_window()
+        lo, hi = item.bound("from", tz), item.bound("to", tz)
+        return (
+            max(term_lo, to_ms(lo)) if lo else term_lo,
+            min(term_hi, to_ms(hi)) if hi else term_hi,
+        )
+
+    def windows(self, start_ms: int, end_ms: int) -> dict[str, list[tuple[int, int]]]:
+        """Per machine name, the parts of ``[start_ms, end_ms)`` it is under the contract
+        (touching parts merged), sorted by name; machines without any are left out."""
+        out: dict[str, list[tuple[int, int]]] = {}
+        for item in self.machine:
+            lo, hi = self.machine_window(item)
+            a, b = max(start_ms, lo), min(end_ms, hi)
+            if a < b:
+                out.setdefault(item.id, []).append((a, b))
+        merged: dict[str, list[tuple[int, int]]] = {}
+        for name in sorted(out):
+            spans: list[tuple[int, int]] = []
+            for a, b in sorted(out[name]):
+                if spans and spans[-1][1] == a:
+                    spans[-1] = (spans[-1][0], b)
+                else:
+                    spans.append((a, b))
+            merged[name] = spans
+        return merged
+
+    def counter_rules(self, name: str) -> CounterRules:
+        """The hour-meter rules of a machine: its own, else the contract's."""
+        item = next(m for m in self.machine if m.id == name)
+        below = item.counter_reset_below_seconds
+        modulus = item.counter_modulus_seconds or self.counter_modulus_seconds
+        return CounterRules(
+            reset_below_ms=_ms(below if below is not None else self.counter_reset_below_seconds),
+            modulus_ms=_ms(modulus) if modulus is not None else None,
+        )
+
+
+_FAR_PAST = to_ms(datetime(1, 1, 2, tzinfo=UTC))
+_FAR_FUTURE = to_ms(datetime(9999, 12, 30, tzinfo=UTC))
+
+
+def _ms(seconds: Decimal) -> int:
+    return int((seconds * 1000).to_integral_value())
+
+
+def describe_instant(ms: int, tz: tzinfo) -> str:
+    if ms <= _FAR_PAST:
+        return "the beginning"
+    if ms >= _FAR_FUTURE:
+        return "no end"
+    return datetime.fromtimestamp(ms / 1000, UTC).astimezone(tz).isoformat()
 
 
 class ContractsFile(BaseModel):
@@ -218,6 +325,34 @@ class ContractsFile(BaseModel):
             if item.id in seen:
                 raise ValueError(f"contract.{index}.id: {item.id!r} is used twice")
             seen.add(item.id)
+        return self
+
+    @model_validator(mode="after")
+    def _one_contract_at_a_time(self) -> ContractsFile:
+        """A machine is under at most one contract at any instant, or it is billed twice."""
+        assigned: list[tuple[int, int, str, int, int]] = []  # contract, machine, name, lo, hi
+        problems = []
+        for c_index, contract in enumerate(self.contract):
+            for m_index, item in enumerate(contract.machine):
+                lo, hi = contract.machine_window(item)
+                for o_c, o_m, name, o_lo, o_hi in assigned:
+                    if o_c == c_index or not same_machine_possible(name, item.id):
+                        continue
+                    a, b = max(lo, o_lo), min(hi, o_hi)
+                    if a < b:
+                        other = self.contract[o_c]
+                        tz = contract.zone
+                        problems.append(
+                            f"contract.{c_index}.machine.{m_index} (contract {contract.id!r}): "
+                            f"{item.id!r} is also under contract {other.id!r} "
+                            f"(contract.{o_c}.machine.{o_m}, {name!r}) from "
+                            f"{describe_instant(a, tz)} to {describe_instant(b, tz)}: a machine "
+                            "can be under one contract at a time (a bare id may be the same "
+                            "machine as a site/machine name)"
+                        )
+                assigned.append((c_index, m_index, item.id, lo, hi))
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
 
@@ -242,7 +377,7 @@ def _describe(error: ValidationError, data: dict[str, Any], source: str) -> str:
             message = "unknown field (check the spelling; see docs/billing.md)"
         elif item["type"] == "missing":
             message = "required field is missing"
-        lines.append(f"  {where}: {message}")
+        lines.append(f"  {where}: {message}" if loc else f"  {message}")
     return "\n".join(lines)
 
 
@@ -255,6 +390,8 @@ def parse_contracts(data: dict[str, Any], source: str = "contracts") -> list[Con
 
 
 def load_contracts(path: Path) -> list[Contract]:
-    """Read and validate a contracts TOML file."""
-    data = read_toml(Path(path), ContractsError, "file", "examples/contracts.toml")
+    """Read and validate a contracts TOML file; its numbers are read as exact decimals."""
+    data = read_toml(
+        Path(path), ContractsError, "file", "examples/contracts.toml", parse_float=Decimal
+    )
     return parse_contracts(data, str(path))

@@ -16,9 +16,11 @@ from analytics.billing.contracts import Contract, load_contracts
 from analytics.billing.formats import ExportFormat, encode
 from analytics.billing.ledger import Ledger, Revision
 from analytics.billing.statements import MachineMeter, Statement, price, restate
-from analytics.periods import Period, calendar_period, custom_period, period_kind, to_ms
+from analytics.counters import CounterRules, anomaly_counts
+from analytics.machines import MachineError, MachineKey, resolve_machines
+from analytics.periods import Period, calendar_period, custom_period, period_kind
 from analytics.rollups import refresh_rollups, usage_series
-from analytics.usage import STATE_CODE, UsageSeries
+from analytics.usage import STATE_CODE, UsageSeries, first_events
 from store import InfluxClient
 
 
@@ -27,20 +29,12 @@ class BillingError(ValueError):
 
 
 def machine_windows(contract: Contract, period: Period) -> dict[str, list[tuple[int, int]]]:
-    """Per machine, the parts of ``period`` (epoch ms) it is under the contract."""
-    tz = contract.zone
-    out: dict[str, list[tuple[int, int]]] = {}
-    for term in contract.machine:
-        lo, hi = term.bound("from", tz), term.bound("to", tz)
-        a = max(period.start_ms, to_ms(lo)) if lo else period.start_ms
-        b = min(period.end_ms, to_ms(hi)) if hi else period.end_ms
-        if a < b:
-            out.setdefault(term.id, []).append((a, b))
-    return {machine: sorted(windows) for machine, windows in sorted(out.items())}
+    """Per machine name, the parts of ``period`` (epoch ms) it is under the contract."""
+    return contract.windows(period.start_ms, period.end_ms)
 
 
 def meter_from_series(
-    contract: Contract, series: UsageSeries, windows: Sequence[tuple[int, int]]
+    contract: Contract, name: str, series: UsageSeries, windows: Sequence[tuple[int, int]]
 ) -> MachineMeter:
     """Pure: sum the buckets of ``series`` that lie inside the machine's windows."""
     inside = [
@@ -50,15 +44,29 @@ def meter_from_series(
     ]
     billable = series.state_total_ms(contract.billable_states)
     defined = any(bool(series.counter_defined[k]) for k in inside)
+    counts = series.counter_counts[inside].sum(axis=0)
     return MachineMeter(
-        machine=series.machine,
+        machine=name,
         window_ms=sum(b - a for a, b in windows),
         known_ms=sum(int(series.known_ms[k]) for k in inside),
         billable_state_ms=sum(int(billable[k]) for k in inside),
         running_ms=sum(int(series.state_ms[k, STATE_CODE["running"]]) for k in inside),
         counter_ms=sum(int(series.counter_ms[k]) for k in inside) if defined else None,
-        counter_reset=any(bool(series.counter_reset[k]) for k in inside),
+        gaps=series.gaps_in(inside),
+        counter_anomalies=anomaly_counts(counts),
+        counter_events=first_events(series.counter_events[k] for k in inside),
+        windows=tuple(windows),
     )
+
+
+def machine_keys(
+    client: InfluxClient, contract: Contract, names: Sequence[str]
+) -> dict[str, MachineKey]:
+    """The contract's machine names as keys (a bare id must exist at one site)."""
+    try:
+        return {str(name): key for name, key in resolve_machines(client, names).items()}
+    except MachineError as exc:
+        raise BillingError(f"contract {contract.id}: {exc}") from None
 
 
 def meters(
@@ -66,15 +74,23 @@ def meters(
 ) -> list[MachineMeter]:
     """Each machine's metered usage in the period (machines outside it are left out)."""
     windows = machine_windows(contract, period)
-    groups: dict[tuple[int, ...], list[str]] = {}
-    for machine, spans in windows.items():
+    keys = machine_keys(client, contract, list(windows))
+    groups: dict[tuple[tuple[int, ...], CounterRules], list[str]] = {}
+    for name, spans in windows.items():
         edges = tuple(sorted({e for span in spans for e in span}))
-        groups.setdefault(edges, []).append(machine)
+        groups.setdefault((edges, contract.counter_rules(name)), []).append(name)
     out: list[MachineMeter] = []
-    for edges, machines in groups.items():
-        found = usage_series(client, machines, list(edges), from_raw=from_raw)
-        out.extend(meter_from_series(contract, found[m], windows[m]) for m in machines)
+    for (edges, rules), names in groups.items():
+        wanted = sorted({keys[n] for n in names})
+        found = usage_series(client, wanted, list(edges), from_raw=from_raw, rules=rules)
+        out.extend(meter_from_series(contract, n, found[keys[n]], windows[n]) for n in names)
     return sorted(out, key=lambda m: m.machine)
+
+
+def in_force(contract: Contract, period: Period) -> bool:
+    """Whether the contract's term overlaps the period."""
+    lo, hi = contract.term_window()
+    return lo < period.end_ms and period.start_ms < hi
 
 
 def contract_periods(contracts: Sequence[Contract], label: str) -> list[tuple[Contract, Period]]:
@@ -86,7 +102,16 @@ def contract_periods(contracts: Sequence[Contract], label: str) -> list[tuple[Co
         raise BillingError(
             f"no contract bills per {kind} ({label}); the contracts' periods are {kinds}"
         )
-    return chosen
+    # Contracts whose term does not reach into the period have no statement for it.
+    return [(c, p) for c, p in chosen if in_force(c, p)]
+
+
+def contract_statement(
+    client: InfluxClient, contract: Contract, period: Period, *, from_raw: bool = False
+) -> tuple[Statement, list[MachineMeter]]:
+    """The fresh statement of one contract for one period, and the meters it priced."""
+    metered = meters(client, contract, period, from_raw=from_raw)
+    return price(contract, period.start, period.end, metered), metered
 
 
 @dataclass(frozen=True)
@@ -113,9 +138,7 @@ def build_statements(
     """
     out = []
     for contract, period in sorted(contract_periods(contracts, label), key=lambda cp: cp[0].id):
-        fresh = price(
-            contract, period.start, period.end, meters(client, contract, period, from_raw=from_raw)
-        )
+        fresh, _ = contract_statement(client, contract, period, from_raw=from_raw)
         if ledger is not None:
             revisions, issued = ledger.issued(fresh)
             fresh = restate(fresh, issued, revisions)
@@ -182,12 +205,6 @@ def billing_summary(
     out = []
     for contract in sorted(contracts, key=lambda c: c.id):
         period = custom_period(period_start, period_end, contract.zone)
-        out.append(
-            price(
-                contract,
-                period.start,
-                period.end,
-                meters(client, contract, period, from_raw=from_raw),
-            )
-        )
+        if in_force(contract, period):
+            out.append(contract_statement(client, contract, period, from_raw=from_raw)[0])
     return out

@@ -33,6 +33,8 @@ CSV_COLUMNS = (
     "amount",
     "coverage_pct",
     "method",
+    "gaps",
+    "counter_anomalies",
 )
 
 
@@ -43,7 +45,8 @@ def dec(value: Decimal) -> str:
     return format(value, "f")
 
 
-def _line_json(line: Line) -> dict[str, str]:
+def line_json(line: Line) -> dict[str, Any]:
+    """One line as the JSON object of the export (key order is part of the format)."""
     return {
         "id": line.id,
         "kind": line.kind,
@@ -54,6 +57,8 @@ def _line_json(line: Line) -> dict[str, str]:
         "amount": dec(line.amount),
         "coverage": dec(line.coverage),
         "method": line.method,
+        "gaps": line.gaps,
+        "counter_anomalies": list(line.counter_anomalies),
     }
 
 
@@ -65,7 +70,7 @@ def statement_json(statement: Statement) -> dict[str, Any]:
         "currency": statement.currency,
         "period_start": statement.period_start.isoformat(),
         "period_end": statement.period_end.isoformat(),
-        "lines": [_line_json(line) for line in statement.lines],
+        "lines": [line_json(line) for line in statement.lines],
         "total": dec(statement.total),
     }
 
@@ -90,7 +95,7 @@ def to_csv(statements: Sequence[Statement]) -> bytes:
             s.period_end.isoformat(),
         ]
         for line in s.lines:
-            row = _line_json(line)
+            row = line_json(line)
             writer.writerow(
                 [
                     *head,
@@ -103,13 +108,15 @@ def to_csv(statements: Sequence[Statement]) -> bytes:
                     row["amount"],
                     row["coverage"],
                     row["method"],
+                    line.gaps,
+                    "; ".join(line.counter_anomalies),
                 ]
             )
         usage = [line for line in s.lines if line.kind != "true_up"]
         metered = sum((line.metered_hours for line in usage), Decimal(0).scaleb(-METERED_PLACES))
         billable = sum((line.billable_hours for line in s.lines), Decimal(0))
         writer.writerow(
-            [*head, "", "total", "", dec(metered), dec(billable), "", dec(s.total), "", ""]
+            [*head, "", "total", "", dec(metered), dec(billable), "", dec(s.total), "", "", "", ""]
         )
     return out.getvalue().encode()
 

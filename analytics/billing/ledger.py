@@ -8,6 +8,7 @@ the adjustments as the next revision. Nothing is ever updated or deleted.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -47,9 +48,16 @@ CREATE TABLE IF NOT EXISTS line (
     coverage       TEXT NOT NULL,
     method         TEXT NOT NULL,
     key            TEXT NOT NULL,
+    gaps           INTEGER NOT NULL DEFAULT 0,
+    counter_anomalies TEXT NOT NULL DEFAULT '[]',
     PRIMARY KEY (contract_id, period_start, period_end, revision, seq)
 );
 """
+# Columns added since the first ledger format, with their defaults for lines issued before.
+_ADDED_COLUMNS = {
+    "gaps": "INTEGER NOT NULL DEFAULT 0",
+    "counter_anomalies": "TEXT NOT NULL DEFAULT '[]'",
+}
 
 
 class LedgerError(RuntimeError):
@@ -74,6 +82,14 @@ def default_ledger(data_dir: Path) -> Path:
     return data_dir / LEDGER_FILE
 
 
+def _add_missing_columns(connection: sqlite3.Connection) -> None:
+    """Bring a ledger written by an older runhours up to the current line columns."""
+    present = {row[1] for row in connection.execute("PRAGMA table_info(line)")}
+    for name, definition in _ADDED_COLUMNS.items():
+        if name not in present:
+            connection.execute(f"ALTER TABLE line ADD COLUMN {name} {definition}")
+
+
 def _kind(text: str) -> LineKind:
     for kind in LINE_KINDS:
         if kind == text:
@@ -96,6 +112,7 @@ class Ledger:
             raise LedgerError(f"{self.path}: cannot open the billing ledger: {exc}") from None
         try:
             connection.executescript(_SCHEMA)
+            _add_missing_columns(connection)
             with connection:  # one transaction: all of a finalization or nothing
                 yield connection
         except sqlite3.Error as exc:
@@ -114,7 +131,7 @@ class Ledger:
             ).fetchone()[0]
             rows = db.execute(
                 "SELECT id, kind, machine, metered_hours, billable_hours, rate, amount, "
-                "coverage, method, key FROM line "
+                "coverage, method, key, gaps, counter_anomalies FROM line "
                 "WHERE contract_id = ? AND period_start = ? AND period_end = ? "
                 "ORDER BY revision, seq",
                 (contract_id, start, end),
@@ -131,6 +148,8 @@ class Ledger:
                 coverage=Decimal(row[7]),
                 method=row[8],
                 key=row[9],
+                gaps=int(row[10]),
+                counter_anomalies=tuple(json.loads(row[11])),
             )
             for row in rows
         ]
@@ -183,7 +202,10 @@ class Ledger:
                     ),
                 )
                 db.executemany(
-                    "INSERT INTO line VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO line (contract_id, period_start, period_end, revision, seq, "
+                    "id, kind, machine, metered_hours, billable_hours, rate, amount, coverage, "
+                    "method, key, gaps, counter_anomalies) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [
                         (
                             contract_id,
@@ -201,6 +223,8 @@ class Ledger:
                             format(line.coverage, "f"),
                             line.method,
                             line.key,
+                            line.gaps,
+                            json.dumps(list(line.counter_anomalies), ensure_ascii=False),
                         )
                         for seq, line in enumerate(new)
                     ],

@@ -10,33 +10,34 @@
 - Amounts are rounded half-up to the currency's minor unit, per line.
 - The minimum (``minimum_hours``) is per contract per period: when the billable hours of
   all machines fall short, a true-up line bills the shortfall at the base rate (the
-  flat rate, or the first tier's).
+  flat rate, or the first tier's). With no machine under contract in the period there
+  is no minimum; with ``proration = "daily"`` it is prorated by the days on which any
+  machine was under contract.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 from fractions import Fraction
 
+from babel.numbers import get_currency_precision
+
 from analytics.billing.contracts import Contract, RoundingMode
-from analytics.periods import HOUR_MS
+from analytics.periods import HOUR_MS, bucket_edges, to_ms
 
 METERED_PLACES = 4  # metered hours are shown to 0.0001 h (0.36 s)
 COVERAGE_PLACES = 2  # coverage in percent, rounded down: 100.00 only when fully known
 
-# ISO 4217 minor units where they are not 2.
-_MINOR_UNITS = {
-    "BHD": 3, "BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "IQD": 3, "ISK": 0, "JOD": 3,
-    "JPY": 0, "KMF": 0, "KRW": 0, "KWD": 3, "LYD": 3, "OMR": 3, "PYG": 0, "RWF": 0,
-    "TND": 3, "UGX": 0, "UYI": 0, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0, "XPF": 0,
-}  # fmt: skip
-
 
 def currency_places(currency: str) -> int:
-    """Decimal places of the currency's minor unit (EUR 2, JPY 0, KWD 3)."""
-    return _MINOR_UNITS.get(currency, 2)
+    """Decimal places of the currency's minor unit (EUR 2, JPY 0, KWD 3), from the
+    Unicode CLDR's currency data (via babel), maintained with the standard."""
+    return int(get_currency_precision(currency))
 
 
 def hours_of(ms: int) -> Fraction:
@@ -177,3 +178,45 @@ def hours_places(contract: Contract) -> int:
         (max(0, -int(v.normalize().as_tuple().exponent)) for v in values if v is not None),
         default=0,
     )
+
+
+@dataclass(frozen=True)
+class Commitment:
+    """The minimum hours that apply to one statement, and how they were arrived at."""
+
+    hours: Decimal  # 0: no minimum applies
+    days_covered: int  # local days of the period with any machine under contract
+    days: int  # local days of the period
+    prorated: bool
+
+
+def covered_days(
+    contract: Contract, start: datetime, end: datetime, windows: Iterable[tuple[int, int]]
+) -> tuple[int, int]:
+    """(local days of ``[start, end)`` during which any window is open, days in it)."""
+    edges = [to_ms(e) for e in bucket_edges(start, end, "day", contract.zone)]
+    spans = sorted(windows)
+    days = list(itertools.pairwise(edges))
+    covered = sum(1 for a, b in days if any(lo < b and a < hi for lo, hi in spans))
+    return covered, len(days)
+
+
+def commitment(
+    contract: Contract, start: datetime, end: datetime, windows: Iterable[tuple[int, int]]
+) -> Commitment | None:
+    """The contract's minimum for ``[start, end)`` given its machines' windows in it.
+
+    None without ``minimum_hours``. Nothing under contract: 0 h. ``proration = "none"``:
+    the whole minimum; ``"daily"``: minimum × covered days / days, rounded like metered
+    hours (``rounding_hours``, ``rounding_mode``).
+    """
+    if contract.minimum_hours is None:
+        return None
+    covered, days = covered_days(contract, start, end, windows)
+    if covered == 0:
+        return Commitment(Decimal(0), 0, days, False)
+    if contract.proration == "none" or covered == days:
+        return Commitment(contract.minimum_hours, covered, days, False)
+    share = Fraction(contract.minimum_hours) * covered / days
+    hours = round_to_increment(share, contract.rounding_hours, contract.rounding_mode)
+    return Commitment(hours, covered, days, True)

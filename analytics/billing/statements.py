@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime, tzinfo
 from decimal import Decimal
 from fractions import Fraction
 from typing import Literal
@@ -23,6 +23,7 @@ from analytics.billing.pricing import (
     allocate,
     amount_of,
     base_rate,
+    commitment,
     coverage_percent,
     currency_places,
     hours_of,
@@ -31,7 +32,14 @@ from analytics.billing.pricing import (
     segments,
     to_decimal,
 )
-from analytics.counters import CounterTolerance, counter_mismatch
+from analytics.counters import (
+    AnomalyKind,
+    CounterEvent,
+    CounterTolerance,
+    counter_mismatch,
+    describe_counts,
+    list_anomalies,
+)
 
 LineKind = Literal["usage", "true_up", "adjustment"]
 LINE_KINDS: tuple[LineKind, ...] = ("usage", "true_up", "adjustment")
@@ -39,7 +47,12 @@ LINE_KINDS: tuple[LineKind, ...] = ("usage", "true_up", "adjustment")
 
 @dataclass(frozen=True)
 class Line:
-    """One line of a statement; ``key`` names what it bills (adjustments reuse it)."""
+    """One line of a statement; ``key`` names what it bills (adjustments reuse it).
+
+    ``gaps`` counts the stretches of unknown time in the machine's window (for a true-up:
+    of all machines); ``counter_anomalies`` lists its hour meter's resets, wraps,
+    glitches and jumps (the first ``EVENT_LIMIT``, then how many more).
+    """
 
     id: str
     kind: LineKind
@@ -51,6 +64,8 @@ class Line:
     coverage: Decimal  # percent
     method: str
     key: str
+    gaps: int = 0
+    counter_anomalies: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -79,15 +94,30 @@ class Statement:
 
 @dataclass(frozen=True)
 class MachineMeter:
-    """One machine's metered usage within its effective window of the period."""
+    """One machine's metered usage within its effective windows of the period.
+
+    ``machine`` is its name as the contract writes it (``site/machine`` or a bare id).
+    """
 
     machine: str
     window_ms: int  # how long the machine was under contract in the period
     known_ms: int  # of that, time with a known state
     billable_state_ms: int  # time in the contract's billable states
     running_ms: int
-    counter_ms: int | None  # hour-meter delta; None without readings
-    counter_reset: bool = False
+    counter_ms: int | None  # billed hour-meter delta; None without readings
+    gaps: int = 0  # stretches of unknown time in its windows
+    counter_anomalies: dict[AnomalyKind, int] = field(default_factory=dict)
+    counter_events: tuple[CounterEvent, ...] = ()  # the first of them
+    windows: tuple[tuple[int, int], ...] = ()  # epoch ms [from, to) under contract
+
+    def anomaly_texts(self, tz: tzinfo) -> tuple[str, ...]:
+        """The anomalies as listed on the machine's lines."""
+        return list_anomalies(
+            self.counter_events,
+            self.counter_anomalies,
+            tz,
+            " (runhours billing explain lists them all)",
+        )
 
 
 def line_id(contract_id: str, start: datetime, end: datetime, key: str, revision: int) -> str:
@@ -113,7 +143,7 @@ def price(
     lines: list[Line] = []
     notes: list[str] = []
     billable_total = Decimal(0)
-    known_total = window_total = 0
+    known_total = window_total = gaps_total = 0
 
     def make(
         kind: LineKind,
@@ -124,6 +154,8 @@ def price(
         rate: Decimal,
         coverage: Decimal,
         method: str,
+        gaps: int,
+        anomalies: tuple[str, ...] = (),
     ) -> Line:
         billable = billable.quantize(Decimal(1).scaleb(-hplaces))
         return Line(
@@ -137,6 +169,8 @@ def price(
             coverage,
             method,
             key,
+            gaps,
+            anomalies,
         )
 
     for meter in sorted(meters, key=lambda m: m.machine):
@@ -149,8 +183,11 @@ def price(
                 )
         else:
             metered_ms = meter.billable_state_ms
-        if meter.counter_reset:
-            notes.append(f"{meter.machine}: the hour meter was reset in the period")
+        if meter.counter_anomalies:
+            notes.append(
+                f"{meter.machine}: hour meter {describe_counts(meter.counter_anomalies)} in the "
+                "period (listed on its line)"
+            )
         if counter_mismatch(
             None if meter.counter_ms is None else meter.counter_ms / 1000,
             meter.running_ms / 1000,
@@ -168,8 +205,10 @@ def price(
             )
         known_total += meter.known_ms
         window_total += meter.window_ms
+        gaps_total += meter.gaps
         metered = hours_of(metered_ms)
         billable = round_to_increment(metered, contract.rounding_hours, contract.rounding_mode)
+        anomalies = meter.anomaly_texts(contract.zone)
         for part in allocate(billable, metered, bands):
             lines.append(
                 make(
@@ -181,20 +220,31 @@ def price(
                     part.segment.rate,
                     coverage,
                     contract.method,
+                    meter.gaps,
+                    anomalies,
                 )
             )
             billable_total += part.billable
-    if contract.minimum_hours is not None and billable_total < contract.minimum_hours:
+    minimum = commitment(contract, start, end, [w for m in meters for w in m.windows])
+    if minimum is not None and minimum.hours == 0:
+        notes.append("no machine under contract in the period: no minimum applies")
+    elif minimum is not None and minimum.prorated:
+        notes.append(
+            f"minimum prorated daily: {contract.minimum_hours} h × {minimum.days_covered}/"
+            f"{minimum.days} days = {minimum.hours} h"
+        )
+    if minimum is not None and billable_total < minimum.hours:
         lines.append(
             make(
                 "true_up",
                 "true_up",
                 "",
                 to_decimal(Fraction(0), METERED_PLACES),
-                contract.minimum_hours - billable_total,
+                minimum.hours - billable_total,
                 base_rate(contract),
                 coverage_percent(known_total, window_total),
                 "minimum",
+                gaps_total,
             )
         )
     return Statement(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
@@ -25,11 +26,19 @@ from analytics.billing import (
     export_statements,
     load_contracts,
 )
+from analytics.billing.explain import explain_line, explanation_json
 from analytics.billing.formats import dec
-from analytics.periods import PeriodError, parse_instant, zone
-from analytics.rollups import default_state_file, rebuild_rollups, refresh_rollups
+from analytics.machines import MachineError
+from analytics.periods import PeriodError, calendar_period, custom_period, parse_instant, zone
+from analytics.rollups import (
+    StaleRollupsError,
+    default_state_file,
+    rebuild_rollups,
+    refresh_rollups,
+)
 from contract.settings import RunhoursSettings
 from runhours.commands._common import ConfigOption, console, err_console, fail, load
+from runhours.commands._explain import render_explanation
 from store import InfluxClient, InfluxError
 
 app = typer.Typer(
@@ -197,7 +206,7 @@ def export(
                 from_raw=from_raw,
                 deliver=deliver,
             )
-    except (BillingError, PeriodError, LedgerError, InfluxError, OSError) as exc:
+    except (BillingError, PeriodError, LedgerError, InfluxError, StaleRollupsError, OSError) as exc:
         for path in delivered:
             path.unlink(missing_ok=True)
         fail(str(exc))
@@ -222,6 +231,92 @@ def export(
     err_console.print(render_summary(result.statements, title=f"billing {period}"))
 
 
+class ExplainFormat(StrEnum):
+    table = "table"
+    json = "json"
+
+
+@app.command()
+def explain(
+    contract: Annotated[str, typer.Option("--contract", help="The contract id.")],
+    machine: Annotated[
+        str,
+        typer.Option(
+            "--machine",
+            "-m",
+            help="The machine as the contract names it (or its site/machine).",
+        ),
+    ],
+    contracts: ContractsOption,
+    period: Annotated[
+        str | None,
+        typer.Option(
+            "--period",
+            help="The statement's period, as for export (2026-10, 2026-Q4, 2026-W43).",
+        ),
+    ] = None,
+    start: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            help="Instead of --period: a range priced as one period, as the demo's summary "
+            "does (RFC 3339 or a date, local to the contract).",
+        ),
+    ] = None,
+    end: Annotated[str | None, typer.Option("--to", help="End of that range (exclusive).")] = None,
+    fmt: Annotated[
+        ExplainFormat,
+        typer.Option("--format", "-f", help="table (for people) or json (exact decimal strings)."),
+    ] = ExplainFormat.table,
+    from_raw: Annotated[
+        bool,
+        typer.Option("--from-raw", help="Price the statement from raw samples, not the rollups."),
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Show how one machine's lines of a statement arise, day by day, from raw data.
+
+    Per local day: seconds per state, unknown time with each gap's start and end, the hour meter against the state hours with every anomaly, and the raw samples read. Then the rounding, the bands (tier, allowance) with their rates, the true-up, and checks that the days add up exactly to the statement line (exit 1 if one does not: the rollups are stale, rebuild them).
+    """
+    settings = load(RunhoursSettings, config)
+    try:
+        chosen = next((c for c in load_contracts(contracts) if c.id == contract), None)
+    except ContractsError as exc:
+        fail(str(exc))
+    if chosen is None:
+        fail(f"--contract {contract}: not in {contracts}")
+    try:
+        if (period is None) == (start is None or end is None):
+            fail("give --period, or --from and --to")
+        if period is not None:
+            span = calendar_period(period, chosen.zone)
+            if span.kind != chosen.period:
+                fail(f"{chosen.id} bills per {chosen.period}, not per {span.kind} ({period})")
+        else:
+            assert start is not None and end is not None
+            span = custom_period(
+                parse_instant(start, chosen.zone), parse_instant(end, chosen.zone), chosen.zone
+            )
+        with InfluxClient.from_settings(settings) as client:
+            if not from_raw:
+                refresh_rollups(client, state_file=default_state_file(settings.data_dir))
+            explanation = explain_line(client, chosen, span, machine, from_raw=from_raw)
+    except (BillingError, PeriodError, InfluxError, StaleRollupsError) as exc:
+        fail(str(exc))
+    if fmt == ExplainFormat.json:
+        text = json.dumps(explanation_json(explanation), indent=2, ensure_ascii=False)
+        typer.echo(text)
+    else:
+        console.print(render_explanation(explanation), highlight=False, soft_wrap=True)
+    different = [c.figure for c in explanation.checks if not c.equal]
+    if different:
+        fail(
+            f"the raw samples and the statement differ in {', '.join(different)}: the rollups "
+            "are stale; run `runhours billing rebuild-rollups` for the period",
+            code=1,
+        )
+
+
 @app.command("rebuild-rollups")
 def rebuild(
     start: Annotated[
@@ -231,14 +326,19 @@ def rebuild(
     end: Annotated[str, typer.Option("--to", help="End (exclusive), written like --from.")],
     machine: Annotated[
         list[str] | None,
-        typer.Option("--machine", "-m", help="Only this machine (repeat); default: all."),
+        typer.Option(
+            "--machine",
+            "-m",
+            help="Only this machine: site/machine or a bare id that exists at one site "
+            "(repeat); default: all.",
+        ),
     ] = None,
     tz: Annotated[str, typer.Option("--tz", help="IANA zone for dates without an offset.")] = "UTC",
     config: ConfigOption = None,
 ) -> None:
     """Recompute the hourly usage rollups of a range from raw samples.
 
-    The rollups follow the ingest's log of what it wrote by themselves; run this after writing telemetry some other way (a backfill, an import) or to repair a range.
+    The rollups follow the ingest's log of what it wrote by themselves; run this after writing telemetry some other way (a backfill, an import), to repair a range, or to migrate rollups written by an older runhours ahead of time (billing and `runhours usage` recompute those for the hours they read).
     """
     settings = load(RunhoursSettings, config)
     try:
@@ -251,14 +351,17 @@ def rebuild(
     try:
         with InfluxClient.from_settings(settings) as client:
             hours = rebuild_rollups(client, lo, hi, machine or None)
-    except InfluxError as exc:
+    except (InfluxError, MachineError) as exc:
         fail(str(exc))
     console.print(f"rebuilt {hours} machine-hours of usage rollups")
 
 
 @app.command()
 def check(contracts: ContractsOption) -> None:
-    """Validate a contracts file and show what it says (exit 2 naming each bad field)."""
+    """Validate a contracts file and show what it says (exit 2 naming each bad field).
+
+    Refused, among others: a machine under two contracts at the same time (both contracts and the overlap are named), numbers that are not exact decimals, unknown currencies.
+    """
     try:
         items = load_contracts(contracts)
     except ContractsError as exc:
@@ -280,14 +383,24 @@ def check(contracts: ContractsOption) -> None:
             rate += f"; ×{c.overuse_multiplier} above {c.allowance_hours} h per machine"
         if c.minimum_hours is not None:
             rate += f"; minimum {c.minimum_hours} h"
+            rate += " (prorated daily)" if c.proration == "daily" else ""
         machines = ", ".join(
             m.id + (f" (from {m.from_})" if m.from_ else "") + (f" (to {m.to})" if m.to else "")
             for m in c.machine
         )
+        term = (
+            ""
+            if c.from_ is None and c.to is None
+            else (f"  term: from {c.from_ or 'the beginning'} to {c.to or 'no end'}\n")
+        )
+        meter = f"reset below {c.counter_reset_below_seconds} s" + (
+            f", wraps at {c.counter_modulus_seconds} s" if c.counter_modulus_seconds else ""
+        )
         console.print(
             f"[bold]{c.id}[/]  {c.customer}  ({c.currency}, per {c.period} in {c.timezone})\n"
-            f"  meter: {c.method}, billable states {', '.join(c.billable_states)}; rounding "
-            f"{c.rounding_hours} h {c.rounding_mode}\n  rate: {rate}\n  machines: {machines}",
+            f"{term}  meter: {c.method}, billable states {', '.join(c.billable_states)}; "
+            f"rounding {c.rounding_hours} h {c.rounding_mode}; hour meter {meter}\n"
+            f"  rate: {rate}\n  machines: {machines}",
             highlight=False,
             soft_wrap=True,
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from datetime import UTC, tzinfo
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any
@@ -13,9 +14,10 @@ import typer
 from rich import box
 from rich.table import Table
 
-from analytics.counters import CounterTolerance
+from analytics.counters import CounterRules, CounterTolerance, describe_counts, list_anomalies
+from analytics.machines import MachineError
 from analytics.periods import PeriodError, parse_instant, zone
-from analytics.rollups import default_state_file, fleet_usage, refresh_rollups
+from analytics.rollups import StaleRollupsError, default_state_file, fleet_usage, refresh_rollups
 from analytics.usage import Usage
 from contract import STATES
 from contract.settings import RunhoursSettings
@@ -41,19 +43,24 @@ app = typer.Typer(
 )
 
 
-def usage_json(rows: list[Usage], tolerance: CounterTolerance) -> list[dict[str, Any]]:
+def usage_json(
+    rows: list[Usage], tolerance: CounterTolerance, tz: tzinfo = UTC
+) -> list[dict[str, Any]]:
     """The JSON form: one object per machine and bucket (documented in docs/billing.md)."""
     return [
         {
+            "site": u.site,
             "machine": u.machine,
             "start": u.start.isoformat(),
             "end": u.end.isoformat(),
             "state_seconds": {state: u.state_seconds[state] for state in STATES},
             "known_seconds": u.known_seconds,
             "coverage": round(u.coverage, 6),
+            "gaps": u.gaps,
             "counter_seconds": u.counter_seconds,
             "counter_reset": u.counter_reset,
             "counter_mismatch": u.counter_mismatch(tolerance),
+            "counter_anomalies": list(list_anomalies(u.counter_events, u.counter_anomalies, tz)),
         }
         for u in rows
     ]
@@ -79,7 +86,12 @@ def usage(
     end: Annotated[str, typer.Option("--to", help="End (exclusive), written like --from.")],
     machine: Annotated[
         list[str] | None,
-        typer.Option("--machine", "-m", help="Only this machine id (repeat for several)."),
+        typer.Option(
+            "--machine",
+            "-m",
+            help="Only this machine: site/machine, or a bare id that exists at one site "
+            "(repeat for several).",
+        ),
     ] = None,
     tz: Annotated[
         str,
@@ -113,11 +125,25 @@ def usage(
         typer.Option(help="Flag hour-meter vs state disagreement beyond this percentage ..."),
     ] = 1.0,
     tolerance_s: Annotated[float, typer.Option(help="... plus this many seconds.")] = 60.0,
+    counter_reset_below: Annotated[
+        float,
+        typer.Option(
+            help="Hour meter: a drop to at most this many seconds is a reset; any other drop "
+            "is a glitch (not billed). Other than 600 reads raw samples."
+        ),
+    ] = 600.0,
+    counter_modulus: Annotated[
+        float | None,
+        typer.Option(
+            help="Hour meter: the register wraps around at this many seconds (e.g. 65536 for "
+            "a 16-bit register of seconds). Reads raw samples."
+        ),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Seconds per state, known time (coverage) and hour-meter time per machine.
+    """Seconds per state, known time (coverage), gaps and hour-meter time per machine and site.
 
-    A sample's state holds until the next sample, at most 5 minutes; time past that is unknown. The hourly rollups are first brought up to date with what the ingest wrote.
+    A sample's state holds until the next sample, at most 5 minutes; time past that is unknown (a gap). The hour meter's resets, wraps, glitches and jumps are listed (docs/billing.md). The hourly rollups are first brought up to date with what the ingest wrote.
     """
     settings = load(RunhoursSettings, config)
     try:
@@ -128,6 +154,10 @@ def usage(
     except PeriodError as exc:
         fail(str(exc))
     tolerance = CounterTolerance(Decimal(str(tolerance_pct)) / 100, Decimal(str(tolerance_s)))
+    rules = CounterRules(
+        reset_below_ms=round(counter_reset_below * 1000),
+        modulus_ms=round(counter_modulus * 1000) if counter_modulus else None,
+    )
     try:
         with InfluxClient.from_settings(settings) as client:
             if not from_raw:
@@ -140,66 +170,80 @@ def usage(
                 by=by.value if by else None,
                 tz=zone_info,
                 from_raw=from_raw,
+                rules=rules,
             )
-    except InfluxError as exc:
+    except (InfluxError, MachineError, StaleRollupsError) as exc:
         fail(str(exc))
     if fmt == UsageFormat.json:
-        typer.echo(json.dumps(usage_json(rows, tolerance), indent=2))
+        typer.echo(json.dumps(usage_json(rows, tolerance, zone_info), indent=2, ensure_ascii=False))
     elif fmt == UsageFormat.csv:
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(
             [
+                "site",
                 "machine",
                 "start",
                 "end",
                 *(f"{s}_s" for s in STATES),
                 "known_s",
                 "coverage",
+                "gaps",
                 "counter_s",
                 "counter_reset",
                 "counter_mismatch",
+                "counter_anomalies",
             ]
         )
-        for item in usage_json(rows, tolerance):
+        for item in usage_json(rows, tolerance, zone_info):
             writer.writerow(
                 [
+                    item["site"],
                     item["machine"],
                     item["start"],
                     item["end"],
                     *(item["state_seconds"][s] for s in STATES),
                     item["known_seconds"],
                     item["coverage"],
+                    item["gaps"],
                     "" if item["counter_seconds"] is None else item["counter_seconds"],
                     item["counter_reset"],
                     item["counter_mismatch"],
+                    "; ".join(item["counter_anomalies"]),
                 ]
             )
         typer.echo(out.getvalue(), nl=False)
     else:
+        sites = sorted({u.site for u in rows})
+        several = len(sites) > 1  # one site: named in the title, the rows show bare ids
         table = Table(
-            title=f"hours per state {lo.isoformat()} – {hi.isoformat()} ({tz})",
+            title=f"hours per state {lo.isoformat()} – {hi.isoformat()} ({tz})"
+            + ("" if several or not sites or not sites[0] else f", site {sites[0]}"),
             box=box.SIMPLE_HEAD,
             pad_edge=False,
             collapse_padding=True,
         )
-        for name in ("machine", "from", *(_SHORT[s] for s in STATES), "known", "meter"):
+        for name in ("machine", "from", *(_SHORT[s] for s in STATES), "known", "gaps", "meter"):
             table.add_column(
                 name, no_wrap=True, justify="left" if name in ("machine", "from") else "right"
             )
         table.add_column("flags")
         for u in rows:
             flags = []
-            if u.counter_reset:
-                flags.append("meter reset")
+            if u.counter_anomalies:
+                flags.append(f"meter: {describe_counts(u.counter_anomalies)}")
             if u.counter_mismatch(tolerance):
                 flags.append("meter ≠ states")
             table.add_row(
-                u.machine,
+                f"{u.site}/{u.machine}" if several and u.site else u.machine,
                 u.start.strftime("%m-%d %H:%M"),
                 *(_hours(u.state_seconds[s]) for s in STATES),
                 f"{u.coverage * 100:.1f}%",
+                str(u.gaps),
                 _hours(u.counter_seconds),
                 ", ".join(flags),
             )
         console.print(table)
+        for u in rows:
+            for text in list_anomalies(u.counter_events, u.counter_anomalies, zone_info):
+                console.print(f"{u.site}/{u.machine}: hour meter {text}", highlight=False)

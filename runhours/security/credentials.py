@@ -29,7 +29,8 @@ from runhours.security.tls import read_certificate
 
 # Ids that would make a machine's topics collide with the services' own topics.
 RESERVED = {
-    "site": {"ingest", "deadletter"},  # runhours/v1/ingest/…, runhours/v1/deadletter/…
+    # runhours/v1/ingest/… (ingest states), …/deadletter/…, …/probe/… (runhours doctor)
+    "site": {"ingest", "deadletter", "probe"},
     "line": {"alerts"},  # runhours/v1/<site>/alerts/… belongs to analytics
 }
 

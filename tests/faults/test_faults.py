@@ -11,11 +11,16 @@ promises beside these figures.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
+import subprocess
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
+from contract import to_epoch_ms
 from contract.settings import RunhoursSettings
 from runhours.services import LocalServices, free_port
 from simulators import fleet
@@ -169,6 +174,8 @@ def test_influxdb_down_60s_loses_nothing(
     finally:
         ingest.stop()
     assert (result.stored, result.duplicated, result.reported_lost) == (result.produced, 0, 0)
+    log = ingest.log.read_text()  # past hold_edges_after (30 s) the edges were asked to hold
+    assert "announcing this worker offline" in log and "announcing this worker online" in log
 
 
 def test_influxdb_slow_2s_per_request_loses_nothing(
@@ -292,3 +299,51 @@ def test_a_stock_broker_that_drops_a_burst_has_every_lost_sample_reported(
         pair.down()
     assert result.reported_lost > 0, "the stock broker was expected to drop part of the burst"
     assert result.accounted and result.duplicated == 0, result
+
+
+def test_a_full_disk_under_the_edge_buffer_drops_the_oldest_and_live_data_flows(
+    own_services: LocalServices,
+    own_settings: RunhoursSettings,
+    test_id: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An edge device with a small disk (a 512 KiB tmpfs holds its buffer) and an uplink
+    outage that fills it: the agent says so clearly, drops its oldest samples (counted as
+    edge drops), keeps buffering the live ones, and publishes them once the uplink is back."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(disk)], check=True)
+    influx = _influx(own_settings)
+    ingest = IngestProcess(own_settings, test_id, tmp_path / "ingest.log")
+    uplink = TcpProxy(own_services.mosquitto.port)
+
+    async def long_outage() -> None:
+        await asyncio.sleep(4)
+        uplink.cut()
+        await asyncio.sleep(24)
+        uplink.restore()
+
+    try:
+        ingest.start()
+        at_edge = own_settings.model_copy(
+            update={"mqtt_url": f"mqtt://127.0.0.1:{uplink.port}", "data_dir": disk}
+        )
+        edges = edge_settings(at_edge, test_id, buffer={"reserve": "128KiB"})
+        specs = fleet(1, seed=20, start=START, site=test_id)
+        with caplog.at_level(logging.WARNING, logger="runhours.edge.buffer"):
+            run = run_paced(edges, specs, 8, 34, long_outage)
+        result = report(settle("edge buffer's disk full (512 KiB tmpfs)", influx, run))
+    finally:
+        ingest.stop()
+        uplink.close()
+        subprocess.run(["umount", str(disk)], check=False)
+    assert "the disk is full" in caplog.text
+    assert result.edge_dropped > 0 and result.reported_lost == 0 and result.duplicated == 0
+    assert result.stored + result.edge_dropped == result.produced
+    # Live data flowed: the newest samples are stored, the oldest of the outage dropped.
+    rows = influx.query_rows('SELECT "state" FROM telemetry ORDER BY time')
+    times = [r["time"] for r in rows]
+    end_ms = to_epoch_ms(START + timedelta(hours=8))
+    assert times[-1] >= end_ms - 10_000
+    assert times == sorted(set(times)) and len(times) == result.stored

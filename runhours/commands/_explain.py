@@ -1,0 +1,145 @@
+"""The table form of `runhours billing explain` (the JSON form is analytics.billing.explain)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from rich import box
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from analytics.billing.explain import Explanation, explanation_json
+from contract import STATES
+
+_SHORT = {"off": "off", "idle": "idle", "running": "run", "fault": "fault", "maintenance": "maint"}
+
+
+def _hours(seconds: str) -> str:
+    """For the eye only: the JSON form has the exact figures."""
+    return f"{float(seconds) / 3600:.2f}"
+
+
+def _day(start: str, end: str) -> str:
+    """``10-25 (25 h)``: the local day, and its length when it is not 24 h (DST, a window)."""
+    length = (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+    hours = length / 3600
+    clock = "" if start[11:16] == "00:00" else f" {start[11:16]}"
+    return start[5:10] + clock + ("" if hours == 24 else f" ({hours:g} h)")
+
+
+def _band(key: str) -> str:
+    """``0-100`` → ``hours 0-100``, ``200-`` → ``hours above 200``, ``0-`` → ``all hours``."""
+    lo, hi = key.removesuffix("*over").split("-")
+    if not hi:
+        return "all hours" if lo == "0" else f"hours above {lo}"
+    return f"hours {lo}-{hi}"
+
+
+def render_explanation(x: Explanation) -> RenderableType:
+    """Days, gaps, anomalies, the way from milliseconds to money, the raw data, the checks."""
+    data: dict[str, Any] = explanation_json(x)
+    name = data["machine"]
+    key = f"{data['site']}/{name.split('/')[-1]}" if data["site"] else name
+    head = Text(
+        f"{data['contract_id']} ({data['customer']}) · {name}"
+        + ("" if key == name else f" = {key}")
+        + f" · {data['period_start']} – {data['period_end']}\n"
+        f"metered by {data['method']}"
+        + (
+            f" (billable states: {', '.join(data['billable_states'])})"
+            if data["method"] == "state"
+            else ""
+        )
+        + "; under contract "
+        + ", ".join(f"{w['start']} – {w['end']}" for w in data["windows"])
+    )
+    days = Table(
+        box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, title="hours per local day"
+    )
+    states = [s for s in STATES if any(float(d["state_seconds"][s]) for d in data["days"])]
+    columns = ("day", *(_SHORT[s] for s in states), "bill", "unkn", "gaps", "meter")
+    for column in (*columns, "samples"):
+        days.add_column(column, justify="left" if column == "day" else "right", no_wrap=True)
+    for d in data["days"]:
+        days.add_row(
+            _day(d["start"], d["end"]),
+            *(_hours(d["state_seconds"][s]) for s in states),
+            _hours(d["billable_seconds"]),
+            _hours(d["unknown_seconds"]),
+            str(len(d["gaps"])),
+            "" if d["counter_seconds"] is None else _hours(d["counter_seconds"]),
+            str(d["raw_samples"]),
+        )
+    parts: list[RenderableType] = [head, days]
+    if data["gaps"]:
+        parts.append(
+            Text(
+                "gaps (unknown time, never billed):\n"
+                + "\n".join(
+                    f"  {g['start']} – {g['end']}  ({g['seconds']} s)" for g in data["gaps"]
+                )
+            )
+        )
+    if data["counter_anomalies"]:
+        parts.append(
+            Text(
+                "hour-meter anomalies:\n"
+                + "\n".join(
+                    f"  {e['at']} {e['kind']}: {e['before_seconds']} s → {e['after_seconds']} s, "
+                    f"billed {e['billed_seconds']} s"
+                    for e in data["counter_anomalies"]
+                )
+            )
+        )
+    metered, rounding = data["metered"], data["rounding"]
+    money = [
+        f"metered: {metered['milliseconds']} ms = {metered['hours']} h",
+        f"rounded to {rounding['increment_hours']} h ({rounding['mode']}): "
+        f"{rounding['billable_hours']} h billable",
+        *(
+            f"  {_band(b['band'])}{' (over-use)' if b['overuse'] else ''}: {b['billable_hours']} h "
+            f"× {b['rate']} = {b['amount']} {data['currency']}"
+            for b in data["bands"]
+        ),
+    ]
+    true_up = data["true_up"]
+    if true_up is not None:
+        line = true_up["line"]
+        prorated = (
+            f", prorated {true_up['proration']} {true_up['days_covered']}/{true_up['days']} days"
+            if true_up["proration"] != "none"
+            else ""
+        )
+        money.append(
+            f"minimum {true_up['minimum_hours']} h per contract{prorated}: {true_up['applies_hours']} h "
+            f"apply; the contract's machines bill {true_up['contract_billable_hours']} h → "
+            + (
+                "no true-up"
+                if line is None
+                else f"true-up {line['billable_hours']} h × {line['rate']} = {line['amount']} (its own line)"
+            )
+        )
+    parts.append(Text("\n".join(money)))
+    raw = data["raw_data"]
+    before = raw["counter_before"]
+    parts.append(
+        Text(
+            f"raw data: {raw['measurement']} WHERE {raw['where']}: {raw['samples']} samples in the "
+            f"windows ({raw['first_sample']} – {raw['last_sample']} read, with the samples around "
+            f"them), {raw['counter_readings']} meter readings"
+            + (
+                ""
+                if before is None
+                else f"; the reading before: {before['seconds']} s at {before['at']}"
+            )
+        )
+    )
+    checks = "\n".join(
+        f"  {'✓' if c['equal'] else '✗'} {c['figure']}: {c['explained']}"
+        + ("" if c["equal"] else f" ≠ statement {c['statement']}")
+        for c in data["checks"]
+    )
+    parts.append(Text(f"the days add up to the statement line:\n{checks}"))
+    return Group(*parts)
