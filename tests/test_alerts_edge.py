@@ -123,7 +123,12 @@ def test_no_data_fires_when_the_edge_agent_is_killed_and_resolves_when_it_return
         assert (alert.rule, alert.machine, alert.site) == ("no-data", "cnc-01", test_id)
 
         agents.append(_agent(ingest, test_id, tmp_path / "agent.log"))  # it comes back
-        assert wait_for(lambda: store.get(alert.id).state == "resolved", 30), "did not resolve"
+        assert wait_for(lambda: store.get(alert.id).state == "resolved", 30), (
+            "did not resolve; agent log:\n"
+            + (tmp_path / "agent.log").read_text()[-3000:]
+            + "\ningest log:\n"
+            + (tmp_path / "ingest.log").read_text()[-3000:]
+        )
         assert [a.id for a in store.alerts()] == [alert.id]  # one incident, one alert
         print(
             f"\nno-data: {alert.summary}; fired {alert.started_at:%H:%M:%S}, resolved {store.get(alert.id).resolved_at:%H:%M:%S}"
