@@ -19,9 +19,9 @@ import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from analytics.alerts.delivery import (
     InfluxSender,
@@ -42,22 +42,30 @@ from contract import from_epoch_ms, to_epoch_ms
 from contract.settings import RunhoursSettings
 from store import InfluxClient
 
+if TYPE_CHECKING:
+    from analytics.console.server import ConsoleServer
+
 log = logging.getLogger("runhours.analytics")
 
 
 class AnalyticsOptions(BaseModel):
     """The ``[analytics]`` settings section (``RUNHOURS_ANALYTICS__FIELD`` in the environment)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     rules: Path | None = None  # rules file; default: examples/rules.toml of this checkout
     interval: float = Field(default=10.0, gt=0)  # seconds between evaluation cycles
     settle: Duration = timedelta(seconds=5)  # how far behind now to evaluate (ingest latency)
     start_lookback: Duration = timedelta(hours=1)  # first start: evaluate this much history
     max_catch_up: Duration = timedelta(days=1)  # after a long stop, skip older data than this
-    http_host: str = "127.0.0.1"
+    http_host: str = "127.0.0.1"  # beyond loopback only with users_file (logins)
     http_port: int | None = None  # serve the HTTP API and the alert console on this port
-    webhook_url: str | None = None  # JSON POST per transition
+    # Console users (runhours users); default <data_dir>/security/console/users.toml if it
+    # exists. With it every route needs a login; without it, loopback only.
+    users_file: Path | None = None
+    tls_cert_file: Path | None = None  # serve the console over HTTPS with this certificate
+    tls_key_file: Path | None = None
+    webhook_url: SecretStr | None = None  # JSON POST per transition (may carry a token)
     webhook_timeout: float = Field(default=5.0, gt=0)
     mqtt: bool = True  # retained message per active alert
     influx: bool = True  # a point per transition in the `alerts` measurement
@@ -74,6 +82,14 @@ class AnalyticsSettings(RunhoursSettings):
     @property
     def rules_file(self) -> Path:
         return self.analytics.rules or DEFAULT_RULES
+
+    @property
+    def users_file(self) -> Path | None:
+        """The console's users file: the configured one, else the security directory's."""
+        if self.analytics.users_file is not None:
+            return self.analytics.users_file
+        default = self.data_dir / "security" / "console" / "users.toml"
+        return default if default.exists() else None
 
 
 class ServiceBusy(RuntimeError):
@@ -103,7 +119,7 @@ class AnalyticsService:
         self.client = InfluxClient.from_settings(settings)
         self.source = WindowSource(self.client, self.rules)
         self.workers: list[OutboxWorker] = []
-        self._http: Any = None
+        self.http: ConsoleServer | None = None
         self._retire_orphans()
 
     def _retire_orphans(self) -> None:
@@ -151,7 +167,8 @@ class AnalyticsService:
         if o.mqtt:
             senders.append(("mqtt", MqttSender(self.settings)))
         if o.webhook_url:
-            senders.append(("webhook", WebhookSender(o.webhook_url, o.webhook_timeout)))
+            url = o.webhook_url.get_secret_value()
+            senders.append(("webhook", WebhookSender(url, o.webhook_timeout)))
         for channel, sender in senders:
             self.workers.append(
                 OutboxWorker(
@@ -166,10 +183,16 @@ class AnalyticsService:
             return
         from analytics.console.server import ConsoleServer
 
-        self._http = ConsoleServer(
-            self.store, self.client, self.options.http_host, self.options.http_port
+        self.http = ConsoleServer(
+            self.store,
+            self.client,
+            self.options.http_host,
+            self.options.http_port,
+            users_file=self.settings.users_file,
+            tls_cert=self.options.tls_cert_file,
+            tls_key=self.options.tls_key_file,
         )
-        self._http.start()
+        self.http.start()
 
     # -- evaluation ----------------------------------------------------------------------
 
@@ -257,8 +280,8 @@ class AnalyticsService:
         for worker in self.workers:
             worker.stop()
         self.workers = []
-        if self._http is not None:
-            self._http.stop()
-            self._http = None
+        if self.http is not None:
+            self.http.stop()
+            self.http = None
         self.client.close()
         self._lock.close()

@@ -10,13 +10,15 @@ from __future__ import annotations
 import ssl
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
-from pydantic import ValidationError, field_validator
+from pydantic import SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from contract.redact import MASK, masked_url
 
 
 class SettingsError(ValueError):
@@ -25,26 +27,33 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class MqttUrl:
-    """A parsed ``mqtt://[user:pass@]host:port`` or ``mqtts://…`` broker URL."""
+    """A parsed ``mqtt://[user:pass@]host:port`` or ``mqtts://…`` broker URL.
+
+    ``str()`` and ``repr()`` never show the password: see ``masked``.
+    """
 
     host: str
     port: int
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
     tls: bool = False
 
     @classmethod
     def parse(cls, url: str) -> MqttUrl:
-        parts = urlsplit(url)
+        shown = masked_url(url)  # error messages name the URL, never its password
+        try:
+            parts = urlsplit(url)
+        except ValueError as exc:
+            raise ValueError(f"{shown!r}: not a URL ({exc})") from None
         if parts.scheme not in ("mqtt", "mqtts"):
-            raise ValueError(f"{url!r}: scheme must be mqtt:// or mqtts://")
+            raise ValueError(f"{shown!r}: scheme must be mqtt:// or mqtts://")
         if not parts.hostname:
-            raise ValueError(f"{url!r}: no host")
+            raise ValueError(f"{shown!r}: no host")
         tls = parts.scheme == "mqtts"
         try:
             port = parts.port or (8883 if tls else 1883)
         except ValueError:
-            raise ValueError(f"{url!r}: invalid port") from None
+            raise ValueError(f"{shown!r}: invalid port") from None
         return cls(
             host=parts.hostname,
             port=port,
@@ -52,6 +61,19 @@ class MqttUrl:
             password=unquote(parts.password) if parts.password else None,
             tls=tls,
         )
+
+    @property
+    def masked(self) -> str:
+        """The URL to show: ``mqtt://ingest:***@broker:1883`` (no password, ever)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        user = ""
+        if self.username is not None:  # quoted: a machine's user name holds slashes
+            name = quote(self.username, safe="")
+            user = f"{name}:{MASK}@" if self.password else f"{name}@"
+        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{host}:{self.port}"
+
+    def __str__(self) -> str:
+        return self.masked
 
 
 def tls_context(
@@ -75,13 +97,22 @@ def tls_context(
 
 
 class RunhoursSettings(BaseSettings):
-    """Connection settings shared by every runhours service."""
+    """Connection settings shared by every runhours service.
+
+    Secrets are ``SecretStr`` (shown as ``**********``). A password written into
+    ``mqtt_url`` moves to ``mqtt_password`` and ``mqtt_url`` keeps ``***`` in its place,
+    so the URL can be logged as it is: ``mqtt://ingest:***@broker:1883``.
+    """
 
     model_config = SettingsConfigDict(
-        env_prefix="RUNHOURS_", env_nested_delimiter="__", extra="forbid"
+        env_prefix="RUNHOURS_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        hide_input_in_errors=True,  # a rejected value may be a secret
     )
 
     mqtt_url: str = "mqtt://localhost:1883"
+    mqtt_password: SecretStr | None = None
     mqtt_ca_file: Path | None = None
     mqtt_cert_file: Path | None = None
     mqtt_key_file: Path | None = None
@@ -89,9 +120,26 @@ class RunhoursSettings(BaseSettings):
     influx_url: str = "http://localhost:8086"
     influx_db: str = "runhours"
     influx_user: str | None = None
-    influx_password: str | None = None
-    influx_token: str | None = None
+    influx_password: SecretStr | None = None
+    influx_token: SecretStr | None = None
     data_dir: Path = Path("./var")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _password_out_of_url(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not isinstance(data.get("mqtt_url"), str):
+            return data
+        try:
+            url = MqttUrl.parse(data["mqtt_url"])
+        except ValueError:
+            return data  # the field validator reports it, naming the field
+        if url.password is None or url.password == MASK:
+            return data
+        if data.get("mqtt_password") is not None:
+            raise ValueError(
+                "mqtt_url carries a password and mqtt_password is set too: give it once"
+            )
+        return {**data, "mqtt_url": url.masked, "mqtt_password": url.password}
 
     @field_validator("mqtt_url")
     @classmethod
@@ -102,13 +150,42 @@ class RunhoursSettings(BaseSettings):
     @field_validator("influx_url")
     @classmethod
     def _influx_url(cls, value: str) -> str:
-        if urlsplit(value).scheme not in ("http", "https"):
-            raise ValueError(f"{value!r}: must be an http:// or https:// URL")
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https"):
+            raise ValueError(f"{masked_url(value)!r}: must be an http:// or https:// URL")
+        if parts.username or parts.password:
+            raise ValueError(
+                f"{masked_url(value)!r}: put the credentials in influx_user and "
+                "influx_password (or influx_token), not in the URL"
+            )
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _mqtt_credentials(self) -> RunhoursSettings:
+        url = MqttUrl.parse(self.mqtt_url)
+        if self.mqtt_password is None:
+            if url.password == MASK:
+                raise ValueError(
+                    "mqtt_url: the password is masked (***); set mqtt_password "
+                    "(RUNHOURS_MQTT_PASSWORD) or write the password into the URL"
+                )
+            return self
+        if url.username is None:
+            raise ValueError(
+                f"mqtt_url {url.masked!r} has no user name for mqtt_password: write "
+                "mqtt://USER@host (RUNHOURS_MQTT_URL, if set, wins over the config file)"
+            )
+        self.mqtt_url = replace(url, password=MASK).masked
+        return self
 
     @property
     def mqtt(self) -> MqttUrl:
-        return MqttUrl.parse(self.mqtt_url)
+        """The broker URL with the real password (for clients; ``str()`` masks it)."""
+        url = MqttUrl.parse(self.mqtt_url)
+        if url.password not in (None, MASK):  # set without validation (model_copy)
+            return url
+        secret = self.mqtt_password.get_secret_value() if self.mqtt_password else None
+        return replace(url, password=secret)
 
     def mqtt_tls_context(self) -> ssl.SSLContext | None:
         """The TLS context for ``mqtts://`` (``None`` for ``mqtt://``); see ``tls_context``."""

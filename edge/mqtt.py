@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +106,7 @@ class Broker:
     host: str
     port: int
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
     tls: bool = False
     ca_file: Path | None = None
     cert_file: Path | None = None
@@ -138,12 +138,17 @@ class Broker:
 
     @classmethod
     def from_settings(cls, settings: RunhoursSettings) -> Broker:
-        return cls.from_url(
-            settings.mqtt_url,
-            ca_file=settings.mqtt_ca_file,
-            cert_file=settings.mqtt_cert_file,
-            key_file=settings.mqtt_key_file,
-            tls_insecure=settings.mqtt_tls_insecure,
+        p = settings.mqtt  # mqtt_url shows *** where the password is; this holds it
+        return cls(
+            p.host,
+            p.port,
+            p.username,
+            p.password,
+            p.tls,
+            settings.mqtt_ca_file,
+            settings.mqtt_cert_file,
+            settings.mqtt_key_file,
+            settings.mqtt_tls_insecure,
         )
 
     @property

@@ -76,7 +76,10 @@ class IngestOptions(BaseModel):
         "unacknowledged (the broker redelivers it on the next start)",
     )
     metrics_port: int = Field(default=0, ge=0, le=65535, description="Prometheus /metrics; 0 = off")
-    metrics_addr: str = Field(default="0.0.0.0", description="address the metrics server binds")
+    metrics_addr: str = Field(
+        default="127.0.0.1",
+        description="address the metrics server binds (it has no login: loopback by default)",
+    )
     stats_interval: float = Field(
         default=10.0, ge=0, description="write an ingest_stats point this often (s); 0 = off"
     )

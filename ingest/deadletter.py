@@ -128,7 +128,8 @@ class DeadLetterStore:
                     if seen is None
                     else replace(seen, reason=letter.reason, count=seen.count + 1)
                 )
-        return sorted(by_id.values(), key=lambda d: (d.received_at, d.id))
+        # Stable: letters of the same millisecond keep the order they were stored in.
+        return sorted(by_id.values(), key=lambda d: d.received_at)
 
     def replayed(self) -> set[str]:
         """Ids already replayed successfully."""

@@ -263,7 +263,7 @@ class IngestMetrics:
             self._latency_sum, self._latency_n, self._batch_sum, self._batch_n = 0.0, 0, 0, 0
             return latency, batch
 
-    def serve(self, port: int, addr: str = "0.0.0.0") -> int:
+    def serve(self, port: int, addr: str = "127.0.0.1") -> int:
         """Serve ``/metrics`` over HTTP in a daemon thread; return the bound port."""
         server, thread = start_http_server(port, addr, registry=self.registry)
         self._server, self._server_thread = server, thread

@@ -8,6 +8,7 @@ from runhours.commands import (
     alerts,
     analytics,
     billing,
+    credentials,
     dashboards,
     deadletters,
     demo,
@@ -19,6 +20,7 @@ from runhours.commands import (
     services,
     simulate,
     usage,
+    users,
 )
 
 app = typer.Typer(
@@ -31,6 +33,8 @@ app = typer.Typer(
 for name, module in [
     ("demo", demo),
     ("services", services),
+    ("credentials", credentials),
+    ("users", users),
     ("simulate", simulate),
     ("edge", edge),
     ("ingest", ingest),

@@ -10,6 +10,8 @@ Everything it prints is computed from the stored data.
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,11 +24,16 @@ from analytics.billing.formats import to_csv
 from analytics.billing.statements import Statement
 from analytics.rollups import default_state_file, fleet_usage
 from analytics.usage import Usage
+from contract import MachineRef
+from contract.settings import RunhoursSettings
 from edge.config import EdgeSettings
+from edge.mqtt import Broker
 from ingest import IngestService, IngestSettings
 from runhours.fleet import FleetRun, run_fleet
+from runhours.security.credentials import Machines, machine_broker
+from runhours.security.layout import ROLES_BY_NAME
 from runhours.services import LocalServices
-from simulators import GroundTruth, fleet, read_ground_truth
+from simulators import GroundTruth, MachineSpec, fleet, read_ground_truth
 from store import InfluxClient, quote_string, time_literal
 from store.schema import FIELD_STATE, TELEMETRY
 
@@ -61,6 +68,55 @@ class DemoResult:
     lead: timedelta | None
 
 
+@dataclass(frozen=True)
+class Connections:
+    """Who the demo is at each boundary: the edge agents (one identity each when
+    ``broker_for`` is set), the ingest, and the analysis (billing, rollups, alerts)."""
+
+    edge: EdgeSettings
+    ingest: IngestSettings
+    analysis: RunhoursSettings
+    broker_for: Callable[[MachineRef], Broker] | None = None
+    create_database: bool = True  # False: an admin made it (secure: nobody else may)
+
+    @classmethod
+    def open(cls, settings: EdgeSettings) -> Connections:
+        """Everything through ``settings`` (the open local services)."""
+        ingest = IngestSettings.from_base(
+            settings, client_id="runhours-demo-ingest", site=settings.edge.site
+        )
+        return cls(settings, ingest, settings)
+
+    @classmethod
+    def secure(
+        cls, settings: EdgeSettings, pair: LocalServices, specs: list[MachineSpec]
+    ) -> Connections:
+        """Each role with its own account from ``pair``'s security directory, and each
+        simulated machine with its own broker identity (made on first use)."""
+        security = pair.security
+        assert security is not None, "a secure pair"
+        machines = Machines(security)
+        refs = [MachineRef(s.site, s.line, s.machine) for s in specs]
+        if missing := [ref for ref in refs if machines.get(ref) is None]:
+            for ref in missing:
+                machines.add(ref)
+            machines.reload()
+        # The roles' own settings, not the environment's: the demo plays each of them.
+        ingest = IngestSettings.model_validate(
+            {
+                **security.role_settings(ROLES_BY_NAME["ingest"]),
+                "ingest": {"client_id": "runhours-demo-ingest", "site": settings.edge.site},
+            }
+        )
+        analysis = RunhoursSettings.model_validate(
+            security.role_settings(ROLES_BY_NAME["analytics"])
+        )
+        url = pair.mosquitto
+        base = Broker(url.host, url.port, tls=True, ca_file=security.ca.cert_file)
+        broker_for = functools.partial(machine_broker, security.edge_dir, base=base)
+        return cls(settings, ingest, analysis, broker_for, create_database=False)
+
+
 def last_full_week(now: datetime, zone: ZoneInfo = DEMO_ZONE) -> datetime:
     """Monday 00:00 local of the last full week before ``now``, as aware UTC."""
     local = now.astimezone(zone)
@@ -70,6 +126,7 @@ def last_full_week(now: datetime, zone: ZoneInfo = DEMO_ZONE) -> datetime:
 
 def ensure_services(services: LocalServices) -> list[str]:
     """Start whichever service does not answer yet; say which were already there."""
+    services.check_mode()
     reused = []
     for service in services.services:
         if service.pid() is None and service.ready():
@@ -107,17 +164,14 @@ def machine_figures(
     ]
 
 
-async def _simulate(settings: EdgeSettings, start: datetime, end: datetime, machines: int,
-                    seed: int, truth_file: Path, progress: bool) -> FleetRun:  # fmt: skip
-    specs = fleet(machines, seed=seed, start=start, site=settings.edge.site)
-    return await run_fleet(
-        settings, specs, start=start, end=end, speed=None,
-        ground_truth=truth_file, progress=progress,
-    )  # fmt: skip
+def demo_fleet(
+    settings: EdgeSettings, start: datetime, machines: int, seed: int
+) -> list[MachineSpec]:
+    return fleet(machines, seed=seed, start=start, site=settings.edge.site)
 
 
 def run_demo(
-    settings: EdgeSettings,
+    connections: Connections,
     *,
     start: datetime,
     days: int = 7,
@@ -127,25 +181,30 @@ def run_demo(
     contracts: Path = EXAMPLES / "contracts.toml",
     rules: Path = EXAMPLES / "rules.toml",
 ) -> DemoResult:
-    """Run the whole demo against services that already answer at ``settings``."""
+    """Run the whole demo against services that already answer at ``connections``."""
+    settings = connections.edge
     end = start + timedelta(days=days)
     out_dir = settings.data_dir / "demo"
     out_dir.mkdir(parents=True, exist_ok=True)
     truth_file = out_dir / "ground-truth.json"
-    with InfluxClient.from_settings(settings, timeout=120) as client:
-        client.ensure_database()
-        ingest_settings = IngestSettings.from_base(
-            settings, client_id="runhours-demo-ingest", site=settings.edge.site
-        )
-        with IngestService(ingest_settings) as ingest:
+    specs = demo_fleet(settings, start, machines, seed)
+    with InfluxClient.from_settings(connections.analysis, timeout=120) as client:
+        if connections.create_database:
+            client.ensure_database()
+        with IngestService(connections.ingest) as ingest:
             if not ingest.wait_ready(30):
                 raise RuntimeError("the ingest did not subscribe within 30 s")
-            run = asyncio.run(_simulate(settings, start, end, machines, seed, truth_file, progress))
+            run = asyncio.run(
+                run_fleet(
+                    settings, specs, start=start, end=end, speed=None, ground_truth=truth_file,
+                    progress=progress, broker_for=connections.broker_for,
+                )
+            )  # fmt: skip
             if not ingest.wait_idle(300):
                 raise RuntimeError("the ingest did not catch up within 300 s")
         truths = {t.machine: t for t in read_ground_truth(truth_file)}
         names = [m.spec.machine for m in run.machines]
-        state_file = default_state_file(settings.data_dir)
+        state_file = default_state_file(connections.analysis.data_dir)
         statements = billing_summary(client, contracts, start, end, rollup_state=state_file)
         usage = {u.machine: u for u in fleet_usage(client, start, end, machines=names)}
         figures = machine_figures(client, run, truths, usage)

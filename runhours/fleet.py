@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -33,6 +33,7 @@ from rich.progress import (
 from contract import MachineRef
 from edge import EdgeAgent, Reading
 from edge.config import EdgeSettings
+from edge.mqtt import Broker
 from simulators import MachineSim, MachineSpec, SimClock, write_ground_truth
 
 log = logging.getLogger("runhours.fleet")
@@ -121,8 +122,12 @@ async def run_fleet(
     connect_timeout: float = 30.0,
     drain_timeout: float = 300.0,
     stop: asyncio.Event | None = None,
+    broker_for: Callable[[MachineRef], Broker] | None = None,
 ) -> FleetRun:
     """Simulate ``specs`` from ``start`` to ``end`` through one edge agent per machine.
+
+    Every agent uses ``settings.broker``, or its machine's own identity from
+    ``broker_for`` (``runhours.security.credentials.machine_broker``).
 
     Buffers live under ``<data_dir>/edge/``; samples an earlier, interrupted simulation left
     there are discarded (counted as dropped) so the figures describe this run alone. Raises
@@ -146,7 +151,8 @@ async def run_fleet(
                 log.warning(
                     "%s: discarded %d samples left by an earlier run", ref.machine, leftover
                 )
-            agents.append(EdgeAgent(ref, buffer, settings.broker, settings.edge.agent_options()))
+            broker = broker_for(ref) if broker_for is not None else settings.broker
+            agents.append(EdgeAgent(ref, buffer, broker, settings.edge.agent_options()))
         runs = [asyncio.create_task(agent.run()) for agent in agents]
         connected = await asyncio.gather(*(a.wait_connected(connect_timeout) for a in agents))
         if not all(connected):

@@ -1,8 +1,12 @@
 """Run Mosquitto and InfluxDB from the system binaries as ordinary processes.
 
 ``runhours services up|down|status`` uses this, and so does the test suite, which
-starts its own pair on free ports. Configs come from ``deploy/*/local.conf.tmpl``;
+starts its own pair on free ports. Configs come from ``deploy/*/local*.conf.tmpl``;
 data, logs and pid files live under the given state directory.
+
+Two modes: open (anyone on this host may connect; tests and the quick demo) and secure
+(``security=``: TLS and a login for everyone at the broker, the per-machine ACL, InfluxDB
+with authentication and one least-privilege user per service; see docs/security.md).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from contract.settings import RunhoursSettings
+from runhours.security.layout import Meta, SecurityDir
 
 DEPLOY_DIR = Path(__file__).resolve().parent.parent / "deploy"
 
@@ -182,24 +187,40 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
-def _render(template: str, target: Path, **values: object) -> Path:
-    text = Template((DEPLOY_DIR / template).read_text()).substitute(
+def _fill(template: str, **values: object) -> str:
+    return Template((DEPLOY_DIR / template).read_text()).substitute(
         {k: str(v) for k, v in values.items()}
     )
-    target.write_text(text)
+
+
+def _render(template: str, target: Path, **values: object) -> Path:
+    target.write_text(_fill(template, **values))
     return target
 
 
 class Mosquitto(Service):
+    security: SecurityDir | None = None
+    mtls_port: int = 0
+
     def write_config(self) -> Path:
         data = self.state_dir / "mosquitto"
         data.mkdir(parents=True, exist_ok=True)
+        if self.security is None:
+            access = _fill("mosquitto/local-open.conf.tmpl", port=self.port, bind=self.host)
+        else:
+            access = _fill(
+                "mosquitto/local-secure.conf.tmpl",
+                port=self.port,
+                mtls_port=self.mtls_port,
+                bind=self.host,
+                security_dir=self.security.root,
+                acl_file=DEPLOY_DIR / "mosquitto" / "acl",
+            )
         return _render(
             "mosquitto/local.conf.tmpl",
             self.state_dir / "mosquitto.conf",
             user=getpass.getuser(),
-            port=self.port,
-            bind=self.host,
+            access=access,
             data_dir=data.resolve(),
         )
 
@@ -209,6 +230,7 @@ class Mosquitto(Service):
 
 class InfluxDB(Service):
     rpc_port: int = 0
+    auth: bool = False
 
     def write_config(self) -> Path:
         data = self.state_dir / "influxdb"
@@ -220,6 +242,7 @@ class InfluxDB(Service):
             rpc_port=self.rpc_port or free_port(self.host),
             bind=self.host,
             data_dir=data.resolve(),
+            auth_enabled="true" if self.auth else "false",
         )
 
     def argv(self, binary: str, config: Path) -> list[str]:
@@ -233,7 +256,13 @@ class InfluxDB(Service):
 
 
 class LocalServices:
-    """The broker and the database, side by side under one state directory."""
+    """The broker and the database, side by side under one state directory.
+
+    With ``security`` (a ``SecurityDir``) the pair runs secure: ``up`` first creates what
+    the directory lacks (CA, certificates, service passwords), then starts the broker with
+    TLS listeners on ``mqtt_port`` (password) and ``mtls_port`` (client certificate), and
+    InfluxDB with authentication and the services' users.
+    """
 
     def __init__(
         self,
@@ -241,14 +270,20 @@ class LocalServices:
         mqtt_port: int = 1883,
         influx_port: int = 8086,
         host: str = "127.0.0.1",
+        security: SecurityDir | None = None,
+        mtls_port: int | None = None,
     ) -> None:
         self.state_dir = Path(state_dir)
+        self.security = security
         self.mosquitto = Mosquitto(
             "mosquitto", "mosquitto", "mosquitto", mqtt_port, host, self.state_dir
         )
         self.influxdb = InfluxDB(
             "influxdb", "influxd", "influxdb", influx_port, host, self.state_dir
         )
+        self.mosquitto.security = security
+        self.mosquitto.mtls_port = mtls_port or mqtt_port + 1
+        self.influxdb.auth = security is not None
 
     @classmethod
     def from_settings(
@@ -256,14 +291,33 @@ class LocalServices:
         settings: RunhoursSettings,
         mqtt_port: int | None = None,
         influx_port: int | None = None,
+        *,
+        secure: bool | None = None,
+        mtls_port: int | None = None,
     ) -> LocalServices:
-        """The pair for ``settings``: state under ``<data_dir>/services``, ports from the
-        configured URLs unless given."""
-        return cls(
-            settings.data_dir / "services",
-            mqtt_port or settings.mqtt.port,
-            influx_port or urlsplit(settings.influx_url).port or 8086,
-        )
+        """The pair for ``settings``: state under ``<data_dir>/services``, the security
+        directory of a secure pair under ``<data_dir>/security``. ``secure=None``: as last
+        started. Ports not given: a secure pair's from its security directory (first
+        start: 8883 and 8884), an open pair's from the configured URLs."""
+        state_dir = settings.data_dir / "services"
+        if secure is None:
+            mode = state_dir / "mode"
+            secure = mode.exists() and mode.read_text().strip() == "secure"
+        security = SecurityDir(settings.data_dir / "security") if secure else None
+        meta = security.meta() if security is not None and security.exists else None
+        if mqtt_port is None:
+            url = settings.mqtt
+            mqtt_port = meta.broker_port if meta else 8883 if secure and not url.tls else url.port
+        if mtls_port is None and meta is not None:
+            mtls_port = meta.mtls_port
+        if influx_port is None:
+            configured = meta.influx_url if meta else settings.influx_url
+            influx_port = urlsplit(configured).port or 8086
+        return cls(state_dir, mqtt_port, influx_port, security=security, mtls_port=mtls_port)
+
+    @property
+    def secure(self) -> bool:
+        return self.security is not None
 
     @property
     def services(self) -> tuple[Service, Service]:
@@ -271,15 +325,66 @@ class LocalServices:
 
     @property
     def mqtt_url(self) -> str:
-        return f"mqtt://{self.mosquitto.host}:{self.mosquitto.port}"
+        scheme = "mqtts" if self.secure else "mqtt"
+        return f"{scheme}://{self.mosquitto.host}:{self.mosquitto.port}"
+
+    @property
+    def mtls_url(self) -> str | None:
+        return f"mqtts://{self.mosquitto.host}:{self.mosquitto.mtls_port}" if self.secure else None
 
     @property
     def influx_url(self) -> str:
         return f"http://{self.influxdb.host}:{self.influxdb.port}"
 
-    def up(self, timeout: float = 30.0) -> None:
+    @property
+    def mode_file(self) -> Path:
+        return self.state_dir / "mode"
+
+    def running_mode(self) -> str | None:
+        """``"open"`` or ``"secure"`` if either service runs under this state directory."""
+        if all(s.pid() is None for s in self.services):
+            return None
+        return self.mode_file.read_text().strip() if self.mode_file.exists() else "open"
+
+    def check_mode(self) -> None:
+        """Refuse to mix modes: an open start beside a secure pair, or the reverse."""
+        mode, running = ("secure" if self.secure else "open"), self.running_mode()
+        if running not in (None, mode):
+            raise ServiceError(
+                f"the services under {self.state_dir} run {running}; stop them first "
+                f"(`runhours services down`){' or add --secure' if running == 'secure' else ''}"
+            )
+
+    def up(self, timeout: float = 30.0, database: str = "runhours") -> list[str]:
+        """Start both (if not running) and wait until they answer; returns what a secure
+        start created (certificates, users), for the user."""
+        self.check_mode()
+        mode = "secure" if self.secure else "open"
+        created: list[str] = []
+        if self.security is not None:
+            meta = self.security.meta() if self.security.exists else Meta()
+            meta.broker_host = self.mosquitto.host
+            meta.broker_port = self.mosquitto.port
+            meta.mtls_port = self.mosquitto.mtls_port
+            meta.influx_url = self.influx_url
+            meta.influx_db = meta.influx_db if self.security.exists else database
+            meta.data_dir = str(self.state_dir.parent.absolute())
+            meta.broker_pid_file = str(self.mosquitto.pid_file.absolute())
+            created += self.security.init(meta)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.mode_file.write_text(f"{mode}\n")
+        already = self.mosquitto.pid() is not None
         for service in self.services:
             service.start(timeout)
+        if self.security is not None:
+            from runhours.security.influx import ensure_users
+            from runhours.security.mosquitto import reload_broker
+
+            if already:  # it may hold an older password file (a rotated service password)
+                reload_broker(self.mosquitto.pid_file)
+
+            created += ensure_users(self.security, self.influx_url, self.security.meta().influx_db)
+        return created
 
     def down(self) -> None:
         for service in self.services:

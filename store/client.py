@@ -58,6 +58,16 @@ class Series:
         return [dict(zip(self.columns, row, strict=True)) for row in self.values]
 
 
+class Secret(Protocol):
+    """A secret value that does not show itself (``pydantic.SecretStr`` fits)."""
+
+    def get_secret_value(self) -> str: ...
+
+
+def _reveal(secret: Secret | None) -> str | None:
+    return None if secret is None else secret.get_secret_value()
+
+
 class InfluxSettings(Protocol):
     """What a client needs from the shared settings (``contract.settings.RunhoursSettings``
     fits; ``store`` imports nothing of ours, so it names the fields instead)."""
@@ -69,12 +79,20 @@ class InfluxSettings(Protocol):
     @property
     def influx_user(self) -> str | None: ...
     @property
-    def influx_password(self) -> str | None: ...
+    def influx_password(self) -> Secret | None: ...
     @property
-    def influx_token(self) -> str | None: ...
+    def influx_token(self) -> Secret | None: ...
 
 
 _DROPPED = re.compile(r"dropped=(\d+)")
+
+
+def _error_text(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200]
+    return str(body.get("error", body) if isinstance(body, dict) else body)[:200]
 
 
 class InfluxClient:
@@ -94,6 +112,7 @@ class InfluxClient:
         self.url = url.rstrip("/")
         self.database = database
         self.gzip_writes = gzip_writes
+        self.username = username
         headers = {"Authorization": f"Token {token}"} if token else {}
         auth = httpx.BasicAuth(username, password or "") if username else None
         self._http = httpx.Client(base_url=self.url, headers=headers, auth=auth, timeout=timeout)
@@ -105,8 +124,8 @@ class InfluxClient:
             settings.influx_url,
             settings.influx_db,
             username=settings.influx_user,
-            password=settings.influx_password,
-            token=settings.influx_token,
+            password=_reveal(settings.influx_password),
+            token=_reveal(settings.influx_token),
             timeout=timeout,
         )
 
@@ -129,10 +148,16 @@ class InfluxClient:
             response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
             raise InfluxUnavailable(f"InfluxDB at {self.url} unreachable: {exc!r}") from exc
-        if response.status_code in (401, 403):
+        if response.status_code == 401:
             raise InfluxAuthError(
-                f"InfluxDB at {self.url} refused the credentials ({response.status_code}): "
+                f"InfluxDB at {self.url} refused the credentials (401): "
                 "set RUNHOURS_INFLUX_USER/_PASSWORD or RUNHOURS_INFLUX_TOKEN"
+            )
+        if response.status_code == 403:
+            who = f"user {self.username!r}" if self.username else "these credentials"
+            raise InfluxAuthError(
+                f"InfluxDB at {self.url}: {who} may not do this (403: "
+                f"{_error_text(response)}); an admin grants privileges (docs/security.md)"
             )
         if response.status_code == 429 or response.status_code >= 500:
             raise InfluxUnavailable(
@@ -216,7 +241,17 @@ class InfluxClient:
         ]
 
     def ensure_database(self) -> None:
-        """Create the database if missing (idempotent in InfluxDB 1.x)."""
+        """Create the database if missing (idempotent in InfluxDB 1.x).
+
+        Looks first: a user without admin rights (with authentication on, every service
+        but the admin) may not create databases, but sees those it has rights on.
+        """
+        try:
+            shown = self.query_series("SHOW DATABASES", epoch=None)
+        except InfluxQueryError:
+            shown = []
+        if any([self.database] in series.values for series in shown):
+            return
         self.query(f"CREATE DATABASE {quote_ident(self.database)}", epoch=None)
 
     def count(self, measurement: str, field_name: str, where: str = "") -> dict[str, int]:

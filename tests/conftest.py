@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from contract.settings import RunhoursSettings
+from runhours.security import SecurityDir
 from runhours.services import LocalServices, free_port
 from store import InfluxClient
 
@@ -28,6 +29,24 @@ def _start(root: Path) -> LocalServices:
 @pytest.fixture(scope="session")
 def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServices]:
     pair = _start(tmp_path_factory.mktemp("services"))
+    yield pair
+    pair.down()
+
+
+@pytest.fixture(scope="session")
+def secure_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServices]:
+    """A secure pair (``runhours services up --secure``): TLS-only broker with logins and the
+    per-machine ACL, InfluxDB with authentication; its security directory is
+    ``.security``. Tests keep apart by using their ``test_id`` as site id."""
+    root = tmp_path_factory.mktemp("secure")
+    pair = LocalServices(
+        root / "services",
+        mqtt_port=free_port(),
+        influx_port=free_port(),
+        security=SecurityDir(root / "security"),
+        mtls_port=free_port(),
+    )
+    pair.up(timeout=60)
     yield pair
     pair.down()
 

@@ -66,9 +66,15 @@ def _agent(env: dict[str, str], site: str, log: Path) -> subprocess.Popen[bytes]
 
 @pytest.fixture
 def ingest(
-    settings: RunhoursSettings, influx: InfluxClient, tmp_path: Path
+    settings: RunhoursSettings, influx: InfluxClient, test_id: str, tmp_path: Path
 ) -> Iterator[dict[str, str]]:
-    env = _env(settings, tmp_path / "pipeline")
+    # Its own session and site: a persistent session left subscribed to every site would
+    # take (and queue) other tests' telemetry on the shared broker.
+    env = {
+        **_env(settings, tmp_path / "pipeline"),
+        "RUNHOURS_INGEST__CLIENT_ID": f"ingest-{test_id}",
+        "RUNHOURS_INGEST__SITE": test_id,
+    }
     proc = _runhours(["ingest", "--log-level", "warning"], env, tmp_path / "ingest.log")
     yield env
     proc.send_signal(signal.SIGTERM)

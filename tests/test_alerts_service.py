@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -20,6 +21,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from pydantic import SecretStr
 
 from analytics.alerts import AlertStore
 from analytics.alerts.store import wait_for
@@ -204,6 +206,9 @@ class Receiver:
         self.server.server_close()
 
 
+WEBHOOK_TOKEN = "T0KEN-b4d6c3e1"  # webhook URLs carry tokens: never logged or stored
+
+
 @pytest.fixture
 def webhook_service(
     influx: InfluxClient, settings: RunhoursSettings, test_id: str, tmp_path: Path
@@ -219,7 +224,7 @@ def webhook_service(
         rules=rules,
         settle=timedelta(seconds=1),
         start_lookback=timedelta(minutes=4),
-        webhook_url=f"http://127.0.0.1:{port}/hook",
+        webhook_url=SecretStr(f"http://127.0.0.1:{port}/hook/{WEBHOOK_TOKEN}?key={WEBHOOK_TOKEN}"),
         webhook_timeout=5.0,
         mqtt=False,
         influx=False,
@@ -234,7 +239,7 @@ def webhook_service(
 
 
 def test_webhook_down_for_a_while_gets_every_transition_once_in_order(
-    webhook_service: tuple[AnalyticsService, int],
+    webhook_service: tuple[AnalyticsService, int], caplog: pytest.LogCaptureFixture
 ) -> None:
     service, port = webhook_service
     began = time.monotonic()
@@ -243,6 +248,13 @@ def test_webhook_down_for_a_while_gets_every_transition_once_in_order(
     assert [t.kind for t in result.transitions] == ["firing", "resolved"] * 3
     time.sleep(2.0)  # the receiver is down: deliveries fail and back off
     assert service.store.backlog() == {"webhook": 6}
+    # The failures are logged and kept as the channel's last error, naming only the host.
+    with sqlite3.connect(service.store.path) as db:
+        [(last_error,)] = db.execute("SELECT last_error FROM cursors WHERE channel = 'webhook'")
+    assert last_error.startswith(f"webhook http://127.0.0.1:{port}: ConnectError"), last_error
+    failures = [r.getMessage() for r in caplog.records if "outbox webhook" in r.getMessage()]
+    assert failures and all(f"http://127.0.0.1:{port}:" in m for m in failures)
+    assert WEBHOOK_TOKEN not in caplog.text + last_error
     receiver = Receiver(port)
     try:
         assert wait_for(lambda: len(receiver.received) >= 6, 15), receiver.received

@@ -2,11 +2,13 @@
 
 `docker` on this machine is a client without an engine and without the compose plugin,
 so nothing is built or started. Instead the files are parsed and cross-checked:
-docker-compose.yml (with .env.example's values interpolated the way compose does), the
-Dockerfile, Mosquitto's config and ACL, and Grafana's provisioning. Every file a service
-mounts exists; every RUNHOURS_* variable is a field of the settings model the service's
-command reads; every command line parses with the real CLI; ports, users and passwords
-agree between the services that must share them.
+docker-compose.yml (with .env.example's values interpolated the way compose does, and
+./secrets made by the real `runhours credentials init --compose`), the Dockerfile,
+Mosquitto's config and ACL, and Grafana's provisioning. Every file a service mounts
+exists; every RUNHOURS_* variable is a field of the settings model the service's command
+reads; every command line parses with the real CLI; ports, users and passwords agree
+between the services that must share them (the broker's password hashes are checked
+against each service's password).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from __future__ import annotations
 import re
 import tomllib
 import typing
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,13 +27,18 @@ import typer
 import yaml
 from pydantic import BaseModel
 
+from analytics.console.auth import read_users
 from analytics.service import AnalyticsSettings
-from contract import alert_topic, deadletter_topic, status_topic, telemetry_topic
-from contract.settings import RunhoursSettings
+from contract import MachineRef, alert_topic, deadletter_topic, status_topic, telemetry_topic
+from contract.settings import RunhoursSettings, load_settings
 from dashboards import DATASOURCE_UID
 from edge.config import EdgeSettings
 from ingest.config import IngestSettings
 from runhours.cli import app
+from runhours.security import SecurityDir
+from runhours.security.compose import init_compose
+from runhours.security.mosquitto import check_password
+from simulators import fleet
 
 REPO = Path(__file__).resolve().parent.parent
 # Which settings model each `runhours <command>` of the compose file reads.
@@ -91,11 +100,37 @@ def compose(env: dict[str, str]) -> dict[str, Any]:
     return typing.cast(dict[str, Any], resolved)
 
 
-def _environment(service: dict[str, Any]) -> dict[str, str]:
+FLEET = [  # the machines `runhours simulate --machines 12` publishes for
+    MachineRef(s.site, s.line, s.machine)
+    for s in fleet(12, start=datetime(2026, 1, 1, tzinfo=UTC), site="plant1")
+]
+
+
+@pytest.fixture(scope="module")
+def secrets(tmp_path_factory: pytest.TempPathFactory) -> SecurityDir:
+    """./secrets as `runhours credentials init --compose --fleet 12` makes it."""
+    security = SecurityDir(tmp_path_factory.mktemp("deploy") / "secrets")
+    init_compose(security, public_names=["broker.example.com"], fleet=FLEET)
+    return security
+
+
+def _host_path(source: str, secrets: SecurityDir | None = None) -> Path:
+    """A compose file's host path: under the repository, or under the generated ./secrets."""
+    if secrets is not None and source.startswith("./secrets/"):
+        return secrets.root / source.removeprefix("./secrets/")
+    return REPO / source
+
+
+def _environment(service: dict[str, Any], secrets: SecurityDir | None = None) -> dict[str, str]:
+    """The container's environment: its env_file (from ./secrets) and its `environment`."""
+    values: dict[str, str] = {}
+    if secrets is not None and "env_file" in service:
+        values.update(read_env_file(_host_path(service["env_file"], secrets)))
     environment = service.get("environment", {})
     if isinstance(environment, list):
         environment = dict(item.split("=", 1) for item in environment)
-    return {k: str(v) for k, v in environment.items()}
+    values.update({k: str(v) for k, v in environment.items()})
+    return values
 
 
 def _mounts(service: dict[str, Any]) -> dict[str, str]:
@@ -136,13 +171,22 @@ def test_the_fleet_waits_for_the_ingest(compose: dict[str, Any]) -> None:
     assert "runhours_ingest_subscribed 1.0" in " ".join(services["ingest"]["healthcheck"]["test"])
 
 
-def test_mounted_files_exist_and_volumes_are_named(compose: dict[str, Any]) -> None:
+def test_mounted_files_exist_and_volumes_are_named(
+    compose: dict[str, Any], secrets: SecurityDir
+) -> None:
     declared = set(compose["volumes"])
     used = set()
     for name, service in compose["services"].items():
+        if "env_file" in service:
+            assert service["env_file"].startswith("./secrets/compose/"), name
+            assert _host_path(service["env_file"], secrets).exists(), name
         for target, source in _mounts(service).items():
             if source.startswith("."):
-                assert (REPO / source).exists(), f"{name} mounts missing {source} at {target}"
+                path = _host_path(source, secrets)
+                assert path.exists(), f"{name} mounts missing {source} at {target}"
+                # Never the CA's key, the password list or the containers' env files.
+                private = ("./secrets", "./secrets/compose", "./secrets/ca.key", "./secrets/secrets.toml")  # fmt: skip
+                assert source.rstrip("/") not in private, (name, source)
             else:
                 assert source in declared, f"{name}: volume {source} is not declared"
                 used.add(source)
@@ -173,13 +217,15 @@ def _command(service: dict[str, Any]) -> list[str]:
 
 
 def test_environment_variables_are_settings_fields(
-    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+    compose: dict[str, Any], secrets: SecurityDir, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for name in sorted(RUNHOURS_SERVICES):
         service = compose["services"][name]
         settings_cls = SETTINGS[_command(service)[0]]
-        variables = _environment(service)
-        assert {"RUNHOURS_MQTT_URL", "RUNHOURS_INFLUX_URL", "RUNHOURS_INFLUX_DB"} <= set(variables)
+        variables = _environment(service, secrets)
+        assert {"RUNHOURS_MQTT_URL", "RUNHOURS_MQTT_CA_FILE"} <= set(variables)
+        if name != "fleet":  # the fleet only publishes
+            assert {"RUNHOURS_INFLUX_URL", "RUNHOURS_INFLUX_DB"} <= set(variables)
         for variable in variables:
             assert variable.startswith("RUNHOURS_"), f"{name}: {variable} is read by nobody"
             path = variable.removeprefix("RUNHOURS_").lower().split("__")
@@ -192,7 +238,9 @@ def test_environment_variables_are_settings_fields(
         for variable, value in variables.items():
             monkeypatch.setenv(variable, value)
         settings = settings_cls()
-        assert settings.influx_url == "http://influxdb:8086"
+        assert settings.mqtt.tls and settings.mqtt.host == "mosquitto"
+        if name != "fleet":
+            assert settings.influx_url == "http://influxdb:8086"
         assert str(settings.data_dir) == "/var/lib/runhours"
 
 
@@ -211,7 +259,8 @@ def test_commands_parse_with_the_real_cli(compose: dict[str, Any]) -> None:
         parse(["analytics", "--http-prot", "8080"])
     analytics = _command(compose["services"]["analytics"])
     port = analytics[analytics.index("--http-port") + 1]
-    assert compose["services"]["analytics"]["ports"] == [f"8080:{port}"]
+    # Loopback on the host unless ANALYTICS_BIND says otherwise.
+    assert compose["services"]["analytics"]["ports"] == [f"127.0.0.1:8080:{port}"]
     assert (
         f"127.0.0.1:{port}/api/alerts"
         in compose["services"]["analytics"]["healthcheck"]["test"][-1]
@@ -229,20 +278,36 @@ def _mosquitto_conf() -> dict[str, list[str]]:
     return conf
 
 
-def _acl() -> dict[str, list[tuple[str, str]]]:
-    rules: dict[str, list[tuple[str, str]]] = {}
+@dataclass
+class Acl:
+    """deploy/mosquitto/acl: per user its (access, filter) rules, and the patterns."""
+
+    users: dict[str, list[tuple[str, str]]]
+    patterns: list[tuple[str, str]]
+
+    def rules(self, user: str) -> list[tuple[str, str]]:
+        own = self.users.get(user, [])
+        return own + [(a, f.replace("%u", user)) for a, f in self.patterns]
+
+
+def _acl() -> Acl:
+    acl = Acl({}, [])
     user = ""
     for line in (REPO / "deploy/mosquitto/acl").read_text().splitlines():
         words = line.split()
         if not words or words[0].startswith("#"):
             continue
+        assert words[0] != "topic" or user, f"{line!r} would apply to anonymous clients"
         if words[0] == "user":
             user = words[1]
-            rules[user] = []
+            acl.users[user] = []
+        elif words[0] == "pattern":
+            assert words[1] in ("read", "write", "readwrite"), line
+            acl.patterns.append((words[1], words[2]))
         else:
-            assert words[0] == "topic" and words[1] in ("read", "write", "readwrite"), line
-            rules[user].append((words[1], words[2]))
-    return rules
+            assert words[0] == "topic" and words[1] in ("read", "write", "readwrite", "deny"), line
+            acl.users[user].append((words[1], words[2]))
+    return acl
 
 
 def _matches(topic_filter: str, topic: str) -> bool:
@@ -256,62 +321,128 @@ def _matches(topic_filter: str, topic: str) -> bool:
 
 
 def _allowed(rules: list[tuple[str, str]], access: str, topic: str) -> bool:
+    """Mosquitto's decision: a matching deny wins; else any matching grant."""
+    if any(a == "deny" and _matches(f, topic) for a, f in rules):
+        return False
     return any(_matches(f, topic) and (a == access or a == "readwrite") for a, f in rules)
 
 
-def test_broker_auth_acl_and_credentials_agree(compose: dict[str, Any]) -> None:
+def test_broker_tls_acl_and_credentials_agree(
+    compose: dict[str, Any], secrets: SecurityDir
+) -> None:
     conf = _mosquitto_conf()
     assert conf["allow_anonymous"] == ["false"]
     assert int(conf["max_queued_messages"][0]) > 1000  # the default drops after 1000
-    [listener] = conf["listener"]
-    port = int(listener.split()[0])
+    assert conf["listener"] == ["8883 0.0.0.0", "8884 0.0.0.0"]  # TLS only, no 1883
+    assert len(conf["certfile"]) == len(conf["keyfile"]) == 2
+    assert conf["require_certificate"] == ["true"] and conf["use_identity_as_username"] == ["true"]
     mosquitto = compose["services"]["mosquitto"]
     mounts = _mounts(mosquitto)
     assert mounts["/mosquitto/config/mosquitto.conf"] == "./deploy/mosquitto/mosquitto.conf"
     assert mounts[conf["acl_file"][0]] == "./deploy/mosquitto/acl"
+    assert mounts["/run/runhours/broker"] == "./secrets/broker"
     entrypoint = (REPO / mounts[mosquitto["entrypoint"][-1]]).read_text()
-    assert f"passwd={conf['password_file'][0]}" in entrypoint
-    assert "exec mosquitto -c /mosquitto/config/mosquitto.conf" in entrypoint
-    users = dict(pair.split(":", 1) for pair in _environment(mosquitto)["MOSQUITTO_USERS"].split())
-    acl = _acl()
-    assert set(users) == set(acl) == {"ingest", "edge", "analytics"}
-    assert mosquitto["ports"] == [f"1883:{port}"]
+    installed = conf["password_file"][0].rsplit("/", 1)[0]
+    assert f"TARGET=${{TARGET:-{installed}}}" in entrypoint
+    assert "CONFIG=${CONFIG:-/mosquitto/config/mosquitto.conf}" in entrypoint
+    for path in [*conf["cafile"], *conf["certfile"], *conf["keyfile"], *conf["crlfile"]]:
+        assert path.startswith(installed + "/"), path  # what the entrypoint installs
+    assert mosquitto["ports"] == ["8883:8883", "8884:8884"]
 
-    # Each service connects to the broker's port with a user:password the broker knows.
+    # Each service logs in over TLS with a user the password file knows, with its password.
+    passwd = secrets.passwd.entries()
+    acl = _acl()
     clients = {}
-    for name in sorted(RUNHOURS_SERVICES):
-        url = urlsplit(_environment(compose["services"][name])["RUNHOURS_MQTT_URL"])
-        assert (url.scheme, url.hostname, url.port) == ("mqtt", "mosquitto", port), name
-        assert url.username in users and users[url.username] == url.password, name
+    for name in sorted(RUNHOURS_SERVICES - {"fleet"}):
+        variables = _environment(compose["services"][name], secrets)
+        url = urlsplit(variables["RUNHOURS_MQTT_URL"])
+        assert (url.scheme, url.hostname, url.port) == ("mqtts", "mosquitto", 8883), name
+        assert url.username is not None and url.password is None, name  # never in the URL
+        assert check_password(variables["RUNHOURS_MQTT_PASSWORD"], passwd[url.username]), name
         clients[name] = url.username
-    # … and that user may do what the service does (wire contract v1 topics).
+    # The fleet: no account of its own, one identity per machine.
+    fleet = compose["services"]["fleet"]
+    assert urlsplit(_environment(fleet)["RUNHOURS_MQTT_URL"]).username is None
+    assert _mounts(fleet)["/run/runhours/edge"] == "./secrets/edge"
+    machines = {u for u in passwd if "/" in u}
+    assert machines == {"/".join(ref) for ref in FLEET}
+    for ref in FLEET:
+        snippet = secrets.edge_dir / ref.site / ref.line / f"{ref.machine}.toml"
+        settings = load_settings(EdgeSettings, snippet)
+        assert check_password(settings.mqtt.password or "", passwd["/".join(ref)])
+        assert settings.mqtt.host == "broker.example.com" and settings.edge.ref == ref
+
+    # … and each may do what it does, nothing more (wire contract v1 topics).
     telemetry = telemetry_topic("plant1", "line-a", "cnc-01")
     status = status_topic("plant1", "line-a", "cnc-01")
-    ingest, edge, analytics = (acl[clients[n]] for n in ("ingest", "fleet", "analytics"))
+    alert = alert_topic("plant1", "vibration-critical", "cnc-01")
+    ingest, analytics = acl.rules(clients["ingest"]), acl.rules(clients["analytics"])
     assert _allowed(ingest, "read", telemetry) and _allowed(ingest, "read", status)
     assert _allowed(ingest, "write", deadletter_topic(telemetry))
-    assert not _allowed(ingest, "write", telemetry)
-    assert _allowed(edge, "write", telemetry) and _allowed(edge, "write", status)
-    assert not _allowed(edge, "read", telemetry)
-    assert _allowed(analytics, "write", alert_topic("plant1", "vibration-critical", "cnc-01"))
+    assert _allowed(ingest, "write", "runhours/v1/ingest/runhours-ingest-1/state")
+    assert _allowed(ingest, "read", "$SYS/broker/load/publish/dropped/1min")
+    assert _allowed(ingest, "write", "runhours/v1/probe/x") and _allowed(ingest, "read", "runhours/v1/probe/x")  # fmt: skip
+    assert not _allowed(ingest, "write", telemetry) and not _allowed(ingest, "write", status)
+    assert _allowed(analytics, "write", alert) and _allowed(analytics, "read", alert)
     assert not _allowed(analytics, "write", telemetry)
-    # The health check logs in as a user that may read $SYS.
+    # a telemetry topic of a line called "alerts" has the alert topics' shape: denied
+    assert not _allowed(analytics, "write", "runhours/v1/plant1/alerts/m/telemetry")
+    cnc01 = acl.rules("plant1/line-a/cnc-01")
+    assert _allowed(cnc01, "write", telemetry) and _allowed(cnc01, "write", status)
+    assert _allowed(cnc01, "read", "runhours/v1/ingest/runhours-ingest-1/state")
+    other = telemetry_topic("plant1", "line-a", "cnc-02")
+    assert not _allowed(cnc01, "write", other) and not _allowed(cnc01, "read", telemetry)
+    assert not _allowed(cnc01, "write", deadletter_topic(other)) and not _allowed(
+        cnc01, "write", alert
+    )
+    # Nobody but a service account may read the $SYS tree or others' telemetry.
+    assert not _allowed(cnc01, "read", "$SYS/broker/uptime")
+    assert not _allowed(cnc01, "write", "runhours/v1/probe/x")
+    # The health check logs in as the ingest (it may read $SYS), over TLS.
     health = mosquitto["healthcheck"]["test"][-1]
-    assert "-u ingest" in health and _allowed(acl["ingest"], "read", "$SYS/broker/uptime")
-    assert _environment(mosquitto)["MQTT_HEALTH_PASSWORD"] == users["ingest"]
+    assert "-u ingest" in health and "-p 8883" in health and "--cafile" in health
+    env = _environment(mosquitto, secrets)
+    assert check_password(env["MQTT_HEALTH_PASSWORD"], passwd["ingest"])
 
 
-def test_database_credentials_agree(compose: dict[str, Any]) -> None:
-    influx = _environment(compose["services"]["influxdb"])
+def test_database_users_have_one_role_each(compose: dict[str, Any], secrets: SecurityDir) -> None:
+    service = compose["services"]["influxdb"]
+    influx = _environment(service, secrets)
     assert influx["INFLUXDB_HTTP_AUTH_ENABLED"] == "true"
-    assert _mounts(compose["services"]["influxdb"])["/var/lib/influxdb"] == "influxdb-data"
-    for name in sorted(RUNHOURS_SERVICES):
-        variables = _environment(compose["services"][name])
+    assert _mounts(service)["/var/lib/influxdb"] == "influxdb-data"
+    # The image makes the admin; init-users.sh the others (run for real in
+    # test_deploy_influxdb.py), with the passwords of the env file.
+    script = _mounts(service)["/docker-entrypoint-initdb.d/runhours-users.sh"]
+    assert script == "./deploy/influxdb/init-users.sh"
+    granted = dict(re.findall(r"^runhours_user (\w+) (\w+) ", (REPO / script).read_text(), re.M))
+    assert granted == {"ingest": "ALL", "analytics": "ALL", "grafana": "READ"}
+    for name in sorted(RUNHOURS_SERVICES - {"fleet"}):
+        variables = _environment(compose["services"][name], secrets)
         assert urlsplit(variables["RUNHOURS_INFLUX_URL"]).netloc == "influxdb:8086"
         assert variables["RUNHOURS_INFLUX_DB"] == influx["INFLUXDB_DB"]
-        assert variables["RUNHOURS_INFLUX_USER"] == influx["INFLUXDB_USER"]
-        assert variables["RUNHOURS_INFLUX_PASSWORD"] == influx["INFLUXDB_USER_PASSWORD"]
-    assert compose["services"]["influxdb"]["ports"] == ["127.0.0.1:8086:8086"]
+        user = variables["RUNHOURS_INFLUX_USER"]
+        assert user == name and user in granted
+        assert variables["RUNHOURS_INFLUX_PASSWORD"] == influx[f"{user.upper()}_INFLUX_PASSWORD"]
+    fleet = _environment(compose["services"]["fleet"])
+    assert not any(k.startswith("RUNHOURS_INFLUX") for k in fleet)  # it only publishes
+    passwords = [v for k, v in influx.items() if k.endswith("PASSWORD")]
+    assert len(passwords) == len(set(passwords)) == 4  # admin + three roles
+    assert service["ports"] == ["127.0.0.1:8086:8086"]
+
+
+def test_the_console_needs_logins_and_stays_on_loopback(
+    compose: dict[str, Any], secrets: SecurityDir
+) -> None:
+    analytics = compose["services"]["analytics"]
+    env = _environment(analytics, secrets)
+    users_file = env["RUNHOURS_ANALYTICS__USERS_FILE"]
+    folder, _, name = users_file.rpartition("/")
+    source = _mounts(analytics)[folder]
+    assert _host_path(f"{source}/{name}", secrets) == secrets.console_users
+    admin = read_users(secrets.console_users)["admin"]
+    assert admin.role == "operator" and admin.password and admin.password.startswith("$argon2id$")
+    assert analytics["ports"][0].startswith("127.0.0.1:")
+    assert "x.code != 401" in analytics["healthcheck"]["test"][-1]
 
 
 def _expand_grafana(value: Any, env: dict[str, str]) -> Any:
@@ -325,9 +456,9 @@ def _expand_grafana(value: Any, env: dict[str, str]) -> Any:
     return value
 
 
-def test_grafana_provisioning(compose: dict[str, Any]) -> None:
+def test_grafana_provisioning(compose: dict[str, Any], secrets: SecurityDir) -> None:
     grafana = compose["services"]["grafana"]
-    env = _environment(grafana)
+    env = _environment(grafana, secrets)
     mounts = _mounts(grafana)
     provisioning = REPO / mounts["/etc/grafana/provisioning"]
     assert provisioning == REPO / "deploy/grafana/provisioning"
@@ -335,12 +466,12 @@ def test_grafana_provisioning(compose: dict[str, Any]) -> None:
         yaml.safe_load((provisioning / "datasources/influxdb.yaml").read_text())["datasources"],
         env,
     )
-    influx = _environment(compose["services"]["influxdb"])
+    influx = _environment(compose["services"]["influxdb"], secrets)
     assert datasource["uid"] == DATASOURCE_UID and datasource["type"] == "influxdb"
     assert datasource["url"] == "http://influxdb:8086"
     assert datasource["jsonData"]["dbName"] == influx["INFLUXDB_DB"]
-    assert datasource["user"] == influx["INFLUXDB_READ_USER"]
-    assert datasource["secureJsonData"]["password"] == influx["INFLUXDB_READ_USER_PASSWORD"]
+    assert datasource["user"] == "grafana"  # the READ-only user of init-users.sh
+    assert datasource["secureJsonData"]["password"] == influx["GRAFANA_INFLUX_PASSWORD"]
     [provider] = yaml.safe_load((provisioning / "dashboards/runhours.yaml").read_text())[
         "providers"
     ]

@@ -1,143 +1,207 @@
-"""The Docker broker's auth and ACL, on a real Mosquitto (the local binary, no Docker).
+"""The Docker broker on a real Mosquitto (the local binary, no Docker): its entrypoint,
+config, ACL and the secrets `runhours credentials init --compose` makes.
 
-deploy/mosquitto/mosquitto.conf and acl run unchanged except for paths and the port;
-the password file is built from .env.example's MOSQUITTO_USERS the way entrypoint.sh
-builds it (mosquitto_passwd). Then real clients log in as each service's user.
+deploy/mosquitto/entrypoint.sh and mosquitto.conf run unchanged except for paths, ports
+and the user Mosquitto runs as; then real clients log in over TLS as each service and as
+machines, and a machine added afterwards gets in once the broker is sent SIGHUP (as
+`docker compose kill -s HUP mosquitto` would).
 """
 
 from __future__ import annotations
 
 import getpass
+import os
+import shutil
+import signal
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.properties import Properties
 
-from contract import alert_topic, telemetry_topic
+from contract import MachineRef, alert_topic, telemetry_topic
+from contract.settings import load_settings
+from edge.config import EdgeSettings
+from runhours.security import SecurityDir
+from runhours.security.compose import env_file, init_compose
+from runhours.security.credentials import Machines
 from runhours.services import free_port
-from tests.test_deploy import REPO, interpolate, read_env_file
+from tests.test_deploy import REPO, read_env_file
+
+NOT_AUTHORIZED = 0x87
+A = MachineRef("plant1", "line-a", "cnc-01")
+B = MachineRef("plant1", "line-a", "pump-01")
 
 
-def _users() -> dict[str, str]:
-    import yaml
+@dataclass
+class Broker:
+    port: int
+    mtls_port: int
+    secrets: SecurityDir
+    process: subprocess.Popen[bytes]
+    log: Path
 
-    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
-    env = read_env_file(REPO / ".env.example")
-    line = interpolate(compose["services"]["mosquitto"]["environment"], env, set())
-    return dict(pair.split(":", 1) for pair in line["MOSQUITTO_USERS"].split())
+    def password(self, service: str) -> str:
+        return read_env_file(env_file(self.secrets, service))["RUNHOURS_MQTT_PASSWORD"]
+
+    def machine(self, ref: MachineRef) -> tuple[str, str]:
+        path = self.secrets.edge_dir / ref.site / ref.line / f"{ref.machine}.toml"
+        url = load_settings(EdgeSettings, path).mqtt
+        assert url.username is not None and url.password is not None
+        return url.username, url.password
+
+
+def _wait(condition: Callable[[], bool], seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def _open(port: int) -> bool:
+    import socket
+
+    try:
+        socket.create_connection(("127.0.0.1", port), 0.2).close()
+        return True
+    except OSError:
+        return False
 
 
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[tuple[int, dict[str, str]]]:
-    users = _users()
-    passwd = tmp_path / "passwd"
-    passwd.touch(mode=0o600)
-    for user, password in users.items():
-        subprocess.run(["mosquitto_passwd", "-b", str(passwd), user, password], check=True)
-    port = free_port()
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    secrets = SecurityDir(tmp_path / "secrets")
+    init_compose(secrets, public_names=[], fleet=[A, B])
+    port, mtls_port = free_port(), free_port()
+    target = tmp_path / "config" / "secrets"
     conf = (REPO / "deploy/mosquitto/mosquitto.conf").read_text()
     conf = (
-        conf.replace("listener 1883 0.0.0.0", f"listener {port} 127.0.0.1")
-        .replace("/mosquitto/config/passwd", str(passwd))
+        conf.replace("listener 8883 0.0.0.0", f"listener {port} 127.0.0.1")
+        .replace("listener 8884 0.0.0.0", f"listener {mtls_port} 127.0.0.1")
+        .replace("/mosquitto/config/secrets", str(target))
         .replace("/mosquitto/config/acl", str(REPO / "deploy/mosquitto/acl"))
-        .replace("/mosquitto/data/", f"{tmp_path}/")
+        .replace("/mosquitto/data/", f"{tmp_path}/data/")
         .replace("log_dest stdout", f"log_dest file {tmp_path}/mosquitto.log")
     )
+    (tmp_path / "data").mkdir()
     (tmp_path / "mosquitto.conf").write_text(f"user {getpass.getuser()}\n{conf}")
+    # The compose mounts: ./secrets/ca.pem and ./secrets/broker under /run/runhours.
+    source = tmp_path / "run"
+    source.mkdir()
+    (source / "ca.pem").symlink_to(secrets.ca.cert_file)
+    (source / "broker").symlink_to(secrets.broker_dir)
+    env = {
+        "PATH": f"{os.environ.get('PATH', '')}:/usr/sbin",
+        "SOURCE": str(source),
+        "TARGET": str(target),
+        "CONFIG": str(tmp_path / "mosquitto.conf"),
+        "OWNER": getpass.getuser(),
+        "DATA": str(tmp_path / "data"),
+    }
     process = subprocess.Popen(
-        ["mosquitto", "-c", str(tmp_path / "mosquitto.conf")],
+        ["/bin/sh", str(REPO / "deploy/mosquitto/entrypoint.sh")],
+        env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                import socket
-
-                socket.create_connection(("127.0.0.1", port), 0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        yield port, users
+        assert _wait(lambda: _open(port)), (tmp_path / "mosquitto.log").read_text()
+        yield Broker(port, mtls_port, secrets, process, tmp_path / "mosquitto.log")
     finally:
-        process.terminate()
-        process.wait(10)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 0  # the entrypoint passes SIGTERM on and exits cleanly
 
 
 class Client:
-    """A paho MQTT 5 client that records what it receives and how its login went."""
+    """A paho MQTT 5 client over TLS that records its login and its PUBACKs."""
 
-    def __init__(self, port: int, user: str | None, password: str | None) -> None:
+    def __init__(self, broker: Broker, user: str | None, password: str | None) -> None:
         self.received: list[str] = []
         self.connected = threading.Event()
-        self.reason = ""
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.reason: int | None = None
+        self.pubacks: dict[int, int] = {}
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"t-{uuid.uuid4().hex[:8]}", protocol=mqtt.MQTTv5
+        )
+        self.client.tls_set(ca_certs=str(broker.secrets.ca.cert_file))
         if user:
             self.client.username_pw_set(user, password)
         self.client.on_connect = self._on_connect
         self.client.on_message = lambda c, u, m: self.received.append(m.topic)
-        self.client.connect("127.0.0.1", port)
+        self.client.on_publish = lambda c, u, mid, rc, p: self.pubacks.__setitem__(mid, rc.value)
+        self.client.connect("localhost", broker.port)
         self.client.loop_start()
         self.connected.wait(5)
 
-    def _on_connect(self, client, userdata, flags, reason, properties: Properties | None) -> None:
-        self.reason = str(reason)
+    def _on_connect(self, client, userdata, flags, reason, properties) -> None:
+        self.reason = reason.value
         self.connected.set()
 
     @property
     def ok(self) -> bool:
-        return self.reason == "Success"
+        return self.reason == 0
+
+    def publish(self, topic: str, retain: bool = False) -> int:
+        info = self.client.publish(topic, b"{}", qos=1, retain=retain)
+        assert _wait(lambda: info.mid in self.pubacks, 5)
+        return self.pubacks[info.mid]
 
     def close(self) -> None:
         self.client.loop_stop()
         self.client.disconnect()
 
 
-def _wait_for(condition: Callable[[], bool], seconds: float = 3.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return bool(condition())
-
-
-def test_logins_and_acl_on_a_real_broker(broker: tuple[int, dict[str, str]]) -> None:
-    port, users = broker
-    anonymous = Client(port, None, None)
-    wrong = Client(port, "edge", "not-the-password")
-    assert not anonymous.ok and not wrong.ok
-    ingest = Client(port, "ingest", users["ingest"])
-    edge = Client(port, "edge", users["edge"])
-    analytics = Client(port, "analytics", users["analytics"])
-    clients = [anonymous, wrong, ingest, edge, analytics]
+def test_logins_acl_and_reload_on_the_compose_broker(broker: Broker) -> None:
+    anonymous = Client(broker, None, None)
+    wrong = Client(broker, "ingest", "not-the-password")
+    assert anonymous.reason == wrong.reason == NOT_AUTHORIZED
+    ingest = Client(broker, "ingest", broker.password("ingest"))
+    analytics = Client(broker, "analytics", broker.password("analytics"))
+    a = Client(broker, *broker.machine(A))
+    clients = [anonymous, wrong, ingest, analytics, a]
     try:
-        assert ingest.ok and edge.ok and analytics.ok
-        # The ingest's shared subscription; the edge trying to eavesdrop on telemetry.
+        assert ingest.ok and analytics.ok and a.ok
         ingest.client.subscribe("$share/ingest/runhours/v1/+/+/+/telemetry", qos=1)
-        edge.client.subscribe("runhours/v1/#", qos=1)
-        analytics.client.subscribe("runhours/v1/+/+/+/telemetry", qos=1)
+        a.client.subscribe("runhours/v1/#", qos=1)  # eavesdropping: delivers nothing
         time.sleep(0.3)
-        telemetry = telemetry_topic("plant1", "line-a", "cnc-01")
-        edge.client.publish(telemetry, b"{}", qos=1).wait_for_publish(3)
-        analytics.client.publish(
-            telemetry_topic("plant1", "line-a", "forged"), b"{}", qos=1
-        ).wait_for_publish(3)
-        analytics.client.publish(
-            alert_topic("plant1", "vibration-critical", "cnc-01"), b"{}", qos=1, retain=True
-        ).wait_for_publish(3)
-        assert _wait_for(lambda: ingest.received == [telemetry])
-        time.sleep(0.5)
-        # The forged message was dropped; nobody but the ingest reads telemetry.
-        assert ingest.received == [telemetry]
-        assert edge.received == [] and analytics.received == []
+        assert a.publish(telemetry_topic(*A)) == 0
+        assert a.publish(telemetry_topic(*B)) == NOT_AUTHORIZED  # another machine's topic
+        assert analytics.publish(telemetry_topic("plant1", "line-a", "forged")) == NOT_AUTHORIZED
+        assert analytics.publish(alert_topic("plant1", "vib", "cnc-01"), retain=True) == 0
+        assert _wait(lambda: ingest.received == [telemetry_topic(*A)])
+        time.sleep(0.3)
+        assert ingest.received == [telemetry_topic(*A)] and a.received == []
+
+        # A machine added afterwards: refused until the broker reloads (SIGHUP to the
+        # entrypoint, which installs the new password file first).
+        c = MachineRef("plant1", "line-b", "comp-07")
+        Machines(broker.secrets).add(c)
+        before = Client(broker, *broker.machine(c))
+        before.close()
+        assert before.reason == NOT_AUTHORIZED
+        broker.process.send_signal(signal.SIGHUP)
+        logins: list[Client] = []
+
+        def logged_in() -> bool:
+            logins.append(Client(broker, *broker.machine(c)))
+            return logins[-1].ok
+
+        assert _wait(logged_in), "the new machine never got in"
+        clients += logins
+        assert logins[-1].publish(telemetry_topic(*c)) == 0
+        # Revoked the same way: the open connection is dropped at the reload.
+        Machines(broker.secrets).revoke(A)
+        broker.process.send_signal(signal.SIGHUP)
+        assert _wait(lambda: not a.client.is_connected())
     finally:
         for client in clients:
             client.close()
+    assert shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists()

@@ -21,6 +21,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from analytics.alerts.store import AlertStore
 from contract import alert_topic
+from contract.redact import scrub, url_origin
 from contract.settings import RunhoursSettings
 from store import InfluxClient, Point
 from store.schema import (
@@ -99,10 +100,15 @@ class InfluxSender:
 
 
 class WebhookSender:
-    """A JSON POST per transition; any 2xx answer counts as delivered."""
+    """A JSON POST per transition; any 2xx answer counts as delivered.
+
+    Webhook URLs often carry a token in their path or query: messages (logged, and kept
+    as the channel's last error) name only the scheme and host (``shown``).
+    """
 
     def __init__(self, url: str, timeout: float = 5.0) -> None:
         self.url = url
+        self.shown = f"webhook {url_origin(url)}"
         self._http = httpx.Client(timeout=timeout)
 
     def send(self, seq: int, body: dict[str, Any]) -> None:
@@ -112,10 +118,11 @@ class WebhookSender:
                 content=json.dumps(body, separators=(",", ":")).encode(),
                 headers={"Content-Type": "application/json", "X-Runhours-Delivery": str(seq)},
             )
-        except httpx.HTTPError as exc:
-            raise DeliveryError(f"webhook {self.url}: {exc!r}") from exc
+        except (httpx.HTTPError, ValueError) as exc:
+            reason = scrub(f"{type(exc).__name__}: {exc}", self.url)
+            raise DeliveryError(f"{self.shown}: {reason}") from None
         if not 200 <= response.status_code < 300:
-            raise DeliveryError(f"webhook {self.url} answered {response.status_code}")
+            raise DeliveryError(f"{self.shown} answered {response.status_code}")
 
     def close(self) -> None:
         self._http.close()

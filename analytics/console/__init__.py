@@ -6,6 +6,14 @@ Served by ``runhours analytics --http-port P`` or ``runhours alerts serve``.
 """
 
 from analytics.console.api import create_app
-from analytics.console.server import ConsoleServer
+from analytics.console.auth import Authenticator, AuthError, Principal
+from analytics.console.server import ConsoleError, ConsoleServer
 
-__all__ = ["ConsoleServer", "create_app"]
+__all__ = [
+    "AuthError",
+    "Authenticator",
+    "ConsoleError",
+    "ConsoleServer",
+    "Principal",
+    "create_app",
+]

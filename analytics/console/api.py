@@ -1,53 +1,75 @@
-"""The HTTP API: list, acknowledge and resolve alerts; record maintenance.
+"""The HTTP API: list, acknowledge and resolve alerts; record maintenance; log in.
 
 =====================================  ===============================================
 ``GET  /``                             the alert console (one HTML page)
+``POST /api/session``                  log in: ``{"user", "password"}`` → session cookie
+``GET  /api/session``                  who is logged in (``{"user", "role"}``)
+``DELETE /api/session``                log out
 ``GET  /api/alerts?active=&machine=``  alerts, newest first
-``GET  /api/alerts/{id}``              one alert and its history
-``POST /api/alerts/{id}/ack``          ``{"by": "…", "note": "…"}``
-``POST /api/alerts/{id}/resolve``      ``{"by": "…", "note": "…"}`` (both optional)
-``POST /api/maintenance``              ``{"machine", "kind", "at", "note", "by"}``
+``GET  /api/alerts/{id}``              one alert and its history (who did what, when)
+``POST /api/alerts/{id}/ack``          ``{"note": "…"}`` (operator)
+``POST /api/alerts/{id}/resolve``      ``{"note": "…"}`` (operator)
+``GET  /api/maintenance?machine=``     maintenance records, newest first, with who made them
+``POST /api/maintenance``              ``{"machine", "kind", "at", "note"}`` (operator)
 =====================================  ===============================================
 
-Errors answer ``{"detail": "what was wrong and how to fix it"}`` with 404 (unknown
-alert or machine), 409 (already acknowledged or resolved), 422 (invalid body) or 503
-(InfluxDB unreachable).
+With authentication (a users file; see ``analytics.console.auth``), every route but
+logging in needs a session or a bearer token, changes need the operator role, and the
+acting user is recorded as ``by`` (the audit trail); a ``by`` in the body must name that
+user. Without authentication (loopback only) ``by`` comes from the body as given.
+
+Errors answer ``{"detail": "what was wrong and how to fix it"}`` with 401 (not logged
+in), 403 (a viewer, or a cross-site request), 404 (unknown alert or machine), 409
+(already acknowledged or resolved), 413 (body too large), 415 (not JSON), 422 (invalid
+body) or 503 (InfluxDB unreachable).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException, Query
+from fastapi import FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field, StringConstraints
 
-from analytics.alerts.maintenance import MaintenanceError, record_maintenance
+from analytics.alerts.maintenance import (
+    MaintenanceError,
+    maintenance_records,
+    record_maintenance,
+)
 from analytics.alerts.store import AlertError, AlertNotFound, AlertStore
+from analytics.console.auth import Authenticator, Principal
+from analytics.console.guard import SESSION_COOKIE, Guard, session_id
 from store import InfluxClient, InfluxError
 
 # A name: surrounding blanks are dropped, and a blank name is bad input (422).
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+Note = Annotated[str, Field(max_length=2000)]
 
 
 class AckBody(BaseModel):
-    by: Name = Field(description="who acknowledges")
-    note: str | None = Field(default=None, max_length=2000)
+    by: Name | None = Field(default=None, description="who acknowledges (default: you)")
+    note: Note | None = None
 
 
 class ResolveBody(BaseModel):
-    by: Name = "operator"
-    note: str | None = Field(default=None, max_length=2000)
+    by: Name | None = None
+    note: Note | None = None
 
 
 class MaintenanceBody(BaseModel):
-    machine: str
-    kind: str = "service"
+    machine: Annotated[str, Field(max_length=64)]
+    kind: Annotated[str, Field(max_length=64)] = "service"
     at: datetime | None = Field(default=None, description="RFC 3339 with a zone; default now")
-    note: str = ""
-    by: str = ""
+    note: Note = ""
+    by: Annotated[str, Field(max_length=100)] = ""
+
+
+class LoginBody(BaseModel):
+    user: Annotated[str, Field(min_length=1, max_length=64)]
+    password: Annotated[str, Field(min_length=1, max_length=1024)]
 
 
 def _console_html() -> str:
@@ -58,8 +80,28 @@ def _console_html() -> str:
     )
 
 
-def create_app(store: AlertStore, influx: InfluxClient | None = None) -> FastAPI:
-    """The API over ``store``; maintenance records need ``influx``."""
+def _actor(request: Request, given: str | None, default: str | None) -> str | None:
+    """Who acts: the logged-in user (a different ``by`` is refused), else ``given``."""
+    principal: Principal | None = request.state.principal
+    if principal is None:
+        return given if given is not None else default
+    if given not in (None, "", principal.name):
+        raise HTTPException(
+            422, f"by: you are logged in as {principal.name}; omit by (it is recorded for you)"
+        )
+    return principal.name
+
+
+def create_app(
+    store: AlertStore,
+    influx: InfluxClient | None = None,
+    auth: Authenticator | None = None,
+    *,
+    secure_cookie: bool = False,
+) -> Guard:
+    """The API over ``store``; maintenance records need ``influx``; ``auth`` turns on
+    logins (see the module docstring). ``secure_cookie``: the session cookie is sent over
+    HTTPS only."""
     app = FastAPI(
         title="runhours alerts",
         description="Maintenance and condition alerts: list, acknowledge, resolve; record maintenance.",
@@ -74,6 +116,39 @@ def create_app(store: AlertStore, influx: InfluxClient | None = None) -> FastAPI
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def console() -> str:
         return page
+
+    @app.post("/api/session")
+    def login(body: LoginBody, response: Response) -> dict[str, str]:
+        if auth is None:
+            raise HTTPException(404, "this server has no logins (authentication is off)")
+        principal = auth.check_password(body.user, body.password)
+        if principal is None:
+            raise HTTPException(401, "wrong user name or password")
+        response.set_cookie(
+            SESSION_COOKIE,
+            auth.open_session(principal),
+            max_age=int(auth.session_seconds),
+            httponly=True,
+            samesite="strict",
+            secure=secure_cookie,
+            path="/",
+        )
+        return {"user": principal.name, "role": principal.role}
+
+    @app.get("/api/session")
+    def whoami(request: Request) -> dict[str, str | None]:
+        principal: Principal | None = request.state.principal
+        if principal is None:
+            return {"user": None, "role": "operator"}  # no authentication: all may act
+        return {"user": principal.name, "role": principal.role}
+
+    @app.delete("/api/session")
+    def logout(request: Request, response: Response) -> dict[str, str]:
+        session = session_id({"cookie": request.headers.get("cookie", "")})
+        if auth is not None and session:
+            auth.close_session(session)
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return {"detail": "logged out"}
 
     @app.get("/api/alerts")
     def list_alerts(
@@ -94,32 +169,52 @@ def create_app(store: AlertStore, influx: InfluxClient | None = None) -> FastAPI
         return {**alert.to_json(), "history": store.history(alert_id)}
 
     @app.post("/api/alerts/{alert_id}/ack")
-    def ack(alert_id: str, body: AckBody) -> dict[str, Any]:
+    def ack(alert_id: str, body: AckBody, request: Request) -> dict[str, Any]:
+        by = _actor(request, body.by, None)
+        if by is None:
+            raise HTTPException(422, "by: say who acknowledges (a name or initials)")
         try:
-            return store.ack(alert_id, body.by, body.note).to_json()
+            return store.ack(alert_id, by, body.note).to_json()
         except AlertError as exc:
             raise conflict(exc) from None
 
     @app.post("/api/alerts/{alert_id}/resolve")
-    def resolve(alert_id: str, body: ResolveBody | None = None) -> dict[str, Any]:
+    def resolve(alert_id: str, request: Request, body: ResolveBody | None = None) -> dict[str, Any]:
         body = body or ResolveBody()
+        by = _actor(request, body.by, "operator") or "operator"
         try:
-            return store.resolve(alert_id, body.by, body.note).to_json()
+            return store.resolve(alert_id, by, body.note).to_json()
         except AlertError as exc:
             raise conflict(exc) from None
 
-    @app.post("/api/maintenance")
-    def maintenance(body: MaintenanceBody) -> dict[str, str]:
+    def need_influx() -> InfluxClient:
         if influx is None:
             raise HTTPException(
                 503, "this server has no InfluxDB connection for maintenance records"
             )
+        return influx
+
+    @app.get("/api/maintenance")
+    def list_maintenance(
+        machine: str | None = Query(default=None), limit: int = Query(default=100, ge=1, le=10000)
+    ) -> list[dict[str, str]]:
+        client = need_influx()
+        try:
+            records = maintenance_records(
+                client, datetime.now(UTC) + timedelta(days=1), {machine} if machine else None
+            )
+        except InfluxError as exc:
+            raise HTTPException(503, f"InfluxDB: {exc}; try again once it is back") from None
+        return [r.to_json() for r in reversed(records[-limit:])]
+
+    @app.post("/api/maintenance")
+    def maintenance(body: MaintenanceBody, request: Request) -> dict[str, str]:
+        client = need_influx()
         if body.at is not None and body.at.tzinfo is None:
             raise HTTPException(422, "at: add a time zone, e.g. 2026-03-02T08:00:00Z")
+        by = _actor(request, body.by, "") or ""
         try:
-            record = record_maintenance(
-                influx, body.machine, body.kind, body.at, body.note, body.by
-            )
+            record = record_maintenance(client, body.machine, body.kind, body.at, body.note, by)
         except MaintenanceError as exc:
             raise HTTPException(404 if str(exc).startswith("machine") else 422, str(exc)) from None
         except ValueError as exc:
@@ -128,4 +223,4 @@ def create_app(store: AlertStore, influx: InfluxClient | None = None) -> FastAPI
             raise HTTPException(503, f"InfluxDB: {exc}; try again once it is back") from None
         return record.to_json()
 
-    return app
+    return Guard(app, auth, lambda: page.encode())

@@ -1,22 +1,42 @@
 #!/bin/sh
-# Start Mosquitto with a password file built from MOSQUITTO_USERS ("user:password …",
-# space-separated; set in docker-compose.yml from .env). Rebuilt at every start, so
-# changing a password in .env and restarting the container is enough.
+# Start Mosquitto with the secrets of ./secrets (runhours credentials init --compose),
+# mounted read-only at $SOURCE. They are copied where the broker reads them, owned by
+# its user with mode 0600 (the broker drops root before reading them); on SIGHUP
+# (`docker compose kill -s HUP mosquitto`, after `runhours credentials add|revoke`)
+# they are copied again and the broker reloads its password file, ACL and CRL.
 set -eu
-: "${MOSQUITTO_USERS:?set MOSQUITTO_USERS, e.g. \"ingest:secret edge:secret2\"}"
-passwd=/mosquitto/config/passwd
-rm -f "$passwd"
-touch "$passwd"
-chmod 0600 "$passwd"
-for pair in $MOSQUITTO_USERS; do
-  user=${pair%%:*}
-  password=${pair#*:}
-  if [ -z "$user" ] || [ -z "$password" ] || [ "$user" = "$pair" ]; then
-    echo "MOSQUITTO_USERS: '$user' needs the form user:password (is its password set in .env?)" >&2
-    exit 1
-  fi
-  mosquitto_passwd -b "$passwd" "$user" "$password"
+SOURCE=${SOURCE:-/run/runhours}
+TARGET=${TARGET:-/mosquitto/config/secrets}
+CONFIG=${CONFIG:-/mosquitto/config/mosquitto.conf}
+OWNER=${OWNER:-mosquitto}
+DATA=${DATA:-/mosquitto/data}
+
+install_secrets() {
+  for file in ca.pem broker/server.pem broker/server.key broker/passwd broker/crl.pem; do
+    if [ ! -r "$SOURCE/$file" ]; then
+      echo "entrypoint: $SOURCE/$file missing: run \`runhours credentials init --compose --dir ./secrets\`" >&2
+      return 1
+    fi
+  done
+  mkdir -p "$TARGET"
+  for file in ca.pem broker/server.pem broker/server.key broker/passwd broker/crl.pem; do
+    name=$(basename "$file")
+    cp "$SOURCE/$file" "$TARGET/.$name.new"
+    chown "$OWNER" "$TARGET/.$name.new"
+    chmod 0600 "$TARGET/.$name.new"
+    mv -f "$TARGET/.$name.new" "$TARGET/$name"
+  done
+}
+
+install_secrets
+chown -R "$OWNER" "$DATA"
+mosquitto -c "$CONFIG" &
+broker=$!
+trap 'install_secrets && kill -HUP "$broker"' HUP
+trap 'kill -TERM "$broker"' TERM INT
+# `wait` returns early when a trapped signal arrives: keep waiting while the broker runs.
+status=0
+while kill -0 "$broker" 2>/dev/null; do
+  if wait "$broker"; then status=0; else status=$?; fi
 done
-chown mosquitto:mosquitto "$passwd"
-chown -R mosquitto:mosquitto /mosquitto/data
-exec mosquitto -c /mosquitto/config/mosquitto.conf
+exit "$status"

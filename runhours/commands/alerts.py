@@ -206,22 +206,37 @@ def resolve(
 @app.command()
 def serve(
     port: Annotated[int, typer.Option("--port", "-p", help="HTTP port.")] = 8642,
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    host: Annotated[
+        str,
+        typer.Option(
+            help="Address to listen on; beyond loopback only with console users "
+            "([analytics] users_file)."
+        ),
+    ] = "127.0.0.1",
     config: ConfigOption = None,
 ) -> None:
     """Serve the HTTP API and the alert console (without evaluating rules).
 
-    Open http://HOST:PORT/ for the console; the API is under /api (docs at /docs).
+    Open http://HOST:PORT/ for the console; the API is under /api (docs at /docs). With
+    console users (`runhours users add`) every route needs a login (docs/security.md).
     """
-    import uvicorn
-
     from analytics.alerts import AlertStore
-    from analytics.console import create_app
+    from analytics.console import ConsoleError, ConsoleServer
     from store import InfluxClient
 
     settings = _settings(config)
-    app_ = create_app(
-        AlertStore.in_data_dir(settings.data_dir), InfluxClient.from_settings(settings)
-    )
-    console.print(f"alert console on http://{host}:{port}/")
-    uvicorn.run(app_, host=host, port=port, log_level="warning")
+    try:
+        server = ConsoleServer(
+            AlertStore.in_data_dir(settings.data_dir),
+            InfluxClient.from_settings(settings),
+            host,
+            port,
+            users_file=settings.users_file,
+            tls_cert=settings.analytics.tls_cert_file,
+            tls_key=settings.analytics.tls_key_file,
+        )
+    except ConsoleError as exc:
+        fail(str(exc))
+    logins = "logins required" if server.authenticated else "no logins: loopback only"
+    console.print(f"alert console on {server.url}/ ({logins})")
+    server.serve()

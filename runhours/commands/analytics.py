@@ -24,8 +24,11 @@ HELP = (
     "retained MQTT message per active alert, a point per transition in InfluxDB "
     "(`alerts`), and a JSON POST to the webhook if configured; failed deliveries are "
     "retried with backoff, in order. Each cycle also refreshes the usage rollups.\n\n"
+    "The console serves loopback only unless it has users (\\[analytics] users_file, "
+    "`runhours users add`): then every route needs a login, and acknowledging, resolving and "
+    "maintenance records need the operator role (docs/security.md).\n\n"
     "Settings: the shared ones and the \\[analytics] section (rules, interval, "
-    "http_port, webhook_url, …; RUNHOURS_ANALYTICS__<FIELD>), see docs/alerts.md."
+    "http_port, users_file, webhook_url, …; RUNHOURS_ANALYTICS__<FIELD>), see docs/alerts.md."
 )
 
 
@@ -88,10 +91,9 @@ def analytics(
     try:
         service.start_delivery()
         service.start_http()
-        if settings.analytics.http_port is not None:
-            console.print(
-                f"alert console on http://{settings.analytics.http_host}:{settings.analytics.http_port}/"
-            )
+        if service.http is not None:
+            logins = "logins required" if service.http.authenticated else "no logins: loopback only"
+            console.print(f"alert console on {service.http.url}/ ({logins})")
         console.print(
             f"evaluating {len(service.rules.rule)} rules from {settings.rules_file} every "
             f"{settings.analytics.interval:g} s"

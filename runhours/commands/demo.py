@@ -10,12 +10,21 @@ import typer
 from rich.table import Table
 
 from analytics.alerts.model import Alert
+from contract.settings import RunhoursSettings
 from edge.config import EdgeSettings
 from runhours.commands._common import ConfigOption, console, fail, load
 from runhours.commands.billing import render_summary
-from runhours.demo import DEMO_ZONE, DemoResult, ensure_services, last_full_week
+from runhours.demo import (
+    DEMO_ZONE,
+    Connections,
+    DemoResult,
+    demo_fleet,
+    ensure_services,
+    last_full_week,
+)
 from runhours.demo import run_demo as run
 from runhours.fleet import FleetError
+from runhours.security import SecurityError
 from runhours.services import LocalServices, ServiceError
 
 app = typer.Typer(
@@ -24,7 +33,9 @@ app = typer.Typer(
     "ingest it, and print what arrived against what was produced and the simulator's "
     "ground truth, the week's billing under examples/contracts.toml (also written as CSV), "
     "and the alerts examples/rules.toml raises. The services keep running afterwards "
-    "(`runhours services down` stops them).",
+    "(`runhours services down` stops them). With --secure it runs on `runhours services up "
+    "--secure`: TLS, one broker identity per simulated machine, each service with its own "
+    "least-privilege account (docs/security.md).",
 )
 
 
@@ -44,6 +55,14 @@ def demo(
     progress: Annotated[
         bool | None, typer.Option(help="Progress bars (default: on a terminal).")
     ] = None,
+    secure: Annotated[
+        bool,
+        typer.Option(
+            "--secure",
+            help="Run on the secure local services (started if needed, like `runhours "
+            "services up --secure`).",
+        ),
+    ] = False,
 ) -> None:
     """Run the demo."""
     settings = load(EdgeSettings, config)
@@ -55,15 +74,28 @@ def demo(
         except ValueError:
             fail(f"--start: {start!r} is not a date (YYYY-MM-DD)")
         begin = day.replace(tzinfo=DEMO_ZONE).astimezone(UTC)
-    services = LocalServices.from_settings(settings)
+    services = LocalServices.from_settings(settings, secure=secure)
     console.rule("[bold]runhours demo")
     try:
-        for note in ensure_services(services):
-            console.print(note)
-    except ServiceError as exc:
+        if secure:
+            for line in services.up(timeout=60):
+                console.print(f"created {line}", markup=False, highlight=False)
+            connections = Connections.secure(
+                settings, services, demo_fleet(settings, begin, machines, seed)
+            )
+        else:
+            for note in ensure_services(services):
+                console.print(note)
+            connections = Connections.open(settings)
+    except (ServiceError, SecurityError) as exc:
         fail(str(exc))
+    analysis = connections.analysis
+    broker = services.mqtt_url if secure else settings.mqtt_url
+    identities = " (one identity per machine)" if secure else ""
     console.print(
-        f"broker   {settings.mqtt_url}\ninfluxdb {settings.influx_url} (database {settings.influx_db})"
+        f"broker   {broker}{identities}\n"
+        f"influxdb {analysis.influx_url} (database {analysis.influx_db})",
+        highlight=False,
     )
     console.print(
         f"simulating {machines} machines from {begin.astimezone(DEMO_ZONE):%a %Y-%m-%d %H:%M %Z} "
@@ -71,13 +103,15 @@ def demo(
     )
     show = sys.stdout.isatty() if progress is None else progress
     try:
-        result = run(settings, start=begin, days=days, machines=machines, seed=seed, progress=show)
-    except (FleetError, RuntimeError) as exc:
+        result = run(
+            connections, start=begin, days=days, machines=machines, seed=seed, progress=show
+        )
+    except (FleetError, SecurityError, RuntimeError) as exc:
         fail(str(exc))
-    _print(result, settings)
+    _print(result, analysis)
 
 
-def _print(result: DemoResult, settings: EdgeSettings) -> None:
+def _print(result: DemoResult, settings: RunhoursSettings) -> None:
     table = Table(
         "machine", "kind", "published", "stored", "run h (truth)", "run h (metered)", "coverage",
         title="delivery and hours: samples the edge published vs points in InfluxDB; "

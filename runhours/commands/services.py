@@ -10,45 +10,105 @@ from rich.table import Table
 
 from contract.settings import RunhoursSettings
 from runhours.commands._common import ConfigOption, console, fail, load
+from runhours.security import SecurityError
 from runhours.services import LocalServices, ServiceError
 
 app = typer.Typer(
     help="Start, stop and inspect a local Mosquitto and InfluxDB (from the Debian packages), "
-    "with configs from deploy/ and data under <data_dir>/services.",
+    "with configs from deploy/ and data under <data_dir>/services. Open by default (anyone "
+    "on this host may connect: tests, the quick demo); --secure adds TLS, a login for "
+    "everyone, one broker identity per machine and least-privilege InfluxDB users "
+    "(docs/security.md).",
     no_args_is_help=True,
 )
 
 MqttPort = Annotated[
-    int | None, typer.Option(help="Mosquitto port (default: RUNHOURS_MQTT_URL's, 1883).")
+    int | None,
+    typer.Option(
+        help="Mosquitto port (default: RUNHOURS_MQTT_URL's, 1883; with --secure 8883, TLS)."
+    ),
 ]
 InfluxPort = Annotated[
     int | None, typer.Option(help="InfluxDB HTTP port (default: RUNHOURS_INFLUX_URL's, 8086).")
 ]
+MtlsPort = Annotated[
+    int | None,
+    typer.Option(help="With --secure: the client-certificate (mutual TLS) port; default MQTT+1."),
+]
 
 
-def _services(config: Path | None, mqtt_port: int | None, influx_port: int | None) -> LocalServices:
-    return LocalServices.from_settings(load(RunhoursSettings, config), mqtt_port, influx_port)
+def _services(
+    config: Path | None,
+    mqtt_port: int | None,
+    influx_port: int | None,
+    secure: bool | None = None,
+    mtls_port: int | None = None,
+) -> LocalServices:
+    settings = load(RunhoursSettings, config)
+    return LocalServices.from_settings(
+        settings, mqtt_port, influx_port, secure=secure, mtls_port=mtls_port
+    )
 
 
 @app.command()
 def up(
-    config: ConfigOption = None, mqtt_port: MqttPort = None, influx_port: InfluxPort = None
+    config: ConfigOption = None,
+    mqtt_port: MqttPort = None,
+    influx_port: InfluxPort = None,
+    secure: Annotated[
+        bool,
+        typer.Option(
+            "--secure",
+            help="TLS-only broker with a login for everyone and the per-machine ACL, InfluxDB "
+            "with authentication; creates <data_dir>/security (CA, certificates, generated "
+            "passwords in files of mode 0600, one settings file per service).",
+        ),
+    ] = False,
+    mtls_port: MtlsPort = None,
 ) -> None:
     """Start both services (if not running) and wait until they answer."""
-    pair = _services(config, mqtt_port, influx_port)
+    pair = _services(config, mqtt_port, influx_port, secure, mtls_port)
     try:
-        pair.up()
-    except ServiceError as exc:
+        created = pair.up()
+    except (ServiceError, SecurityError) as exc:
         fail(str(exc))
-    console.print(f"mosquitto  {pair.mqtt_url}\ninfluxdb   {pair.influx_url}")
-    console.print(f"data, logs and pid files under {pair.state_dir}")
+    for line in created:
+        console.print(f"created {line}", markup=False, highlight=False)
+    if pair.security is None:
+        console.print(f"mosquitto  {pair.mqtt_url}\ninfluxdb   {pair.influx_url}")
+        console.print(f"data, logs and pid files under {pair.state_dir}")
+        return
+    security = pair.security
+    console.print(
+        f"mosquitto  {pair.mqtt_url} (TLS, password), {pair.mtls_url} (client certificate)\n"
+        f"influxdb   {pair.influx_url} (authentication on)\n"
+        f"data, logs and pid files under {pair.state_dir}; identities and secrets under "
+        f"{security.root}",
+        highlight=False,
+    )
+    table = Table("role", "settings (mode 0600)", "run", title="one settings file per service")
+    for role, command in (
+        ("ingest", "runhours ingest"),
+        ("analytics", "runhours analytics --http-port 8080"),
+        ("grafana", "runhours dashboards check"),
+    ):
+        path = security.role_file(role)
+        table.add_row(role, str(path), f"{command} --config {path}")
+    console.print(table)
+    console.print(
+        "machines: runhours credentials add --machine SITE/LINE/MACHINE; console users: "
+        f"runhours users add NAME --role operator (operator admin: password in "
+        f"{security.secrets_file} [console])",
+        markup=False,
+        highlight=False,
+    )
 
 
 @app.command()
 def down(
     config: ConfigOption = None, mqtt_port: MqttPort = None, influx_port: InfluxPort = None
 ) -> None:
-    """Stop both services cleanly (SIGTERM, then SIGKILL after 20 s)."""
+    """Stop both services cleanly (SIGTERM, then SIGKILL after 20 s), open or secure."""
     _services(config, mqtt_port, influx_port).down()
     console.print("stopped")
 

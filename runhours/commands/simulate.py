@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
@@ -13,10 +15,13 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from contract import MachineRef
 from edge.buffer import EdgeBufferError
 from edge.config import EdgeSettings, parse_speed
+from edge.mqtt import Broker
 from runhours.commands._common import ConfigOption, console, fail, load
 from runhours.fleet import FleetError, FleetRun, run_fleet
+from runhours.security import SecurityError
 from simulators import MachineSpec, fleet
 
 app = typer.Typer(
@@ -73,6 +78,15 @@ def simulate(
     progress: Annotated[
         bool | None, typer.Option(help="Progress bars (default: on a terminal).")
     ] = None,
+    credentials: Annotated[
+        Path | None,
+        typer.Option(
+            help="Each machine logs in with its own identity from this folder (a security "
+            "directory, or its edge/ folder: `runhours credentials add`); the broker's "
+            "address and CA come from the settings.",
+            file_okay=False,
+        ),
+    ] = None,
 ) -> None:
     """Simulate a fleet and publish it through edge agents."""
     settings = load(EdgeSettings, config)
@@ -95,11 +109,17 @@ def simulate(
         f"speed {speed}, seed {seed} → {settings.broker.url}"
     )
     show = sys.stdout.isatty() if progress is None else progress
+    broker_for = None
+    if credentials is not None:
+        from runhours.security.credentials import edge_dir_of, machine_broker
+
+        folder = edge_dir_of(credentials)
+        broker_for = functools.partial(machine_broker, folder, base=settings.broker)
     try:
         result = asyncio.run(
-            _run(settings, specs, begin, end, factor, sample_interval, truth_file, show)
+            _run(settings, specs, begin, end, factor, sample_interval, truth_file, show, broker_for)
         )
-    except (FleetError, EdgeBufferError) as exc:
+    except (FleetError, EdgeBufferError, SecurityError) as exc:
         fail(str(exc))
     except asyncio.CancelledError:
         fail("aborted: samples not yet published were left in the buffers", code=130)
@@ -121,6 +141,7 @@ async def _run(
     sample_interval: float,
     truth_file: Path,
     progress: bool,
+    broker_for: Callable[[MachineRef], Broker] | None = None,
 ) -> FleetRun:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -146,6 +167,7 @@ async def _run(
         ground_truth=truth_file,
         progress=progress,
         stop=stop,
+        broker_for=broker_for,
     )
 
 
