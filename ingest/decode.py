@@ -12,6 +12,8 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from contract import ContractError, MachineRef, decode_status, decode_telemetry, parse_topic
 from ingest.fastpath import fast_telemetry
 from ingest.points import MachineHour, status_point, telemetry_points, touched_hours
@@ -88,9 +90,9 @@ def decode_message(
             return Decoded(encode_points([point]), 1, ref=ref, delivered=delivered)
         ref = parse_topic(topic, "telemetry")
         try:
-            quick = fast_telemetry(ref, json.loads(payload)) if fast else None
-        except (ValueError, RecursionError):  # not JSON (or too deep): the general way says so
-            quick = None
+            quick = fast_telemetry(ref, orjson.loads(payload)) if fast else None
+        except orjson.JSONDecodeError:  # not plain JSON (NaN, > 64-bit ints, too deep, …):
+            quick = None  # the general way judges it
         if quick is not None:
             return Decoded(
                 quick.lines,

@@ -7,11 +7,13 @@ through their v1-compatible endpoints (token auth).
 from __future__ import annotations
 
 import gzip
+import ipaddress
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -95,6 +97,15 @@ def _error_text(response: httpx.Response) -> str:
     return str(body.get("error", body) if isinstance(body, dict) else body)[:200]
 
 
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class InfluxClient:
     """Synchronous client; safe to share between threads."""
 
@@ -107,11 +118,14 @@ class InfluxClient:
         password: str | None = None,
         token: str | None = None,
         timeout: float = 10.0,
-        gzip_writes: bool = True,
+        gzip_writes: bool | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.database = database
-        self.gzip_writes = gzip_writes
+        # Compressing pays off across a network, not to a database on this host, where
+        # it only spends both processes' CPU (bench/ingest.py).
+        host = urlsplit(self.url).hostname or ""
+        self.gzip_writes = gzip_writes if gzip_writes is not None else not _loopback(host)
         self.username = username
         headers = {"Authorization": f"Token {token}"} if token else {}
         auth = httpx.BasicAuth(username, password or "") if username else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from store import InfluxClient, InfluxWriteRejected, Point, encode_point
+from store.lineprotocol import ms_lines_as_ns
 
 
 def test_escaping_prevents_tag_and_field_injection() -> None:
@@ -60,3 +61,19 @@ def test_a_backslash_line_protocol_cannot_carry_is_refused(name: str) -> None:
         encode_point(Point("m", {"t": name}, {"v": 1.0}, 0))
     with pytest.raises(ValueError, match="backslash"):
         encode_point(Point("m", {}, {name: 1.0}, 0))
+
+
+def test_writes_are_compressed_only_across_a_network(influx: InfluxClient) -> None:
+    """gzip pays off over a network, not to a database on this host; both forms land."""
+    assert not influx.gzip_writes  # the test database is on 127.0.0.1
+    assert InfluxClient("http://influx.example:8086", "db").gzip_writes
+    assert not InfluxClient("http://[::1]:8086", "db").gzip_writes
+    with InfluxClient(influx.url, influx.database, gzip_writes=True) as compressing:
+        compressing.write([Point("m", {"k": "gz"}, {"v": 2.5}, 1_000)])
+    assert influx.query_rows("SELECT v FROM m WHERE k = 'gz'") == [{"time": 1_000, "v": 2.5}]
+
+
+def test_lines_in_milliseconds_become_nanoseconds() -> None:
+    lines = b'm,k=a v=1.0,state="x" 1000\nm,k=b v=2.0 2000'
+    assert ms_lines_as_ns(lines) == b'm,k=a v=1.0,state="x" 1000000000\nm,k=b v=2.0 2000000000'
+    assert ms_lines_as_ns(b"") == b""
