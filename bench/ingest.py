@@ -186,6 +186,7 @@ class Worker:
 
 
 PROFILE: Path | None = None  # --profile: py-spy samples each worker into this folder
+OPTIONS: dict[str, str] = {}  # --set FIELD=VALUE: [ingest] settings for every worker
 
 
 def start_worker(
@@ -204,6 +205,7 @@ def start_worker(
         RUNHOURS_INGEST__STATS_INTERVAL="0",
         RUNHOURS_INGEST__SHARE_GROUP="bench" if share else "",
     )
+    env.update({f"RUNHOURS_INGEST__{k.upper()}": v for k, v in OPTIONS.items()})
     argv = [sys.executable, "-m", "runhours", "ingest", "--log-level", "warning"]
     with log.open("ab") as out:
         process = subprocess.Popen(
@@ -325,9 +327,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile", type=Path, help="record each worker with py-spy into this folder"
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="an [ingest] setting for every worker, e.g. --set batch_points=20000",
+    )
     args = parser.parse_args(argv)
     global PROFILE
     PROFILE = args.profile
+    OPTIONS.update(item.split("=", 1) for item in args.set)
     if PROFILE is not None:
         PROFILE.mkdir(parents=True, exist_ok=True)
 

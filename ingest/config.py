@@ -34,7 +34,11 @@ class IngestOptions(BaseModel):
         "the same group split the telemetry between them",
     )
     site: str = Field(default="+", description="only this site's topics; '+' = every site")
-    batch_points: int = Field(default=5000, ge=1, description="write when this many points wait")
+    batch_points: int = Field(
+        default=20000,
+        ge=1,
+        description="write when this many points wait (InfluxDB takes big batches best)",
+    )
     batch_interval: float = Field(
         default=0.2, gt=0, description="…or when the oldest waiting point is this old (s)"
     )

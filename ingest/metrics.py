@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 PREFIX = "runhours_ingest"
 
 
-@dataclass(frozen=True)
+@dataclass
 class IngestStats:
     """What one worker has done so far (running totals), and what it holds now."""
 
@@ -128,6 +128,7 @@ class IngestMetrics:
             "1 while connected and subscribed (the health check waits for it)",
             registry=r,
         )
+        self._received_by_kind: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._stats = IngestStats()
         # Since the last ingest_stats point: sums for the interval's means.
@@ -139,10 +140,15 @@ class IngestMetrics:
         self._server_thread: threading.Thread | None = None
 
     def _update(self, **changes: Any) -> None:
-        self._stats = replace(self._stats, **changes)
+        """Under the lock: change counts in place (``snapshot`` hands out copies)."""
+        for name, value in changes.items():
+            setattr(self._stats, name, value)
 
     def received(self, kind: str) -> None:
-        self._received.labels(kind).inc()
+        child = self._received_by_kind.get(kind)
+        if child is None:
+            child = self._received_by_kind[kind] = self._received.labels(kind)
+        child.inc()
         with self._lock:
             s = self._stats
             held = s.held + 1
@@ -174,7 +180,7 @@ class IngestMetrics:
                 messages_acked=s.messages_acked + acked,
                 acks_dropped=s.acks_dropped + (not acked),
             )
-            self._depth.set(s.held - 1)
+            self._depth.set(s.held)
 
     def abandoned(self, count: int) -> None:
         """Messages left unacknowledged at shutdown (the broker redelivers them)."""
@@ -253,7 +259,7 @@ class IngestMetrics:
 
     def snapshot(self) -> IngestStats:
         with self._lock:
-            return self._stats
+            return replace(self._stats)
 
     def interval_means(self) -> tuple[float, float]:
         """Mean write latency (ms) and mean batch size since the last call; resets them."""

@@ -8,6 +8,7 @@ keep everything, newlines included.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -43,9 +44,15 @@ def _check(text: str, what: str) -> str:
     return text
 
 
+@functools.lru_cache(maxsize=16384)
 def escape_key(text: str) -> str:
-    """Escape a tag key, tag value or field key."""
+    """Escape a tag key, tag value or field key (cached: a plant repeats a few thousand)."""
     return _check(text, "name").translate(_KEY)
+
+
+@functools.lru_cache(maxsize=256)
+def _measurement(text: str) -> str:
+    return _check(text, "measurement").translate(_MEASUREMENT)
 
 
 def _field(value: FieldValue) -> str:
@@ -63,7 +70,7 @@ def _field(value: FieldValue) -> str:
 def encode_point(point: Point) -> str:
     if not point.fields:
         raise ValueError("a point needs at least one field")
-    head = _check(point.measurement, "measurement").translate(_MEASUREMENT)
+    head = _measurement(point.measurement)
     tags = "".join(
         f",{escape_key(k)}={escape_key(v)}" for k, v in sorted(point.tags.items()) if v != ""
     )
