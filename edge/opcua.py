@@ -255,10 +255,21 @@ class OpcuaReader:
         opts = self.options
         sub: Subscription = await client.create_subscription(opts.interval * 1000, queue_maxsize=0)
         by_handle: dict[int, _Node] = {}
+        # One request per filter, so a server reports a reading's first values together.
+        groups: dict[float, list[tuple[Node, _Node]]] = {}
         for node, entry in self._targets(client):
             deadband = entry.deadband if isinstance(entry, OpcuaValue) else 0.0
-            await sub._subscribe(node, AttributeIds.Value, _filter(deadband), opts.queue_size)
-            by_handle[sub._client_handle] = entry  # the handle the notifications carry
+            groups.setdefault(deadband, []).append((node, entry))
+        for deadband, members in groups.items():
+            first = sub._client_handle + 1  # asyncua numbers the items in request order
+            nodes = [node for node, _ in members]
+            results = await sub._subscribe(
+                nodes, AttributeIds.Value, _filter(deadband), opts.queue_size
+            )
+            for offset, ((_, entry), result) in enumerate(zip(members, results, strict=True)):
+                if isinstance(result, ua.StatusCode):
+                    raise ConnectionLost(f"cannot subscribe to {entry.node}: {result}")
+                by_handle[first + offset] = entry
         while True:
             event = await sub.next_event(timeout=opts.interval + opts.timeout)
             if lost.is_set():

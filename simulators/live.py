@@ -9,7 +9,7 @@ measurement. ``run`` steps the simulators along a ``SimClock``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 
 from simulators.clock import SimClock
@@ -17,7 +17,7 @@ from simulators.machine import MachineSim, Reading
 from simulators.spec import MachineSpec
 from simulators.truth import GroundTruth
 
-OnReadings = Callable[[int, list[Reading]], None]  # machine index, its new readings
+OnReadings = Callable[[int, list[Reading]], Awaitable[None]]  # machine index, new readings
 
 
 class LiveFleet:
@@ -45,17 +45,19 @@ class LiveFleet:
         self.tick_s = min(tick_s, sample_interval_s / speed)
         self.reached = start
 
-    def step(self, until: datetime, on_readings: OnReadings | None = None) -> None:
-        """Advance every machine to ``until`` (synchronously: a server sees whole readings)."""
+    def step(self, until: datetime) -> list[tuple[int, list[Reading]]]:
+        """Advance every machine to ``until`` (synchronously: a server sees whole readings);
+        the new readings per machine."""
+        new: list[tuple[int, list[Reading]]] = []
         for index, sim in enumerate(self.sims):
             readings = sim.advance(until)
             if readings:
                 self.produced[index] += len(readings)
                 self.shown[index] += 1
                 self.latest[index] = readings[-1]
-                if on_readings is not None:
-                    on_readings(index, readings)
+                new.append((index, readings))
         self.reached = max(self.reached, until)
+        return new
 
     async def run(
         self, until: datetime | None = None, on_readings: OnReadings | None = None
@@ -64,7 +66,9 @@ class LiveFleet:
         while until is None or self.reached < until:
             now = self.clock.now()
             target = now if until is None else min(now, until)
-            self.step(target + timedelta(milliseconds=1), on_readings)
+            for index, readings in self.step(target + timedelta(milliseconds=1)):
+                if on_readings is not None:
+                    await on_readings(index, readings)
             await asyncio.sleep(self.tick_s)
 
     @property
