@@ -44,7 +44,7 @@ T0 = 1_772_400_000_000
 
 
 def f32(x: float) -> float:
-    return struct.unpack(">f", struct.pack(">f", x))[0]
+    return float(struct.unpack(">f", struct.pack(">f", x))[0])
 
 
 class Node:
