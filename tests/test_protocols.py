@@ -9,6 +9,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import signal
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -28,6 +31,7 @@ from edge.opcua import OpcuaReader, OpcuaSource
 from edge.sources import feed
 from ingest import IngestService, IngestSettings
 from runhours.services import free_port
+from runhours.serving import modbus_edge_config, opcua_edge_config
 from simulators import MachineSim, MachineSpec, fleet
 from simulators.live import LiveFleet
 from simulators.machine import RUN_COUNTER, Reading
@@ -402,3 +406,49 @@ def test_the_simulators_map_reads_back_exactly(settings: RunhoursSettings) -> No
     assert reading is not None and latest is not None
     assert reading.sample == latest.sample
     assert reading.counters == {RUN_COUNTER: float(int(latest.counters[RUN_COUNTER]))}
+
+
+def test_the_shipped_example_configs_are_the_simulators_maps() -> None:
+    spec = fleet(1, start=START)[0]
+    root = Path(__file__).resolve().parent.parent / "examples"
+    modbus = root / "modbus-edge.toml"
+    opcua = root / "opcua-edge.toml"
+    assert modbus.read_text(encoding="utf-8") == modbus_edge_config(spec, 1, "127.0.0.1", 5020)
+    assert opcua.read_text(encoding="utf-8") == opcua_edge_config(spec, "opc.tcp://127.0.0.1:4840/")
+    for path in (modbus, opcua):  # and the edge reads them
+        assert load_settings(EdgeSettings, path).edge.machine == spec.machine
+
+
+def test_simulate_serve_writes_edge_configs_that_read_the_served_machines(tmp_path: Path) -> None:
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "runhours", "simulate", "--serve", "modbus", "--machines", "3",
+         "--port", str(port), "--speed", "60", "--days", "1", "--edge-configs",
+         str(tmp_path / "edge"), "--ground-truth", str(tmp_path / "truth.json")],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        assert server.stdout is not None
+        for line in server.stdout:
+            if line.startswith("serving"):
+                break
+        settings = load_settings(EdgeSettings, tmp_path / "edge" / "pump-01.toml")
+        source = settings.edge.source
+        assert isinstance(source, ModbusSource) and source.port == port and source.unit == 2
+
+        async def poll() -> Any:
+            poller = ModbusPoller(source)
+            try:
+                for _ in range(100):
+                    if (reading := await poller.poll()) is not None:
+                        return reading
+                    await asyncio.sleep(0.1)
+            finally:
+                poller.close()
+
+        reading = asyncio.run(poll())
+        assert reading is not None and "flow_m3_h" in reading.sample.values
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(20) == 0
+    assert (tmp_path / "truth.json").exists()
