@@ -36,7 +36,7 @@ from simulators import MachineSim, MachineSpec, fleet
 from simulators.live import LiveFleet
 from simulators.machine import RUN_COUNTER, Reading
 from simulators.modbus_server import register_map, start_modbus_server
-from simulators.opcua_server import opcua_nodes, start_opcua_server
+from simulators.opcua_server import OpcuaSecurity, opcua_nodes, start_opcua_server
 from store import InfluxClient
 
 START = datetime(2026, 3, 2, 5, tzinfo=UTC)  # Monday 06:00 in Berlin: the first shift starts
@@ -452,3 +452,86 @@ def test_simulate_serve_writes_edge_configs_that_read_the_served_machines(tmp_pa
         server.send_signal(signal.SIGTERM)
         assert server.wait(20) == 0
     assert (tmp_path / "truth.json").exists()
+
+
+async def _certificate(folder: Path, name: str, uri: str, server: bool) -> tuple[Path, Path]:
+    from asyncua.crypto.cert_gen import setup_self_signed_certificate
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    use = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
+    key, cert = folder / f"{name}.pem", folder / f"{name}.der"
+    await setup_self_signed_certificate(key, cert, uri, "localhost", [use], {"commonName": name})
+    return cert, key
+
+
+def test_opcua_security_and_a_new_client_after_a_lost_server(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Only the account, signed and encrypted, reads; a wrong password gets nothing and one
+    log line; a server that goes away and comes back is met with a new client."""
+    caplog.set_level(logging.INFO, logger="runhours.edge.opcua")
+    spec = fleet(1, start=START, site="s", degrading=0)[0]
+    port = free_port()
+
+    async def main() -> tuple[OpcuaReader, OpcuaReader, list[Any]]:
+        server_cert, server_key = await _certificate(
+            tmp_path, "server", "urn:freeopcua:python:server", server=True
+        )
+        client_cert, client_key = await _certificate(
+            tmp_path, "client", "urn:freeopcua:client", server=False
+        )
+        security = OpcuaSecurity(server_cert, server_key, "edge", "s3cret-pass")
+        live = LiveFleet([spec], START, speed=60.0)
+
+        def reader(password: str) -> OpcuaReader:
+            return OpcuaReader(
+                opcua_options(
+                    spec,
+                    port,
+                    security="Basic256Sha256,SignAndEncrypt",
+                    certificate=client_cert,
+                    private_key=client_key,
+                    username="edge",
+                    password=password,
+                    reconnect_min=0.2,
+                    reconnect_max=0.4,
+                    timeout=2,
+                )
+            )
+
+        good, bad = reader("s3cret-pass"), reader("wrong")
+        got: list[Any] = []
+
+        async def collect(r: OpcuaReader, into: list[Any]) -> None:
+            async for batch in r.readings():
+                into.extend(batch)
+
+        server = await start_opcua_server(live, "127.0.0.1", port, security)
+        stepping = asyncio.create_task(live.run(on_readings=server.on_readings))
+        tasks = [asyncio.create_task(collect(good, got)), asyncio.create_task(collect(bad, []))]
+        while len(got) < 5:
+            await asyncio.sleep(0.1)
+        stepping.cancel()
+        await server.stop()  # the server goes away …
+        before = len(got)
+        while good.stats.outages == 0:
+            await asyncio.sleep(0.1)
+        server = await start_opcua_server(live, "127.0.0.1", port, security)  # … and is back
+        stepping = asyncio.create_task(live.run(on_readings=server.on_readings))
+        while len(got) < before + 5:
+            await asyncio.sleep(0.1)
+        for task in [*tasks, stepping]:
+            task.cancel()
+        await asyncio.gather(*tasks, stepping, return_exceptions=True)
+        await server.stop()
+        return good, bad, got
+
+    good, bad, got = asyncio.run(main())
+    assert bad.stats.samples == 0 and bad.stats.connects == 0 and bad.stats.outages == 1
+    assert good.stats.connects == 2 and good.stats.outages == 1
+    stamps = [r.sample.ts_ms for r in got]
+    assert stamps == sorted(set(stamps))  # the server's own times, none twice
+    lines = [r.getMessage() for r in caplog.records if r.name == "runhours.edge.opcua"]
+    assert len([line for line in lines if "no samples until it answers" in line]) == 2, lines
+    assert len([line for line in lines if "answers again" in line]) == 1, lines
+    print("\n" + "\n".join(lines))
