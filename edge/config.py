@@ -31,6 +31,7 @@ from edge.buffer import SampleBuffer
 from edge.modbus import ModbusSource
 from edge.mqtt import Broker
 from edge.opcua import OpcuaSource
+from edge.sources import CsvColumns
 
 _DURATION = re.compile(r"(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>ms|s|m|h|d|w)?")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
@@ -110,6 +111,7 @@ class CsvSource(_Section):
     type: Literal["csv"]
     path: Path
     speed: Speed = None  # None/"max": as fast as the buffer takes it; 1 = original pace
+    columns: CsvColumns | None = None  # a recorded file with its own columns (edge/README.md)
 
 
 def _source_type(value: Any) -> str:

@@ -30,7 +30,12 @@ def csv_factory(options: CsvSource) -> SourceFactory:
     """The CSV replay, resuming after the newest sample the buffer ever took."""
 
     def make(buffer: SampleBuffer) -> AsyncIterator[Sequence[Reading]]:
-        return csv_source(options.path, speed=options.speed, after_ts_ms=buffer.last_ts_ms)
+        return csv_source(
+            options.path,
+            speed=options.speed,
+            after_ts_ms=buffer.last_ts_ms,
+            columns=options.columns,
+        )
 
     return make
 
