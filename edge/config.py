@@ -28,9 +28,9 @@ from contract.settings import RunhoursSettings
 from contract.topics import ID_PATTERN
 from edge.agent import AgentOptions
 from edge.buffer import SampleBuffer
-from edge.modbus import ModbusSource
+from edge.modbus_map import ModbusSource
 from edge.mqtt import Broker
-from edge.opcua import OpcuaSource
+from edge.opcua_config import OpcuaSource
 from edge.sources import CsvColumns
 
 _DURATION = re.compile(r"(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>ms|s|m|h|d|w)?")

@@ -303,3 +303,39 @@ def unwrap(raw: int, last_raw: int | None, wraps: int, modulus: int) -> int:
     if last_raw is not None and raw < last_raw and last_raw - raw > modulus // 2:
         return wraps + 1
     return wraps
+
+
+class ModbusSource(BaseModel):
+    """``[edge.source] type = "modbus"``: a Modbus TCP device (or gateway) and its map."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["modbus"]
+    host: str
+    port: int = Field(default=502, ge=1, le=65535)
+    unit: int = Field(default=1, ge=0, le=255)  # unit id of entries that name none
+    poll_interval: float = Field(default=1.0, gt=0, le=3600)  # s between polls
+    timeout: float = Field(default=1.0, gt=0, le=60)  # s per request
+    reconnect_min: float = Field(default=0.5, gt=0)  # s, doubled per failed attempt …
+    reconnect_max: float = Field(default=30.0, gt=0)  # … up to this
+    max_registers: int = Field(default=MAX_REGISTERS_PER_READ, ge=1, le=MAX_REGISTERS_PER_READ)
+    max_gap: int = Field(default=8, ge=0, le=124)  # unused registers read to save a request
+    values: list[ValueEntry] = []
+    state: StateEntry | None = None
+    hour_meter: MeterEntry | None = None
+    timestamp: ClockEntry | None = None
+
+    @model_validator(mode="after")
+    def _map(self) -> ModbusSource:
+        if not self.values and self.state is None:
+            raise ValueError("the register map has no values and no state: a sample needs one")
+        if self.reconnect_max < self.reconnect_min:
+            raise ValueError("reconnect_max must be >= reconnect_min")
+        self.fields()  # overlapping entries, duplicate names
+        return self
+
+    def fields(self) -> list[Field_]:
+        return fields_of(self.values, self.state, self.hour_meter, self.timestamp, self.unit)
+
+    def reads(self) -> list[Read]:
+        return plan_reads(self.fields(), self.max_registers, self.max_gap)

@@ -22,8 +22,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from asyncua import ua
 from asyncua.client.client import Client
@@ -31,128 +30,12 @@ from asyncua.common.node import Node
 from asyncua.common.subscription import DataChangeEvent, StatusChangeEvent, Subscription
 from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.uaerrors import UaError
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from contract import STATES, Sample, State, from_epoch_ms, to_epoch_ms
-from contract.payloads import VALUE_NAME
+from edge.opcua_config import COUNTER, OpcuaMeter, OpcuaSource, OpcuaState, OpcuaValue, _Node
 from edge.readings import EdgeReading
 
 log = logging.getLogger("runhours.edge.opcua")
-
-COUNTER = "run_seconds_total"
-Security = Literal[
-    "None",
-    "Basic256Sha256,Sign",
-    "Basic256Sha256,SignAndEncrypt",
-    "Aes128Sha256RsaOaep,Sign",
-    "Aes128Sha256RsaOaep,SignAndEncrypt",
-    "Aes256Sha256RsaPss,Sign",
-    "Aes256Sha256RsaPss,SignAndEncrypt",
-]
-
-
-def _node_id(value: str) -> str:
-    try:
-        ua.NodeId.from_string(value)
-    except Exception:  # asyncua raises several types for a malformed id
-        raise ValueError(
-            f"{value!r} is not an OPC UA node id (e.g. 'ns=2;s=cnc-01.SpindleSpeed' or 'i=2258')"
-        ) from None
-    return value
-
-
-class _Node(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    node: str
-
-    @field_validator("node")
-    @classmethod
-    def _node(cls, value: str) -> str:
-        return _node_id(value)
-
-
-class OpcuaValue(_Node):
-    """``[[edge.source.values]]``: one node → one value, ``value·scale + offset``."""
-
-    name: str
-    scale: float = 1.0
-    offset: float = 0.0
-    deadband: float = Field(default=0.0, ge=0)  # absolute; 0 = every change (subscribe mode)
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, name: str) -> str:
-        if not VALUE_NAME.fullmatch(name):
-            raise ValueError(
-                f"{name!r} is not a value name ([a-z][a-z0-9_]{{0,63}}, with its unit as "
-                "suffix, e.g. spindle_speed_rpm)"
-            )
-        return name
-
-
-class OpcuaState(_Node):
-    """``[edge.source.state]``: the state node; a string that is a state name is taken as it
-    is, other values (an enumeration's number, a vendor's word) through ``map``."""
-
-    map: dict[str, State] = {}
-
-
-class OpcuaMeter(_Node):
-    """``[edge.source.hour_meter]``: operating hours → seconds (``scale``: 0.001 for a
-    Duration in ms, as OPC UA DI's ``OperationDuration``; 3600 for hours)."""
-
-    scale: float = Field(default=0.001, gt=0)
-
-
-class OpcuaSource(BaseModel):
-    """``[edge.source] type = "opcua"``: an OPC UA server and the nodes to read."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    type: Literal["opcua"]
-    url: str = Field(pattern=r"^opc\.tcp://")
-    mode: Literal["subscribe", "poll"] = "subscribe"
-    interval: float = Field(default=1.0, gt=0, le=3600)  # publishing / polling interval (s)
-    queue_size: int = Field(default=100, ge=1, le=100_000)  # changes a server queues per node
-    timeout: float = Field(default=5.0, gt=0, le=120)  # s per request
-    reconnect_min: float = Field(default=0.5, gt=0)
-    reconnect_max: float = Field(default=30.0, gt=0)
-    security: Security = "None"  # policy,mode
-    certificate: Path | None = None  # this client's certificate (DER or PEM) …
-    private_key: Path | None = None  # … and its key: for security, and as identity
-    server_certificate: Path | None = None  # pin the server's certificate
-    username: str | None = None
-    password: SecretStr | None = None
-    values: list[OpcuaValue] = []
-    state: OpcuaState | None = None
-    hour_meter: OpcuaMeter | None = None
-
-    @model_validator(mode="after")
-    def _complete(self) -> OpcuaSource:
-        if not self.values and self.state is None:
-            raise ValueError("no values and no state to read: a sample needs one")
-        if self.reconnect_max < self.reconnect_min:
-            raise ValueError("reconnect_max must be >= reconnect_min")
-        if self.security != "None" and (self.certificate is None or self.private_key is None):
-            raise ValueError(f"security {self.security!r} needs certificate and private_key")
-        if (self.certificate is None) != (self.private_key is None):
-            raise ValueError("certificate and private_key go together")
-        if (self.username is None) != (self.password is None):
-            raise ValueError("username and password go together")
-        names = [v.name for v in self.values]
-        nodes = [n.node for n in self._entries()]
-        for i, name in enumerate(names):
-            if name in names[:i] or name == COUNTER:
-                raise ValueError(f"values[{i}]: the name {name!r} is taken")
-        for node in nodes:
-            if nodes.count(node) > 1:
-                raise ValueError(f"node {node!r} is mapped twice")
-        return self
-
-    def _entries(self) -> list[_Node]:
-        extra = [e for e in (self.state, self.hour_meter) if e is not None]
-        return [*self.values, *extra]
 
 
 @dataclass

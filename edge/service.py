@@ -16,8 +16,8 @@ from typing import Any
 from edge.agent import AgentStats, EdgeAgent
 from edge.buffer import SampleBuffer
 from edge.config import CsvSource, EdgeSettings
-from edge.modbus import ModbusSource, modbus_source
-from edge.opcua import OpcuaReader, OpcuaSource
+from edge.modbus_map import ModbusSource
+from edge.opcua_config import OpcuaSource
 from edge.readings import Reading
 from edge.sources import csv_source, feed
 
@@ -44,6 +44,8 @@ def modbus_factory(options: ModbusSource) -> SourceFactory:
     """Poll a Modbus TCP device; the hour meter's rollovers are kept in the buffer."""
 
     def make(buffer: SampleBuffer) -> AsyncIterator[Sequence[Reading]]:
+        from edge.modbus import modbus_source  # pymodbus only where a PLC is read
+
         return modbus_source(options, buffer)
 
     return make
@@ -53,6 +55,8 @@ def opcua_factory(options: OpcuaSource) -> SourceFactory:
     """Subscribe to (or poll) an OPC UA server."""
 
     def make(_buffer: SampleBuffer) -> AsyncIterator[Sequence[Reading]]:
+        from edge.opcua import OpcuaReader  # asyncua only where a server is read
+
         return OpcuaReader(options).readings()
 
     return make

@@ -25,9 +25,10 @@ from contract import MachineRef, from_epoch_ms
 from contract.settings import RunhoursSettings, SettingsError, load_settings
 from edge import AgentOptions, EdgeAgent
 from edge.config import EdgeOptions, EdgeSettings
-from edge.modbus import ModbusPoller, ModbusSource, modbus_source
-from edge.modbus_map import decode, encode, fields_of, plan_reads, unwrap
-from edge.opcua import OpcuaReader, OpcuaSource
+from edge.modbus import ModbusPoller, modbus_source
+from edge.modbus_map import ModbusSource, decode, encode, fields_of, plan_reads, unwrap
+from edge.opcua import OpcuaReader
+from edge.opcua_config import OpcuaSource
 from edge.sources import feed
 from ingest import IngestService, IngestSettings
 from runhours.services import free_port
@@ -535,3 +536,31 @@ def test_opcua_security_and_a_new_client_after_a_lost_server(
     assert len([line for line in lines if "no samples until it answers" in line]) == 2, lines
     assert len([line for line in lines if "answers again" in line]) == 1, lines
     print("\n" + "\n".join(lines))
+
+
+def test_opcua_polling_stamps_samples_with_the_servers_time() -> None:
+    spec = fleet(1, start=START, site="s", degrading=0)[0]
+    port = free_port()
+
+    async def main() -> list[Any]:
+        live = LiveFleet([spec], START, speed=60.0)
+        server = await start_opcua_server(live, "127.0.0.1", port)
+        stepping = asyncio.create_task(live.run(on_readings=server.on_readings))
+        reader = OpcuaReader(opcua_options(spec, port, mode="poll", interval=0.2))
+        got: list[Any] = []
+        async for batch in reader.readings():
+            got.extend(batch)
+            if len(got) >= 3:
+                break
+        stepping.cancel()
+        await asyncio.gather(stepping, return_exceptions=True)
+        await server.stop()
+        return got
+
+    got = asyncio.run(main())
+    truth = MachineSim(spec, START, sample_interval_s=INTERVAL_S).advance(
+        START + timedelta(hours=1)
+    )
+    by_ts = {r.sample.ts_ms: r for r in truth}
+    for reading in got:  # each is the reading the server showed, at its own time
+        assert reading.sample == by_ts[reading.sample.ts_ms].sample

@@ -251,6 +251,23 @@ def test_seq_wraps_and_a_stale_death_is_ignored() -> None:
     assert message("NDEATH", None, bd_seq=3).points == 1  # this session's: offline
 
 
+def test_historical_metrics_land_at_their_own_time_and_transient_ones_nowhere() -> None:
+    decoder = SparkplugDecoder(SparkplugOptions(enabled=True))
+    birth = pb.Payload(timestamp=T0, seq=0)
+    birth.metrics.add(name="load_pct", alias=1, datatype=pb.Double, double_value=1.0)
+    decoder.decode("spBv1.0/g/NBIRTH/n", birth.SerializeToString(), T0)
+    data = pb.Payload(timestamp=T0 + 5000, seq=1)
+    data.metrics.add(alias=1, double_value=2.0, timestamp=T0 - 60_000, is_historical=True)
+    data.metrics.add(alias=1, double_value=3.0)  # live, at the payload's time
+    data.metrics.add(name="scratch_pct", datatype=pb.Double, double_value=9.0, is_transient=True)
+    decoded, command = decoder.decode("spBv1.0/g/NDATA/n", data.SerializeToString(), T0)
+    assert command is None and decoded.valid
+    assert decoded.lines.decode().splitlines() == [
+        f"telemetry,line=n,machine=n,site=g load_pct=2.0 {T0 - 60_000}",
+        f"telemetry,line=n,machine=n,site=g load_pct=3.0 {T0 + 5000}",
+    ]
+
+
 def test_sparkplug_b_pb2_is_what_protoc_makes_of_the_proto(tmp_path: Path) -> None:
     subprocess.run([str(ROOT / "scripts" / "protoc"), str(tmp_path)], check=True, cwd=ROOT)
     for name in ("sparkplug_b_pb2.py", "sparkplug_b_pb2.pyi"):

@@ -14,8 +14,8 @@ from contract.settings import SettingsError
 from edge import Reading
 from edge.buffer import EdgeBufferError, SampleBuffer
 from edge.config import CsvSource, EdgeSettings, SimulatorSource
-from edge.modbus import ModbusSource
-from edge.opcua import OpcuaSource
+from edge.modbus_map import ModbusSource
+from edge.opcua_config import OpcuaSource
 from edge.service import SourceFactory, csv_factory, modbus_factory, opcua_factory, serve
 from edge.sources import SourceError
 from runhours.commands._common import ConfigOption, console, fail, load

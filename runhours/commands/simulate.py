@@ -9,7 +9,7 @@ import signal
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from rich.table import Table
@@ -18,9 +18,10 @@ from edge.buffer import EdgeBufferError
 from edge.config import EdgeSettings, parse_speed
 from runhours.commands._common import ConfigOption, console, fail, load
 from runhours.fleet import FleetError, FleetRun, run_fleet
-from runhours.serving import DEFAULT_PORT, Protocol, serve_fleet, write_edge_configs
 from simulators import MachineSpec, fleet
-from simulators.opcua_server import OpcuaSecurity
+
+if TYPE_CHECKING:
+    from simulators.opcua_server import OpcuaSecurity
 
 app = typer.Typer(
     help="Simulate a fleet of machines (CNC mills, pumps, compressors; one wearing out a "
@@ -77,7 +78,7 @@ def simulate(
         bool | None, typer.Option(help="Progress bars (default: on a terminal).")
     ] = None,
     serve: Annotated[
-        Protocol | None,
+        Literal["modbus", "opcua"] | None,
         typer.Option(
             help="Instead of publishing, serve the machines over a real protocol until "
             "--days are simulated or Ctrl-C: 'modbus' (Modbus TCP, one unit id per machine, "
@@ -164,7 +165,7 @@ def _opcua_security(user: str | None, cert: Path | None, key: Path | None) -> Op
 
 def _serve(
     settings: EdgeSettings,
-    protocol: Protocol,
+    protocol: Literal["modbus", "opcua"],
     machines: int,
     days: float,
     speed: str,
@@ -179,6 +180,8 @@ def _serve(
     edge_configs: Path | None,
     security: OpcuaSecurity | None,
 ) -> None:
+    from runhours.serving import DEFAULT_PORT, serve_fleet, write_edge_configs  # pymodbus, asyncua
+
     loopback = host in ("127.0.0.1", "::1", "localhost")
     if not loopback and (protocol == "modbus" or security is None):
         fail(
