@@ -32,7 +32,7 @@ from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.uaerrors import UaError
 
 from contract import STATES, Sample, State, from_epoch_ms, to_epoch_ms
-from edge.opcua_config import COUNTER, OpcuaMeter, OpcuaSource, OpcuaState, OpcuaValue, _Node
+from edge.opcua_config import COUNTER, NodeEntry, OpcuaMeter, OpcuaSource, OpcuaState, OpcuaValue
 from edge.readings import EdgeReading
 
 log = logging.getLogger("runhours.edge.opcua")
@@ -129,17 +129,17 @@ class OpcuaReader:
             with contextlib.suppress(Exception):  # the connection may already be gone
                 await asyncio.wait_for(client.disconnect(), opts.timeout)
 
-    def _targets(self, client: Client) -> list[tuple[Node, _Node]]:
-        return [(client.get_node(e.node), e) for e in self.options._entries()]
+    def _targets(self, client: Client) -> list[tuple[Node, NodeEntry]]:
+        return [(client.get_node(e.node), e) for e in self.options.entries()]
 
     async def _subscribe(
         self, client: Client, lost: asyncio.Event
     ) -> AsyncIterator[list[EdgeReading]]:
         opts = self.options
         sub: Subscription = await client.create_subscription(opts.interval * 1000, queue_maxsize=0)
-        by_handle: dict[int, _Node] = {}
+        by_handle: dict[int, NodeEntry] = {}
         # One request per filter, so a server reports a reading's first values together.
-        groups: dict[float, list[tuple[Node, _Node]]] = {}
+        groups: dict[float, list[tuple[Node, NodeEntry]]] = {}
         for node, entry in self._targets(client):
             deadband = entry.deadband if isinstance(entry, OpcuaValue) else 0.0
             groups.setdefault(deadband, []).append((node, entry))
@@ -202,7 +202,7 @@ class OpcuaReader:
     # -- values → samples -----------------------------------------------------------------
 
     def _take(
-        self, parts: dict[int, _Parts], entry: _Node, value: ua.DataValue, at: int | None = None
+        self, parts: dict[int, _Parts], entry: NodeEntry, value: ua.DataValue, at: int | None = None
     ) -> None:
         if value.StatusCode is not None and not value.StatusCode.is_good():
             self.stats.bad_values += 1

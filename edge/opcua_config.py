@@ -38,7 +38,7 @@ def _node_id(value: str) -> str:
     return value
 
 
-class _Node(BaseModel):
+class NodeEntry(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     node: str
@@ -49,7 +49,7 @@ class _Node(BaseModel):
         return _node_id(value)
 
 
-class OpcuaValue(_Node):
+class OpcuaValue(NodeEntry):
     """``[[edge.source.values]]``: one node → one value, ``value·scale + offset``."""
 
     name: str
@@ -68,14 +68,14 @@ class OpcuaValue(_Node):
         return name
 
 
-class OpcuaState(_Node):
+class OpcuaState(NodeEntry):
     """``[edge.source.state]``: the state node; a string that is a state name is taken as it
     is, other values (an enumeration's number, a vendor's word) through ``map``."""
 
     map: dict[str, State] = {}
 
 
-class OpcuaMeter(_Node):
+class OpcuaMeter(NodeEntry):
     """``[edge.source.hour_meter]``: operating hours → seconds (``scale``: 0.001 for a
     Duration in ms, as OPC UA DI's ``OperationDuration``; 3600 for hours)."""
 
@@ -118,7 +118,7 @@ class OpcuaSource(BaseModel):
         if (self.username is None) != (self.password is None):
             raise ValueError("username and password go together")
         names = [v.name for v in self.values]
-        nodes = [n.node for n in self._entries()]
+        nodes = [n.node for n in self.entries()]
         for i, name in enumerate(names):
             if name in names[:i] or name == COUNTER:
                 raise ValueError(f"values[{i}]: the name {name!r} is taken")
@@ -127,6 +127,6 @@ class OpcuaSource(BaseModel):
                 raise ValueError(f"node {node!r} is mapped twice")
         return self
 
-    def _entries(self) -> list[_Node]:
+    def entries(self) -> list[NodeEntry]:
         extra = [e for e in (self.state, self.hour_meter) if e is not None]
         return [*self.values, *extra]

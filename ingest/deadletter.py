@@ -128,7 +128,9 @@ class DeadLetterStore:
                     if seen is None
                     else replace(seen, reason=letter.reason, count=seen.count + 1)
                 )
-        return sorted(by_id.values(), key=lambda d: (d.received_at, d.id))
+        # Oldest first; letters received in the same millisecond keep the order they were
+        # stored in (arrival order), which sorting by id would shuffle.
+        return sorted(by_id.values(), key=lambda d: d.received_at)
 
     def replayed(self) -> set[str]:
         """Ids already replayed successfully."""
