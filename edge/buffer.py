@@ -254,6 +254,21 @@ class SampleBuffer:
         row = self._db.execute("SELECT value FROM meta WHERE key = 'last_ts_ms'").fetchone()
         return None if row is None else int(row[0])
 
+    def source_state(self, key: str) -> int | None:
+        """A number the source keeps across restarts (e.g. an hour meter's rollovers)."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (f"source.{key}",))
+        found = row.fetchone()
+        return None if found is None else int(found[0])
+
+    def keep_source_state(self, values: Mapping[str, int]) -> None:
+        """Persist numbers for ``source_state`` (one transaction)."""
+
+        def store() -> None:
+            for key, value in values.items():
+                self._set_meta(f"source.{key}", value)
+
+        self._transaction(store)
+
     @property
     def seq(self) -> int:
         """The ``seq`` the next new message will carry."""

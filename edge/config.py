@@ -28,7 +28,10 @@ from contract.settings import RunhoursSettings
 from contract.topics import ID_PATTERN
 from edge.agent import AgentOptions
 from edge.buffer import SampleBuffer
+from edge.modbus_map import ModbusSource
 from edge.mqtt import Broker
+from edge.opcua_config import OpcuaSource
+from edge.sources import CsvColumns
 
 _DURATION = re.compile(r"(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>ms|s|m|h|d|w)?")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
@@ -108,6 +111,7 @@ class CsvSource(_Section):
     type: Literal["csv"]
     path: Path
     speed: Speed = None  # None/"max": as fast as the buffer takes it; 1 = original pace
+    columns: CsvColumns | None = None  # a recorded file with its own columns (edge/README.md)
 
 
 def _source_type(value: Any) -> str:
@@ -119,7 +123,10 @@ def _source_type(value: Any) -> str:
 
 
 SourceOptions = Annotated[
-    Annotated[SimulatorSource, Tag("simulator")] | Annotated[CsvSource, Tag("csv")],
+    Annotated[SimulatorSource, Tag("simulator")]
+    | Annotated[CsvSource, Tag("csv")]
+    | Annotated[ModbusSource, Tag("modbus")]
+    | Annotated[OpcuaSource, Tag("opcua")],
     Discriminator(_source_type),
 ]
 

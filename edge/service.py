@@ -16,6 +16,8 @@ from typing import Any
 from edge.agent import AgentStats, EdgeAgent
 from edge.buffer import SampleBuffer
 from edge.config import CsvSource, EdgeSettings
+from edge.modbus_map import ModbusSource
+from edge.opcua_config import OpcuaSource
 from edge.readings import Reading
 from edge.sources import csv_source, feed
 
@@ -28,7 +30,34 @@ def csv_factory(options: CsvSource) -> SourceFactory:
     """The CSV replay, resuming after the newest sample the buffer ever took."""
 
     def make(buffer: SampleBuffer) -> AsyncIterator[Sequence[Reading]]:
-        return csv_source(options.path, speed=options.speed, after_ts_ms=buffer.last_ts_ms)
+        return csv_source(
+            options.path,
+            speed=options.speed,
+            after_ts_ms=buffer.last_ts_ms,
+            columns=options.columns,
+        )
+
+    return make
+
+
+def modbus_factory(options: ModbusSource) -> SourceFactory:
+    """Poll a Modbus TCP device; the hour meter's rollovers are kept in the buffer."""
+
+    def make(buffer: SampleBuffer) -> AsyncIterator[Sequence[Reading]]:
+        from edge.modbus import modbus_source  # pymodbus only where a PLC is read
+
+        return modbus_source(options, buffer)
+
+    return make
+
+
+def opcua_factory(options: OpcuaSource) -> SourceFactory:
+    """Subscribe to (or poll) an OPC UA server."""
+
+    def make(_buffer: SampleBuffer) -> AsyncIterator[Sequence[Reading]]:
+        from edge.opcua import OpcuaReader  # asyncua only where a server is read
+
+        return OpcuaReader(options).readings()
 
     return make
 
@@ -39,12 +68,14 @@ async def serve(
     *,
     signals: Sequence[signal.Signals] = (signal.SIGTERM, signal.SIGINT),
     on_started: Callable[[EdgeAgent], None] | None = None,
+    live: bool = False,
 ) -> AgentStats:
     """Run one agent and its source until a signal; then stop gracefully. Returns its stats.
 
     On the signal the source stops first, then the agent publishes what it can within
     ``stop_timeout`` and goes offline. A failing source (e.g. a bad CSV row) stops the agent
-    the same way and its error is raised afterwards.
+    the same way and its error is raised afterwards. A ``live`` source (a machine being
+    read) never waits for the buffer: its bounds decide what is kept.
     """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -61,7 +92,9 @@ async def serve(
                 buffer.count,
             )
             run = asyncio.create_task(agent.run())
-            feeder = asyncio.create_task(feed(agent, make_source(buffer)))
+            feeder = asyncio.create_task(
+                feed(agent, make_source(buffer), high_water=None if live else 5000)
+            )
             stopper = asyncio.create_task(stop.wait())
             if on_started is not None:
                 on_started(agent)

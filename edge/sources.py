@@ -26,11 +26,13 @@ import asyncio
 import csv
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from contract import STATES, Sample
+from contract import STATES, Sample, State, to_epoch_ms
 from contract.payloads import VALUE_NAME
 from edge.agent import EdgeAgent
 from edge.readings import EdgeReading, Reading
@@ -41,6 +43,123 @@ CHUNK = 500  # readings per hand-over at full speed
 
 class SourceError(ValueError):
     """A source cannot be read; the message names the file, line and column."""
+
+
+class ColumnState(BaseModel):
+    """``[edge.source.columns.state]``: the state from one column, by a map of its texts or
+    by a threshold on its magnitude (a spindle that turns is running)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    column: str
+    map: dict[str, State] = {}  # cell text → state
+    running_above: float | None = None  # |number| above it: running …
+    otherwise: State = "idle"  # … else this
+
+    @model_validator(mode="after")
+    def _one_way(self) -> ColumnState:
+        if bool(self.map) == (self.running_above is not None):
+            raise ValueError("give either map or running_above")
+        return self
+
+
+class CsvColumns(BaseModel):
+    """``[edge.source.columns]``: read a recorded file with its own column names (e.g. a
+    machine's data logger export): which column is what. Without a time column the rows
+    are ``interval`` seconds apart from ``start``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    time: str | None = None  # a column with RFC 3339 times (with zone) or epoch ms
+    start: datetime | None = None  # … or: the first row's time
+    interval: float | None = Field(default=None, gt=0)  # … and seconds between rows
+    values: dict[str, str]  # value name → column
+    state: ColumnState | None = None
+    hour_meter: str | None = None  # a column of running seconds → run_seconds_total
+
+    @field_validator("values")
+    @classmethod
+    def _names(cls, values: dict[str, str]) -> dict[str, str]:
+        for name in values:
+            if not VALUE_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is not a value name ([a-z][a-z0-9_]{{0,63}})")
+        return values
+
+    @model_validator(mode="after")
+    def _clock(self) -> CsvColumns:
+        if (self.time is None) == (self.start is None or self.interval is None):
+            raise ValueError("give either time (a column) or start and interval")
+        if self.start is not None and self.start.tzinfo is None:
+            raise ValueError("start needs a time zone (e.g. 2018-04-01T09:00:00Z)")
+        return self
+
+
+def read_mapped_csv(
+    path: Path, columns: CsvColumns, *, after_ts_ms: int | None = None
+) -> Iterator[EdgeReading]:
+    """Read a recorded file through ``columns``; rows with ``ts <= after_ts_ms`` are skipped.
+    An empty cell is no value; a cell that is not a number is an error naming it."""
+    try:
+        handle = path.open(newline="", encoding="utf-8-sig")
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot open the CSV source: {exc.strerror}") from None
+    with handle:
+        reader = csv.DictReader(handle)
+        wanted = [*columns.values.values(), columns.time, columns.hour_meter]
+        wanted.append(columns.state.column if columns.state is not None else None)
+        missing = sorted({c for c in wanted if c is not None} - set(reader.fieldnames or []))
+        if missing:
+            raise SourceError(f"{path}:1: no column {', '.join(map(repr, missing))}")
+        start_ms = None if columns.start is None else to_epoch_ms(columns.start)
+        step_ms = None if columns.interval is None else round(columns.interval * 1000)
+        previous: int | None = None
+        for index, row in enumerate(reader):
+            line = index + 2
+            if start_ms is not None and step_ms is not None:
+                ts: Any = start_ms + index * step_ms
+            else:
+                raw = (row[columns.time or ""] or "").strip()
+                ts = int(raw) if raw.isdigit() else raw
+            values = {name: _number(path, line, column, row[column])
+                      for name, column in columns.values.items() if (row[column] or "").strip()}  # fmt: skip
+            state = _state(path, line, columns.state, row) if columns.state else None
+            counters = {}
+            if columns.hour_meter and (row[columns.hour_meter] or "").strip():
+                counters["run_seconds_total"] = _number(
+                    path, line, columns.hour_meter, row[columns.hour_meter]
+                )
+            if state is None and not values:
+                continue
+            try:
+                sample = Sample.model_validate({"ts": ts, "state": state, "values": values})
+            except ValidationError as exc:
+                raise SourceError(f"{path}:{line}: {exc.errors()[0]['msg']}") from None
+            if previous is not None and sample.ts_ms <= previous:
+                raise SourceError(f"{path}:{line}: time must increase strictly")
+            previous = sample.ts_ms
+            if after_ts_ms is None or sample.ts_ms > after_ts_ms:
+                yield EdgeReading(sample, counters)
+
+
+def _number(path: Path, line: int, column: str, cell: str | None) -> float:
+    try:
+        return float((cell or "").strip())
+    except ValueError:
+        raise SourceError(f"{path}:{line}: column {column}: {cell!r} is not a number") from None
+
+
+def _state(path: Path, line: int, rule: ColumnState, row: dict[str, str]) -> State | None:
+    cell = (row[rule.column] or "").strip()
+    if not cell:
+        return None
+    if rule.map:
+        if cell not in rule.map:
+            raise SourceError(f"{path}:{line}: column {rule.column}: {cell!r} is not in state.map")
+        return rule.map[cell]
+    assert rule.running_above is not None
+    return "running" if abs(_number(path, line, rule.column, cell)) > rule.running_above else (
+        rule.otherwise
+    )  # fmt: skip
 
 
 def read_csv(path: Path, *, after_ts_ms: int | None = None) -> Iterator[EdgeReading]:
@@ -112,11 +231,20 @@ def _parse_row(path: Path, line: int, names: list[str], row: list[str]) -> EdgeR
 
 
 async def csv_source(
-    path: Path, *, speed: float | None = None, after_ts_ms: int | None = None
+    path: Path,
+    *,
+    speed: float | None = None,
+    after_ts_ms: int | None = None,
+    columns: CsvColumns | None = None,
 ) -> AsyncIterator[list[EdgeReading]]:
     """Replay a CSV file: at full speed (``speed=None``) in chunks, or paced at ``speed`` ×
-    the original pace (the first replayed row is due at once)."""
-    rows = read_csv(path, after_ts_ms=after_ts_ms)
+    the original pace (the first replayed row is due at once). ``columns``: a recorded file
+    with its own column names."""
+    rows = (
+        read_csv(path, after_ts_ms=after_ts_ms)
+        if columns is None
+        else read_mapped_csv(path, columns, after_ts_ms=after_ts_ms)
+    )
     if speed is None:
         chunk: list[EdgeReading] = []
         for reading in rows:

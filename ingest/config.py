@@ -10,12 +10,75 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from contract import ContractError, validate_id
+from contract import ContractError, State, validate_id
+from contract.payloads import VALUE_NAME
 from contract.settings import RunhoursSettings
 
 # MQTT 5 limits: Receive Maximum is a two-byte integer > 0, Session Expiry four bytes.
 RECEIVE_MAXIMUM_LIMIT = 65_535
 SESSION_NEVER_EXPIRES = 0xFFFF_FFFF
+
+
+_PLACES = {"site": ("group", "node"), "line": ("group", "node"),
+           "machine": ("group", "node", "device"), "node_machine": ("group", "node")}  # fmt: skip
+
+
+class SparkplugOptions(BaseModel):
+    """``[ingest.sparkplug]``: also take Sparkplug B edge nodes (docs/sparkplug.md).
+
+    Group, edge node and device ids map onto site, line and machine through templates
+    (``{group}``, ``{node}``, ``{device}``); the edge node's own metrics (NBIRTH/NDATA) go to
+    the machine ``node_machine``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False
+    host_id: str = Field(
+        default="runhours", description="primary host id: STATE on spBv1.0/STATE/<host_id>"
+    )
+    group: str = Field(default="+", description="only this Sparkplug group; '+' = every group")
+    site: str = "{group}"
+    line: str = "{node}"
+    machine: str = "{device}"
+    node_machine: str = "{node}"
+    state_metric: str = Field(default="state", description="the metric that holds the state")
+    state_map: dict[str, State] = Field(
+        default_factory=dict, description="state metric value → state (names map themselves)"
+    )
+    metrics: dict[str, str] = Field(
+        default_factory=dict,
+        description="metric name → value name; other names are lower-cased, with every "
+        "run of other characters as one '_' (Spindle/Speed rpm → spindle_speed_rpm)",
+    )
+    rebirth_interval: float = Field(
+        default=10.0, gt=0, description="seconds between two rebirth requests to one node"
+    )
+
+    @field_validator("host_id", "group")
+    @classmethod
+    def _topic_level(cls, value: str, info: Any) -> str:
+        if value == "+" and info.field_name == "group":
+            return value
+        if not value or any(c in value for c in "/+#"):
+            raise ValueError(f"{value!r} cannot be an MQTT topic level")
+        return value
+
+    @model_validator(mode="after")
+    def _templates(self) -> SparkplugOptions:
+        for place, allowed in _PLACES.items():
+            template = getattr(self, place)
+            try:
+                template.format(**{name: "x" for name in allowed})
+            except (KeyError, IndexError, ValueError):
+                raise ValueError(
+                    f"{place}: {template!r} may use only "
+                    + ", ".join("{" + name + "}" for name in allowed)
+                ) from None
+        for name, value in self.metrics.items():
+            if not VALUE_NAME.fullmatch(value):
+                raise ValueError(f"metrics.{name}: {value!r} is not a value name")
+        return self
 
 
 class IngestOptions(BaseModel):
@@ -87,6 +150,7 @@ class IngestOptions(BaseModel):
     stats_interval: float = Field(
         default=10.0, ge=0, description="write an ingest_stats point this often (s); 0 = off"
     )
+    sparkplug: SparkplugOptions = SparkplugOptions()
 
     @field_validator("site")
     @classmethod
@@ -110,6 +174,11 @@ class IngestOptions(BaseModel):
             raise ValueError("retry_initial must not exceed retry_max")
         if self.reconnect_min_delay > self.reconnect_max_delay:
             raise ValueError("reconnect_min_delay must not exceed reconnect_max_delay")
+        if self.sparkplug.enabled and self.share_group:
+            raise ValueError(
+                "sparkplug needs every message of an edge node in one worker (births, aliases, "
+                "seq): do not combine it with share_group; pin groups to workers instead"
+            )
         return self
 
 

@@ -39,6 +39,8 @@ class Decoded:
     offset: int | None = None
     samples: int = 0
     delivered: tuple[int, int | None] | None = None
+    # The sender's numbering starts afresh at ``seq`` (a Sparkplug NBIRTH): not a gap.
+    restart: bool = False
 
     @property
     def valid(self) -> bool:

@@ -13,6 +13,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from contract import status_subscription, telemetry_subscription
+from contract.sparkplug import data_subscriptions
 from ingest.config import IngestSettings
 
 # The broker's own counters (Mosquitto): messages it dropped (queue limits), and its uptime
@@ -33,10 +34,16 @@ def connect_properties(max_inflight: int, session_expiry: int) -> Properties:
     return props
 
 
-def subscriptions(site: str, share_group: str | None) -> list[tuple[str, SubscribeOptions]]:
+def subscriptions(
+    site: str, share_group: str | None, sparkplug_group: str | None = None
+) -> list[tuple[str, SubscribeOptions]]:
     """Telemetry (shared when a group is set) and status (every worker: statuses are few,
-    retained, and rewriting the same status point is harmless)."""
+    retained, and rewriting the same status point is harmless); with ``sparkplug_group``
+    also Sparkplug B node and device messages (delivered at the QoS they were sent with:
+    Sparkplug data is QoS 0, its deaths QoS 1)."""
+    sparkplug = [] if sparkplug_group is None else data_subscriptions(sparkplug_group)
     return [
+        *((f, SubscribeOptions(qos=1)) for f in sparkplug),
         (telemetry_subscription(share_group, site=site), SubscribeOptions(qos=1)),
         # retainHandling=1: retained statuses only when the subscription is new, not
         # again on every reconnect of a resumed session.

@@ -139,6 +139,12 @@ class SequenceTracker:
             return Outcome("restart")
         return Outcome("duplicate")
 
+    def restart(self, ref: MachineRef, seq: int, offset: int | None, samples: int) -> Outcome:
+        """The sender says its numbering starts afresh at ``seq`` (a Sparkplug birth)."""
+        end = None if offset is None else offset + samples
+        self._machines[ref] = _Machine(seq, end)
+        return Outcome("restart")
+
     def delivered(self, ref: MachineRef, seq: int, offset: int | None) -> Outcome | None:
         """A status said every message below ``seq`` was acknowledged to the edge: any of
         them not seen yet is a gap (a lost tail). None when nothing follows from it."""

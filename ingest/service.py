@@ -62,6 +62,8 @@ from ingest.points import (
     touched_markers,
 )
 from ingest.sequence import Gap, Hole, SequenceTracker
+from ingest.sparkplug import SparkplugDecoder
+from ingest.sparkplug_host import SparkplugHost
 from ingest.writer import InfluxWriter, WriteAbandoned
 from store import InfluxClient, InfluxError, InfluxWriteRejected, Point, encode_points
 from store.influxql import quote_string
@@ -83,6 +85,7 @@ from store.schema import (
 
 log = logging.getLogger(__name__)
 
+SPARKPLUG_PREFIX = "spBv1.0/"
 GAP_RESTORE_DAYS = 30  # open gaps this recent are re-opened after a restart
 CAUSE_WINDOW_S = 120.0  # a broker drop or restart this recent explains a new gap
 GAP_LOG_INTERVAL_S = 10.0  # at most one gap warning per interval; the rest are summed
@@ -163,6 +166,10 @@ class IngestService:
         self._failure: BaseException | None = None
         self._started = False
         self._stopped = False
+        # Sparkplug B (optional): births/aliases/seq per edge node, and the primary host STATE.
+        spb = self.options.sparkplug
+        self._sparkplug = SparkplugDecoder(spb) if spb.enabled else None
+        self._sparkplug_host = SparkplugHost(settings) if spb.enabled else None
         self._client = make_client(settings)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
@@ -226,6 +233,8 @@ class IngestService:
                 self._thread.join(30)
         self._client.disconnect()
         self._client.loop_stop()
+        if self._sparkplug_host is not None:
+            self._sparkplug_host.close()
         self.metrics.close()
         self._influx.close()
         self._deadletters.close()
@@ -293,7 +302,10 @@ class IngestService:
                 "sequence gaps will show it"
             )
         self._connected_once = True
-        filters = subscriptions(self.options.site, self.options.share_group)
+        spb = self.options.sparkplug
+        filters = subscriptions(
+            self.options.site, self.options.share_group, spb.group if spb.enabled else None
+        )
         log.info(
             "connected to %s (session %s); subscribing to %s",
             self.settings.mqtt_url,
@@ -320,6 +332,8 @@ class IngestService:
         self._ready.clear()
         self.metrics.subscribed(False)
         self._set_will()  # the next connection's will, dated like its online state
+        if self._sparkplug_host is not None:  # we take nothing now: nodes must hold
+            self._sparkplug_host.announce(False)
         if not self._closing.is_set():
             log.warning("disconnected from the broker (%s); reconnecting", reason_code)
 
@@ -354,6 +368,8 @@ class IngestService:
         """Publish this worker's retained state; going offline waits (briefly) for the
         broker to have it, so edges hold their telemetry before we stop taking it."""
         info = self._client.publish(self._state_topic, self._state(online), qos=1, retain=True)
+        if self._sparkplug_host is not None:
+            self._sparkplug_host.announce(online)
         if not online and self._client.is_connected():
             try:
                 info.wait_for_publish(timeout=5)
@@ -414,15 +430,18 @@ class IngestService:
                 )
             return
         topic, payload = message.topic, bytes(message.payload)
-        # decode_message never raises; paho would end its network thread if it did.
-        decoded = decode_message(
-            topic,
-            payload,
-            time.time_ns() // 1_000_000,
-            self._status_floor,
-            self.options.max_message_bytes,
-        )
-        self.metrics.received("status" if topic.endswith(STATUS_LEAF) else "telemetry")
+        if self._sparkplug is not None and topic.startswith(SPARKPLUG_PREFIX):
+            decoded = self._decode_sparkplug(client, topic, payload)
+        else:
+            # decode_message never raises; paho would end its network thread if it did.
+            decoded = decode_message(
+                topic,
+                payload,
+                time.time_ns() // 1_000_000,
+                self._status_floor,
+                self.options.max_message_bytes,
+            )
+            self.metrics.received("status" if topic.endswith(STATUS_LEAF) else "telemetry")
         self._queue.put(
             Delivery(
                 topic,
@@ -434,6 +453,22 @@ class IngestService:
                 decoded,
             )
         )
+
+    def _decode_sparkplug(self, client: mqtt.Client, topic: str, payload: bytes) -> Decoded:
+        """A Sparkplug B message (network thread, arrival order: births before their data);
+        a rebirth request it calls for is published at once."""
+        assert self._sparkplug is not None
+        self.metrics.received("sparkplug")
+        if len(payload) > self.options.max_message_bytes:
+            return Decoded(
+                error=f"payload: {len(payload)} bytes, more than ingest.max_message_bytes"
+            )
+        decoded, command = self._sparkplug.decode(
+            topic, payload, time.time_ns() // 1_000_000, self._status_floor
+        )
+        if command is not None:
+            client.publish(*command, qos=0)
+        return decoded
 
     # -- writer thread ------------------------------------------------------------
 
@@ -579,7 +614,9 @@ class IngestService:
             decoded = delivery.decoded
             if decoded.ref is None:
                 continue
-            if decoded.seq is not None:
+            if decoded.seq is not None and decoded.restart:
+                outcome = tracker.restart(decoded.ref, decoded.seq, decoded.offset, decoded.samples)
+            elif decoded.seq is not None:
                 outcome = tracker.message(decoded.ref, decoded.seq, decoded.offset, decoded.samples)
             elif decoded.delivered is not None:
                 found = tracker.delivered(decoded.ref, *decoded.delivered)
@@ -609,7 +646,11 @@ class IngestService:
                 self.metrics.duplicate()
             elif outcome.kind == "restart":
                 self.metrics.sequence_restart()
-                log.info("%s: seq restarted at 0 (a new edge buffer?)", "/".join(decoded.ref))
+                log.info(
+                    "%s: seq restarted at %d (a new edge buffer, or a Sparkplug birth)",
+                    "/".join(decoded.ref),
+                    decoded.seq,
+                )
         return points, moved
 
     def _likely_cause(self) -> str:

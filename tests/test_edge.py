@@ -45,6 +45,7 @@ from contract import (
     encode_telemetry,
     from_epoch_ms,
     ingest_state_topic,
+    to_epoch_ms,
 )
 from contract.settings import MqttUrl, SettingsError, load_settings
 from edge import (
@@ -58,7 +59,7 @@ from edge import (
 )
 from edge.buffer import encode_counters
 from edge.config import EdgeSettings
-from edge.sources import SourceError, csv_source, read_csv
+from edge.sources import SourceError, csv_source, read_csv, read_mapped_csv
 from runhours.cli import app as cli
 from runhours.fleet import FleetError, run_fleet
 from runhours.services import LocalServices, free_port
@@ -915,3 +916,40 @@ def test_telemetry_waits_while_no_ingest_is_online(
     assert seen == [(0, 30), (1, 0), (1, 10)]
     assert caplog.text.count("an ingest is online again") == 1
     assert wait_until(lambda: len(watcher.sample_ts()) == 30, 5)
+
+
+def test_a_recorded_machine_csv_maps_its_own_columns(tmp_path: Path) -> None:
+    """A data logger's export (the U-Mich CNC data set's columns, 100 ms rows, no time
+    column) through examples/umich-cnc-edge.toml's mapping."""
+    settings = load_settings(EdgeSettings, ROOT / "examples" / "umich-cnc-edge.toml")
+    source = settings.edge.source
+    assert source.type == "csv" and source.columns is not None
+    header = [
+        "X1_ActualPosition", "X1_ActualVelocity", "Y1_ActualVelocity", "Z1_ActualVelocity",
+        "S1_ActualVelocity", "S1_CurrentFeedback", "S1_OutputPower", "M1_CURRENT_FEEDRATE",
+        "Machining_Process",
+    ]  # fmt: skip
+    rows = [
+        ["198", "0", "0", "0", "0.2", "0.1", "0.0", "50", "Starting"],
+        ["150.5", "3.5", "-1", "0", "53.1", "12.5", "0.021", "6", "Layer 1 Up"],
+        ["151.0", "3.5", "-1", "0", "-53.4", "12.7", "", "6", "Layer 1 Up"],
+    ]
+    data = tmp_path / "experiment_01.csv"
+    data.write_text("\n".join(",".join(r) for r in [header, *rows]) + "\n", encoding="utf-8")
+    readings = list(read_mapped_csv(data, source.columns))
+    start = to_epoch_ms(datetime(2018, 4, 2, 9, tzinfo=UTC))
+    assert [r.sample.ts_ms for r in readings] == [start, start + 100, start + 200]
+    assert [r.sample.state for r in readings] == ["idle", "running", "running"]
+    assert readings[1].sample.values == {
+        "spindle_velocity_mm_s": 53.1, "spindle_current_a": 12.5, "spindle_power_kw": 0.021,
+        "x_velocity_mm_s": 3.5, "y_velocity_mm_s": -1.0, "z_velocity_mm_s": 0.0,
+        "feed_rate_mm_s": 6.0,
+    }  # fmt: skip
+    assert "spindle_power_kw" not in readings[2].sample.values  # an empty cell: no value
+    assert list(read_mapped_csv(data, source.columns, after_ts_ms=start + 100)) == readings[2:]
+    data.write_text(",".join(header) + "\n" + ",".join(rows[1]).replace("12.5", "n/a") + "\n")
+    with pytest.raises(SourceError, match=r"experiment_01.csv:2: column S1_CurrentFeedback: 'n/a'"):
+        list(read_mapped_csv(data, source.columns))
+    data.write_text("S1_ActualVelocity\n1\n")
+    with pytest.raises(SourceError, match=r":1: no column 'M1_CURRENT_FEEDRATE'"):
+        list(read_mapped_csv(data, source.columns))

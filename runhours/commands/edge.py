@@ -14,14 +14,17 @@ from contract.settings import SettingsError
 from edge import Reading
 from edge.buffer import EdgeBufferError, SampleBuffer
 from edge.config import CsvSource, EdgeSettings, SimulatorSource
-from edge.service import SourceFactory, csv_factory, serve
+from edge.modbus_map import ModbusSource
+from edge.opcua_config import OpcuaSource
+from edge.service import SourceFactory, csv_factory, modbus_factory, opcua_factory, serve
 from edge.sources import SourceError
 from runhours.commands._common import ConfigOption, console, fail, load
 from runhours.fleet import simulator_source
 from simulators import MACHINE_KINDS, MachineSim, MachineSpec, SimClock
 
 app = typer.Typer(
-    help="Run one edge agent: read a source (a simulated machine or a CSV replay), buffer "
+    help="Run one edge agent: read a source (a simulated machine, a CSV replay, a Modbus TCP "
+    "device or an OPC UA server), buffer "
     "every sample on disk, publish telemetry to MQTT (QoS 1) and replay the backlog after "
     "outages and restarts. Runs until SIGTERM or Ctrl-C, then publishes what it can and "
     "goes offline cleanly. Settings: the \\[edge] section of the --config file (see edge/example.toml), "
@@ -60,13 +63,18 @@ def edge(
     )
     source = settings.edge.source
     try:
+        live = isinstance(source, ModbusSource | OpcuaSource)
         if isinstance(source, CsvSource):
             factory = csv_factory(source)
+        elif isinstance(source, ModbusSource):
+            factory = modbus_factory(source)
+        elif isinstance(source, OpcuaSource):
+            factory = opcua_factory(source)
         else:
             factory = _simulator_factory(settings, source)
         ref = "/".join(settings.edge.ref)
         console.print(f"edge agent {ref} → {settings.broker.url} (Ctrl-C to stop)")
-        stats = asyncio.run(serve(settings, factory))
+        stats = asyncio.run(serve(settings, factory, live=live))
     except (SettingsError, SourceError, EdgeBufferError) as exc:
         fail(str(exc))
     console.print(

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from rich.table import Table
@@ -23,6 +24,9 @@ from runhours.commands._common import ConfigOption, console, fail, load
 from runhours.fleet import FleetError, FleetRun, run_fleet
 from runhours.security import SecurityError
 from simulators import MachineSpec, fleet
+
+if TYPE_CHECKING:
+    from simulators.opcua_server import OpcuaSecurity
 
 app = typer.Typer(
     help="Simulate a fleet of machines (CNC mills, pumps, compressors; one wearing out a "
@@ -87,9 +91,44 @@ def simulate(
             file_okay=False,
         ),
     ] = None,
+    serve: Annotated[
+        Literal["modbus", "opcua"] | None,
+        typer.Option(
+            help="Instead of publishing, serve the machines over a real protocol until "
+            "--days are simulated or Ctrl-C: 'modbus' (Modbus TCP, one unit id per machine, "
+            "read-only registers) or 'opcua' (an OPC UA server); run `runhours edge` with "
+            "the configs --edge-configs writes to read them. Default speed 1, start now."
+        ),
+    ] = None,
+    host: Annotated[
+        str, typer.Option(help="--serve: address to listen on (loopback unless secured).")
+    ] = "127.0.0.1",
+    port: Annotated[
+        int | None, typer.Option(help="--serve: port (default 5020 Modbus, 4840 OPC UA).")
+    ] = None,
+    edge_configs: Annotated[
+        Path | None,
+        typer.Option(help="--serve: write one edge config per machine into this folder."),
+    ] = None,
+    opcua_user: Annotated[
+        str | None,
+        typer.Option(
+            help="--serve opcua: accept only this user, over Basic256Sha256 SignAndEncrypt; "
+            "password from RUNHOURS_SIMULATE_OPCUA_PASSWORD, with --opcua-cert/--opcua-key."
+        ),
+    ] = None,
+    opcua_cert: Annotated[
+        Path | None, typer.Option(help="--serve opcua: server certificate.")
+    ] = None,
+    opcua_key: Annotated[Path | None, typer.Option(help="--serve opcua: its private key.")] = None,
 ) -> None:
-    """Simulate a fleet and publish it through edge agents."""
+    """Simulate a fleet and publish it through edge agents (or serve it: --serve)."""
     settings = load(EdgeSettings, config)
+    if serve is not None:
+        _serve(settings, serve, machines, days, speed, seed, ground_truth, start, site,
+               degrading, sample_interval, host, port, edge_configs,
+               _opcua_security(opcua_user, opcua_cert, opcua_key))  # fmt: skip
+        return
     try:
         factor = parse_speed(speed)
     except ValueError as exc:
@@ -130,6 +169,86 @@ def simulate(
             f"in the buffers under {settings.data_dir / 'edge'}",
             code=1,
         )
+
+
+def _opcua_security(user: str | None, cert: Path | None, key: Path | None) -> OpcuaSecurity | None:
+    if user is None and cert is None and key is None:
+        return None
+    password = os.environ.get("RUNHOURS_SIMULATE_OPCUA_PASSWORD")
+    if user is None or cert is None or key is None or not password:
+        fail(
+            "--opcua-user, --opcua-cert, --opcua-key and RUNHOURS_SIMULATE_OPCUA_PASSWORD "
+            "go together"
+        )
+    from simulators.opcua_server import OpcuaSecurity  # asyncua: imported only when used
+
+    return OpcuaSecurity(cert, key, user, password)
+
+
+def _serve(
+    settings: EdgeSettings,
+    protocol: Literal["modbus", "opcua"],
+    machines: int,
+    days: float,
+    speed: str,
+    seed: int,
+    ground_truth: Path | None,
+    start: str | None,
+    site: str | None,
+    degrading: int,
+    sample_interval: float,
+    host: str,
+    port: int | None,
+    edge_configs: Path | None,
+    security: OpcuaSecurity | None,
+) -> None:
+    from runhours.serving import DEFAULT_PORT, serve_fleet, write_edge_configs  # pymodbus, asyncua
+
+    loopback = host in ("127.0.0.1", "::1", "localhost")
+    if not loopback and (protocol == "modbus" or security is None):
+        fail(
+            f"--host {host}: Modbus TCP has no authentication and an unsecured OPC UA server "
+            "none either; the simulator listens beyond loopback only as an OPC UA server with "
+            "--opcua-user (signed and encrypted)"
+        )
+    try:
+        factor = parse_speed("1" if speed == "max" else speed)
+    except ValueError as exc:
+        fail(f"--speed: {exc}")
+    assert factor is not None
+    begin = datetime.now(UTC).replace(microsecond=0) if start is None else _parse_start(start, days)
+    specs = fleet(
+        machines, seed=seed, start=begin, site=site or settings.edge.site, degrading=degrading
+    )
+    port = port or DEFAULT_PORT[protocol]
+    truth_file = ground_truth or settings.data_dir / "ground-truth.json"
+    if edge_configs is not None:
+        written = write_edge_configs(protocol, specs, host, port, edge_configs)
+        console.print(f"wrote {len(written)} edge configs to {edge_configs}")
+    where = f"modbus://{host}:{port} (unit ids 1-{machines})" if protocol == "modbus" else (
+        f"opc.tcp://{host}:{port}/"
+    )  # fmt: skip
+    console.print(
+        f"serving {machines} simulated machines on {where} from {begin:%Y-%m-%d %H:%M:%S} UTC, "
+        f"speed {factor:g} (Ctrl-C to stop); ground truth: {truth_file}"
+    )
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await serve_fleet(
+            protocol, specs, begin, speed=factor, host=host, port=port,
+            until=begin + timedelta(days=days), sample_interval_s=sample_interval,
+            ground_truth=truth_file, security=security, stop=stop,
+        )  # fmt: skip
+
+    try:
+        asyncio.run(main())
+    except OSError as exc:
+        fail(f"cannot serve on {host}:{port}: {exc.strerror or exc}")
+    console.print(f"stopped; ground truth written to {truth_file}")
 
 
 async def _run(
