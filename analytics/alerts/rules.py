@@ -190,28 +190,30 @@ class AnomalyRule(_Rule):
 
     @field_validator("baseline", "window", "commissioning")
     @classmethod
-    def _half_life(cls, value: timedelta) -> timedelta:
+    def _positive(cls, value: timedelta) -> timedelta:
         if value <= timedelta(0):
             raise ValueError("must be longer than 0s")
         return value
 
     @model_validator(mode="after")
-    def _bands(self) -> AnomalyRule:
+    def _consistent(self) -> AnomalyRule:
         given = self.model_fields_set
-        misplaced = {
-            "adaptive": _COMMISSIONING_KEYS,
-            "commissioning": _ADAPTIVE_KEYS,
-        }[self.reference]
-        for key in misplaced:
+        other, keys = (
+            ("commissioning", _COMMISSIONING_KEYS)
+            if self.reference == "adaptive"
+            else ("adaptive", _ADAPTIVE_KEYS)
+        )
+        for key in keys:
             if key in given:
                 raise ValueError(
                     f"`{key}` does not apply to reference = {self.reference!r} "
-                    f"(keys of the {self.reference} reference: "
-                    f"{', '.join(_ADAPTIVE_KEYS if self.reference == 'adaptive' else _COMMISSIONING_KEYS)})"
+                    f"(it belongs to reference = {other!r})"
                 )
         for key in _CUSUM_KEYS if self.detector == "ewma" else _EWMA_KEYS:
             if key in given:
                 raise ValueError(f"`{key}` does not apply to detector = {self.detector!r}")
+        if {"sigma", "rise"} <= given:
+            raise ValueError("give `sigma` or `rise`, not both")
         if self.reference == "adaptive":
             if self.detector != "ewma":
                 raise ValueError('detector = "cusum" needs reference = "commissioning"')
