@@ -203,7 +203,9 @@ def start_worker(
         RUNHOURS_INGEST__METRICS_PORT=str(port),
         RUNHOURS_INGEST__METRICS_ADDR="127.0.0.1",
         RUNHOURS_INGEST__STATS_INTERVAL="0",
-        RUNHOURS_INGEST__SHARE_GROUP="bench" if share else "",
+        # A group per run: Mosquitto keeps dealing a share to the offline sessions of a
+        # group's earlier members (ingest/README.md), which would stall this run.
+        RUNHOURS_INGEST__SHARE_GROUP=database if share else "",
     )
     env.update({f"RUNHOURS_INGEST__{k.upper()}": v for k, v in OPTIONS.items()})
     argv = [sys.executable, "-m", "runhours", "ingest", "--log-level", "warning"]

@@ -112,6 +112,9 @@ class CsvSource(_Section):
     path: Path
     speed: Speed = None  # None/"max": as fast as the buffer takes it; 1 = original pace
     columns: CsvColumns | None = None  # a recorded file with its own columns (edge/README.md)
+    # Stop at the end of the file: once every sample is acknowledged, go offline and exit
+    # (a recorded run replayed from a script). False: keep running, as a live source would.
+    until_end: bool = False
 
 
 def _source_type(value: Any) -> str:

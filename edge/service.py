@@ -3,6 +3,8 @@
 ``runhours edge`` builds the source (CSV replay here, the simulator in ``runhours``) and
 calls ``serve``. A finished source (the end of a CSV file) does not end the process: the
 agent keeps running, so whatever is still buffered goes out when the broker is reachable.
+With ``until_end`` (``[edge.source] until_end = true``) it ends once the finished
+source's samples are all acknowledged: a recorded run replayed from a script.
 """
 
 from __future__ import annotations
@@ -69,13 +71,16 @@ async def serve(
     signals: Sequence[signal.Signals] = (signal.SIGTERM, signal.SIGINT),
     on_started: Callable[[EdgeAgent], None] | None = None,
     live: bool = False,
+    until_end: bool = False,
 ) -> AgentStats:
     """Run one agent and its source until a signal; then stop gracefully. Returns its stats.
 
     On the signal the source stops first, then the agent publishes what it can within
     ``stop_timeout`` and goes offline. A failing source (e.g. a bad CSV row) stops the agent
     the same way and its error is raised afterwards. A ``live`` source (a machine being
-    read) never waits for the buffer: its bounds decide what is kept.
+    read) never waits for the buffer: its bounds decide what is kept. With ``until_end``, a source
+    that finishes stops the agent too, once every buffered sample was acknowledged (a signal
+    still stops it earlier).
     """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -101,7 +106,12 @@ async def serve(
             await _first(run, feeder, stopper)
             if feeder.done() and feeder.exception() is None:
                 log.info("source finished: %d samples taken", feeder.result())
-                await _first(run, stopper)
+                if until_end:
+                    drained = asyncio.create_task(agent.drain())
+                    await _first(run, stopper, drained)
+                    drained.cancel()
+                else:
+                    await _first(run, stopper)
             failure = feeder.exception() if feeder.done() else None
             feeder.cancel()
             stopper.cancel()

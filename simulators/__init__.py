@@ -2,7 +2,8 @@
 
 Each machine runs a shift calendar with random stops and planned maintenance, produces
 physically plausible sensor readings and an hour meter, can wear out a bearing until it
-fails, and records its ground truth (true seconds per state per hour, onset and failure).
+fails (with one of several wear profiles), and records its ground truth (true seconds per
+state per hour, onset, profile and failure).
 
 >>> from datetime import UTC, datetime, timedelta
 >>> from pathlib import Path
@@ -18,9 +19,11 @@ from simulators.clock import SimClock
 from simulators.machine import MachineSim, Reading
 from simulators.spec import MACHINE_KINDS, Degradation, MachineKind, MachineSpec, fleet
 from simulators.truth import GroundTruth, read_ground_truth, write_ground_truth
+from simulators.wear import WEAR_PROFILES, WearProfile
 
 __all__ = [
     "MACHINE_KINDS",
+    "WEAR_PROFILES",
     "Degradation",
     "GroundTruth",
     "MachineKind",
@@ -29,6 +32,7 @@ __all__ = [
     "Reading",
     "ShiftCalendar",
     "SimClock",
+    "WearProfile",
     "fleet",
     "read_ground_truth",
     "write_ground_truth",

@@ -26,6 +26,7 @@ from simulators.signals import MODELS, RUNNING, FloatArray, Inputs, IntArray
 from simulators.spec import MachineSpec
 from simulators.states import Failure, timeline
 from simulators.truth import GroundTruth
+from simulators.wear import WearCurve
 
 BLOCK_MS = 3_600_000  # generation block; fixed so output is independent of advance() splits
 HOUR_MS = 3_600_000
@@ -72,7 +73,8 @@ def _merge(windows: list[tuple[int, int]]) -> list[tuple[int, int]]:
 def _streams(spec: MachineSpec) -> list[np.random.Generator]:
     machine = int.from_bytes(hashlib.blake2b(spec.machine.encode(), digest_size=8).digest())
     root = np.random.SeedSequence([spec.seed % 2**64, machine])
-    return [np.random.default_rng(child) for child in root.spawn(4)]
+    # A fifth stream (wear) came later; spawned children do not depend on how many there are.
+    return [np.random.default_rng(child) for child in root.spawn(5)]
 
 
 class MachineSim:
@@ -95,7 +97,7 @@ class MachineSim:
         self._model = MODELS[spec.kind]
         self._start_ms = to_ms(start)
         self.start = from_ms(self._start_ms)
-        states_rng, periods_rng, self._signal_rng, identity = _streams(spec)
+        states_rng, periods_rng, self._signal_rng, identity, wear_rng = _streams(spec)
         self._periods_rng = periods_rng
         self._ambient = float(identity.uniform(19.0, 25.0))
         # A used machine: its hour meter starts at a few hundred to a few thousand hours.
@@ -103,14 +105,24 @@ class MachineSim:
 
         self._onset_ms: int | None = None
         self._failure_ms: int | None = None
+        self._wear: WearCurve | None = None
         failure = None
-        if spec.degradation is not None:
-            failure_ms = to_ms(spec.degradation.failure_at)
+        if (degradation := spec.degradation) is not None:
+            failure_ms = to_ms(degradation.failure_at)
             if failure_ms > self._start_ms:  # a failure before the start is already repaired
-                self._onset_ms = to_ms(spec.degradation.onset)
+                self._onset_ms = to_ms(degradation.onset)
                 self._failure_ms = failure_ms
                 failure = Failure(
-                    failure_ms, FAILURE_FAULT_MS, round(spec.degradation.repair_hours * HOUR_MS)
+                    failure_ms, FAILURE_FAULT_MS, round(degradation.repair_hours * HOUR_MS)
+                )
+                self._wear = WearCurve(
+                    self._onset_ms,
+                    failure_ms,
+                    degradation.profile,
+                    level=degradation.level,
+                    knee=degradation.knee,
+                    noise=degradation.noise,
+                    rng=wear_rng,
                 )
         self._failure = failure
         self._blackouts = _merge([(to_ms(lo), _ceil_ms(hi)) for lo, hi in spec.blackouts])
@@ -316,12 +328,10 @@ class MachineSim:
         self._pending_ts.extend(ts)
 
     def _severity(self, ts: IntArray) -> FloatArray:
-        if self._onset_ms is None or self._failure_ms is None:
+        # The profile's curve up to the failure; a new bearing after the repair.
+        if self._wear is None:
             return np.zeros(ts.size)
-        span = self._failure_ms - self._onset_ms
-        progress = np.clip((ts - self._onset_ms) / span, 0.0, 1.0)
-        # Slow at first, accelerating towards the failure; a new bearing after the repair.
-        return np.asarray(np.where(ts < self._failure_ms, progress**3, 0.0), dtype=np.float64)
+        return self._wear.severity(ts)
 
     # -- ground truth ----------------------------------------------------------------------
 
@@ -364,10 +374,15 @@ class MachineSim:
             if end >= end_ms:
                 break
 
-        onset = failure = repaired = None
-        if self._failure_ms is not None and self._onset_ms is not None:
+        onset = failure = repaired = runaway = None
+        profile = None
+        if self._wear is not None and self._failure_ms is not None and self._onset_ms is not None:
             if self._onset_ms < end_ms:
                 onset = from_ms(self._onset_ms)
+                profile = self._wear.profile
+            knee = self._wear.knee_ms
+            if knee is not None and knee < end_ms:
+                runaway = from_ms(knee)
             if self._failure_ms < end_ms:
                 failure = from_ms(self._failure_ms)
             assert self._failure is not None
@@ -391,4 +406,6 @@ class MachineSim:
             end=from_ms(end_ms),
             run_seconds_start=self.run_seconds_start,
             repaired_at=repaired,
+            degradation_profile=profile,
+            runaway_at=runaway,
         )

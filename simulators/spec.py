@@ -5,7 +5,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -13,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import numpy as np
 
 from contract import validate_id
+from simulators.wear import WEAR_PROFILES, WearProfile
 
 MachineKind = Literal["cnc_mill", "pump", "compressor"]
 MACHINE_KINDS: tuple[MachineKind, ...] = get_args(MachineKind)
@@ -32,12 +34,19 @@ class Degradation:
 
     The machine fails at ``onset + days_to_failure`` (whatever it is doing then), stands in
     ``fault`` for a short while, is repaired (``maintenance`` for ``repair_hours``) and is
-    healthy afterwards.
+    healthy afterwards. ``profile`` shapes the wear (``simulators/wear.py``): all but
+    ``accelerating`` reach only ``level`` of the failure severity in a slow phase that
+    lasts ``knee`` of the span, then run away; ``noise`` is the spread of a slow random
+    factor on the severity.
     """
 
     onset: datetime
     days_to_failure: float
     repair_hours: float = 8.0
+    profile: WearProfile = "accelerating"
+    level: float = 0.05
+    knee: float = 0.6
+    noise: float = 0.0
 
     def __post_init__(self) -> None:
         _require_aware(self.onset, "Degradation.onset")
@@ -45,6 +54,17 @@ class Degradation:
             raise ValueError(f"Degradation.days_to_failure must be > 0, got {self.days_to_failure}")
         if not self.repair_hours > 0:
             raise ValueError(f"Degradation.repair_hours must be > 0, got {self.repair_hours}")
+        if self.profile not in WEAR_PROFILES:
+            raise ValueError(
+                f"Degradation.profile must be one of {', '.join(WEAR_PROFILES)}, "
+                f"got {self.profile!r}"
+            )
+        if not 0 < self.level < 1:
+            raise ValueError(f"Degradation.level must be between 0 and 1, got {self.level}")
+        if not 0 < self.knee < 1:
+            raise ValueError(f"Degradation.knee must be between 0 and 1, got {self.knee}")
+        if not 0 <= self.noise <= 1:
+            raise ValueError(f"Degradation.noise must be between 0 and 1, got {self.noise}")
 
     @property
     def failure_at(self) -> datetime:
@@ -97,6 +117,7 @@ def fleet(
     site: str = "plant1",
     degrading: int = 1,
     timezone: str = "Europe/Berlin",
+    profiles: Sequence[WearProfile] = ("accelerating",),
 ) -> list[MachineSpec]:
     """``n`` machines of mixed kinds over a few lines, ``degrading`` of them wearing out.
 
@@ -104,11 +125,23 @@ def fleet(
     ``line-b``, ...). Each degrading machine fails on a weekday 3-5 days after ``start``
     (always within the first 6 days), between 09:00 and 19:00 local time so the failure
     happens in a shift while the machine is observable; its wear starts 2.5-4 days before.
+    Its wear profile is drawn from ``profiles``; for all but ``accelerating`` the slow
+    phase reaches 3-7 % of the failure severity (about +0.2 to +0.6 mm/s) over 55-70 % of
+    the span, with noise 0.2. These draws use a generator of their own, so the default
+    fleet is the same as before profiles existed.
     """
     _require_aware(start, "fleet start")
     if n < 0:
         raise ValueError(f"fleet size must be >= 0, got {n}")
+    for profile in profiles:
+        if profile not in WEAR_PROFILES:
+            raise ValueError(
+                f"fleet profiles: {profile!r} is not one of {', '.join(WEAR_PROFILES)}"
+            )
+    if not profiles:
+        raise ValueError("fleet profiles: give at least one wear profile")
     rng = np.random.default_rng([seed, 0xF1EE7])
+    wear_rng = np.random.default_rng([seed, 0x3EA2])
     picks = min(max(degrading, 0), n)
     chosen = set(rng.choice(n, size=picks, replace=False).tolist()) if picks else set()
     zone = ZoneInfo(timezone)
@@ -120,6 +153,15 @@ def fleet(
         degradation = None
         if index in chosen:
             degradation = _degradation(rng, start, zone)
+            profile = profiles[int(wear_rng.integers(len(profiles)))]
+            if profile != "accelerating":
+                degradation = replace(
+                    degradation,
+                    profile=profile,
+                    level=float(np.round(wear_rng.uniform(0.03, 0.07), 3)),
+                    knee=float(np.round(wear_rng.uniform(0.55, 0.7), 3)),
+                    noise=0.2,
+                )
         specs.append(
             MachineSpec(
                 machine=f"{_PREFIX[kind]}-{counts[kind]:02d}",

@@ -43,6 +43,10 @@ class GroundTruth:
     # The hour meter (``run_seconds_total``) at ``start``; it adds true running seconds.
     run_seconds_start: float = 0.0
     repaired_at: datetime | None = field(default=None)
+    # The wear profile (``simulators/wear.py``) once the onset is reached, and when its
+    # slow phase turned into the run-away (None for ``accelerating``, which has no turn).
+    degradation_profile: str | None = None
+    runaway_at: datetime | None = None
 
     def seconds(self, state: State) -> float:
         """Total true seconds in ``state`` over the whole span (outside blackouts)."""
@@ -78,6 +82,8 @@ def _to_json(truth: GroundTruth) -> dict[str, Any]:
         "samples": truth.samples,
         "run_seconds_start": truth.run_seconds_start,
         "degradation_onset": _iso(truth.degradation_onset),
+        "degradation_profile": truth.degradation_profile,
+        "runaway_at": _iso(truth.runaway_at),
         "failure_at": _iso(truth.failure_at),
         "repaired_at": _iso(truth.repaired_at),
         "hours": hours,
@@ -107,6 +113,8 @@ def _from_json(data: dict[str, Any]) -> GroundTruth:
         end=_parse(data.get("end")),
         run_seconds_start=float(data.get("run_seconds_start", 0.0)),
         repaired_at=_parse(data.get("repaired_at")),
+        degradation_profile=data.get("degradation_profile"),
+        runaway_at=_parse(data.get("runaway_at")),
     )
 
 

@@ -68,14 +68,15 @@ def _agent(env: dict[str, str], site: str, log: Path) -> subprocess.Popen[bytes]
 def ingest(
     settings: RunhoursSettings, influx: InfluxClient, test_id: str, tmp_path: Path
 ) -> Iterator[dict[str, str]]:
-    # Its own session and site: a persistent session left subscribed to every site would
-    # take (and queue) other tests' telemetry on the shared broker.
-    env = {
-        **_env(settings, tmp_path / "pipeline"),
-        "RUNHOURS_INGEST__CLIENT_ID": f"ingest-{test_id}",
+    env = _env(settings, tmp_path / "pipeline")
+    # This test's site only: the shared broker holds other tests' retained statuses, which
+    # an ingest of every site would store here (and the no-data rule would see).
+    ingest_env = {
+        **env,
         "RUNHOURS_INGEST__SITE": test_id,
+        "RUNHOURS_INGEST__CLIENT_ID": f"ingest-{test_id}",
     }
-    proc = _runhours(["ingest", "--log-level", "warning"], env, tmp_path / "ingest.log")
+    proc = _runhours(["ingest", "--log-level", "warning"], ingest_env, tmp_path / "ingest.log")
     yield env
     proc.send_signal(signal.SIGTERM)
     try:

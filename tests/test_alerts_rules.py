@@ -114,6 +114,55 @@ def test_durations() -> None:
             {"kind": "no_data", "silent_for": "999999999999d"},
             "rule[0] 'r1' (no_data): silent_for: '999999999999d' is too long",
         ),
+        # Keys of the other reference or detector would silently do nothing: refused.
+        (
+            {"kind": "anomaly", "value": "v", "reference": "commissioning", "baseline": "3d"},
+            "rule[0] 'r1' (anomaly): `baseline` does not apply to reference = 'commissioning'",
+        ),
+        (
+            {"kind": "anomaly", "value": "v", "bands": {"value": "c", "edges": [1.0]}},
+            "rule[0] 'r1' (anomaly): `bands` does not apply to reference = 'adaptive'",
+        ),
+        (
+            {"kind": "anomaly", "value": "v", "detector": "cusum"},
+            'rule[0] \'r1\' (anomaly): detector = "cusum" needs reference = "commissioning"',
+        ),
+        (
+            {
+                "kind": "anomaly",
+                "value": "v",
+                "reference": "commissioning",
+                "detector": "cusum",
+                "sigma": 3,
+            },
+            "rule[0] 'r1' (anomaly): `sigma` does not apply to detector = 'cusum'",
+        ),
+        (
+            {
+                "kind": "anomaly",
+                "value": "v",
+                "reference": "commissioning",
+                "bands": {"value": "c", "edges": [2.0, 1.0]},
+            },
+            "rule[0] 'r1' (anomaly): bands.edges: must increase strictly (got [2.0, 1.0])",
+        ),
+        (
+            {"kind": "anomaly", "value": "v", "reference": "commissioning", "h": 0},
+            "rule[0] 'r1' (anomaly): h: Input should be greater than 0",
+        ),
+        (
+            {
+                "kind": "threshold",
+                "value": "v",
+                "above": 2.8,
+                "forecast": {"limit": 4.5, "over": "30m"},
+            },
+            "rule[0] 'r1' (threshold): forecast.over: must be at least 1h",
+        ),
+        (
+            {"kind": "threshold", "value": "v", "above": 2.8, "forecast": {"level": 4.5}},
+            "rule[0] 'r1' (threshold): forecast.limit: missing (required)",
+        ),
     ],
 )
 def test_malformed_rule_names_the_field(rule: dict[str, object], expected: str) -> None:

@@ -13,15 +13,18 @@ import random
 import re
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pytest
 
 from contract import STATES, Sample, Telemetry, decode_telemetry, encode_telemetry, telemetry_topic
 from simulators import (
+    WEAR_PROFILES,
     Degradation,
     GroundTruth,
     MachineSim,
@@ -32,6 +35,7 @@ from simulators import (
     read_ground_truth,
     write_ground_truth,
 )
+from simulators.wear import WearCurve
 
 BERLIN = ZoneInfo("Europe/Berlin")
 HOUR_MS = 3_600_000
@@ -478,3 +482,76 @@ def test_specs_reject_what_would_break_the_simulation() -> None:
         MachineSim(MachineSpec("m1", "pump"), naive)
     with pytest.raises(ValueError, match="sample_interval_s"):
         MachineSim(MachineSpec("m1", "pump"), utc(2026, 3, 2), sample_interval_s=0)
+
+
+# --- wear profiles --------------------------------------------------------------------------
+
+
+def test_wear_profiles_shape_the_slow_phase_then_run_away() -> None:
+    onset = utc(2026, 3, 3)
+    span = timedelta(days=3)
+
+    def curve(profile: str) -> Callable[[float], float]:
+        wear = WearCurve(
+            ms(onset),
+            ms(onset + span),
+            profile,  # type: ignore[arg-type]
+            level=0.05,
+            knee=0.6,
+            noise=0.0,
+            rng=np.random.default_rng(1),
+        )
+        return lambda p: float(wear.severity(np.asarray([ms(onset + p * span)]))[0])
+
+    linear, exponential, step = curve("linear"), curve("exponential"), curve("step")
+    accelerating, intermittent = curve("accelerating"), curve("intermittent")
+    for s in (linear, exponential, step, accelerating, intermittent):
+        assert s(-0.01) == 0.0 and s(1.0) == 0.0  # healthy before the onset, new after failure
+        assert s(0.999) > 0.99  # every profile ends in the run-away to the failure
+    assert linear(0.3) == pytest.approx(0.025) and linear(0.6) == pytest.approx(0.05)
+    assert exponential(0.3) < 0.25 * 0.05 < exponential(0.55) < 0.05  # slow, then faster
+    assert step(0.001) == step(0.59) == 0.05  # a jump at the onset, flat afterwards
+    assert accelerating(0.5) == 0.125  # p³, the profile before profiles existed
+    assert linear(0.8) == pytest.approx(0.05 + 0.95 * 0.25)  # the run-away, quadratic
+    episodes = {round(intermittent(i / 1000), 6) for i in range(600)}
+    assert episodes == {0.0, 0.05}  # on and off, hours at a time
+
+
+def test_fleet_profiles_are_drawn_recorded_in_the_truth_and_change_nothing_by_default(
+    tmp_path: Path,
+) -> None:
+    start = utc(2026, 3, 2)
+    assert {s.degradation.profile for s in fleet(12, start=start) if s.degradation} == {
+        "accelerating"
+    }
+    drawn = [
+        spec.degradation
+        for seed in range(1, 21)
+        for spec in fleet(12, start=start, seed=seed, profiles=WEAR_PROFILES)
+        if spec.degradation is not None
+    ]
+    assert {d.profile for d in drawn} == set(WEAR_PROFILES)
+    assert all(0.03 <= d.level <= 0.07 and 0.55 <= d.knee <= 0.7 for d in drawn)
+    # Only the profile draws differ: failure times are those of the default fleet.
+    plain = [s.degradation for s in fleet(12, start=start, seed=3) if s.degradation]
+    mixed = [
+        s.degradation
+        for s in fleet(12, start=start, seed=3, profiles=WEAR_PROFILES)
+        if s.degradation
+    ]
+    assert [d.failure_at for d in plain] == [d.failure_at for d in mixed]
+
+    degradation = Degradation(
+        onset=start + timedelta(hours=6), days_to_failure=2.0, profile="step", noise=0.2
+    )
+    sim = MachineSim(MachineSpec("pump-01", "pump", seed=4, degradation=degradation), start)
+    sim.advance(start + timedelta(days=3))
+    truth = sim.truth
+    assert truth.degradation_profile == "step"
+    assert truth.runaway_at == start + timedelta(hours=6) + 0.6 * timedelta(days=2)
+    write_ground_truth(tmp_path / "truth.json", [truth])
+    assert read_ground_truth(tmp_path / "truth.json") == [truth]
+    with pytest.raises(ValueError, match="profile must be one of accelerating, linear"):
+        Degradation(onset=start, days_to_failure=1, profile="sudden")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="fleet profiles: 'sudden' is not one of"):
+        fleet(3, start=start, profiles=("sudden",))  # type: ignore[arg-type]

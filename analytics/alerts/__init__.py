@@ -6,13 +6,16 @@
 >>> for alert in result.alerts: print(alert.machine, alert.rule, alert.started_at)
 
 The pieces, one per module: ``rules`` (the TOML format), ``conditions`` (what each
-rule kind says at a step), ``lifecycle`` (pending → firing → resolved), ``engine``
-(``evaluate``: rules × data window × previous state → transitions), ``source``
-(reading windows from InfluxDB), ``store`` (SQLite state, history and outbox),
-``delivery`` (MQTT, InfluxDB, webhook), ``maintenance`` (service records),
-``replay`` (history replays and the demo's summary).
+rule kind says at a step), ``drift`` (reference statistics, CUSUM, trend lines),
+``lifecycle`` (pending → firing → resolved), ``engine`` (``evaluate``: rules × data
+window × previous state → transitions), ``source`` (reading windows from InfluxDB),
+``samples`` (the same windows from samples in memory), ``store`` (SQLite state, history
+and outbox), ``delivery`` (MQTT, InfluxDB, webhook), ``maintenance`` (service records),
+``replay`` (history replays and the demo's summary), ``backtest`` (scoring rules against
+known failures).
 """
 
+from analytics.alerts.backtest import Failure, Scoreboard, backtest, score
 from analytics.alerts.engine import Evaluation, evaluate
 from analytics.alerts.maintenance import (
     MaintenanceError,
@@ -31,6 +34,8 @@ from analytics.alerts.replay import (
 from analytics.alerts.rules import (
     DEFAULT_RULES,
     AnomalyRule,
+    Bands,
+    Forecast,
     NoDataRule,
     Rule,
     RulesError,
@@ -40,6 +45,7 @@ from analytics.alerts.rules import (
     load_rules,
     parse_rules,
 )
+from analytics.alerts.samples import window_from_samples
 from analytics.alerts.source import WindowSource, load_window
 from analytics.alerts.store import AlertError, AlertNotFound, AlertStore
 
@@ -50,8 +56,11 @@ __all__ = [
     "AlertNotFound",
     "AlertStore",
     "AnomalyRule",
+    "Bands",
     "EngineState",
     "Evaluation",
+    "Failure",
+    "Forecast",
     "MaintenanceError",
     "MaintenanceRecord",
     "NoDataRule",
@@ -59,10 +68,12 @@ __all__ = [
     "Rule",
     "RuleSet",
     "RulesError",
+    "Scoreboard",
     "ServiceIntervalRule",
     "ThresholdRule",
     "Transition",
     "WindowSource",
+    "backtest",
     "demo_alerts",
     "evaluate",
     "first_condition_alert",
@@ -73,4 +84,6 @@ __all__ = [
     "parse_rules",
     "record_maintenance",
     "replay",
+    "score",
+    "window_from_samples",
 ]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 from analytics.alerts.conditions import Verdict
 from analytics.alerts.model import Alert, Tracker, Transition, alert_id
@@ -24,7 +25,18 @@ from analytics.alerts.rules import Rule
 from contract import MachineRef, from_epoch_ms
 
 _MS = timedelta(milliseconds=1)
+_HOUR_MS = 3_600_000
 _CLEAR_SINCE = "_clear_since"  # tracker memory: since when a firing alert's condition is clear
+
+
+def _forecast(verdict: Verdict, t: int) -> dict[str, Any]:
+    """The alert's forecast fields from one step's verdict."""
+    eta = verdict.eta
+    return {
+        "forecast": verdict.forecast,
+        "limit_eta": None if eta is None else from_epoch_ms(eta),
+        "time_to_limit_h": None if eta is None else round((eta - t) / _HOUR_MS, 1),
+    }
 
 
 def advance(
@@ -39,11 +51,11 @@ def advance(
 ) -> list[Transition]:
     """Apply one step's verdict at step end ``t`` (epoch ms); mutate ``tracker``."""
     alert = tracker.alert
+    if alert is None and not verdict.trigger:
+        return []  # the common case, first: nothing to do
     now = from_epoch_ms(t)
     severity = verdict.severity or rule.severity
     if alert is None:
-        if not verdict.trigger:
-            return []
         # A clearing timer belongs to one alert; one left by an alert an operator
         # resolved must not shorten this alert's `clear_for`.
         tracker.memory.pop(_CLEAR_SINCE, None)
@@ -61,10 +73,11 @@ def advance(
             value=verdict.value,
             last_value=verdict.value,
             summary=verdict.summary,
+            **_forecast(verdict, t),
         )
         tracker.alert = alert
     elif verdict.value is not None:
-        alert = replace(alert, last_value=verdict.value)
+        alert = replace(alert, last_value=verdict.value, **_forecast(verdict, t))
         tracker.alert = alert
 
     if alert.state == "pending":

@@ -57,6 +57,10 @@ class Alert:
     ack_note: str | None = None
     resolved_by: str | None = None  # None: the condition cleared; else the operator
     notified_at: datetime | None = None
+    # Rules with a `forecast`: where the value is heading, as of the latest step seen.
+    forecast: str = ""  # "at this rate zone D (4.5) in about 26 h"
+    limit_eta: datetime | None = None  # when it reaches the limit at that rate
+    time_to_limit_h: float | None = None  # hours from that step to limit_eta
 
     @property
     def ref(self) -> MachineRef:
@@ -147,7 +151,14 @@ class EngineState:
         return [t.alert for t in self.trackers.values() if t.alert and t.alert.state == "firing"]
 
 
-_TIME_FIELDS = ("pending_since", "started_at", "resolved_at", "acked_at", "notified_at")
+_TIME_FIELDS = (
+    "pending_since",
+    "started_at",
+    "resolved_at",
+    "acked_at",
+    "notified_at",
+    "limit_eta",
+)
 
 
 def alert_to_row(alert: Alert) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import hashlib
 import json
 from datetime import timedelta
 from fnmatch import fnmatchcase
+from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -82,6 +83,7 @@ class ThresholdRule(_Rule):
     clear_for: Duration = timedelta(0)  # resolve only once clear for this long
     # Only samples taken in these machine states count (None: every sample).
     states: list[State] | None = None
+    forecast: Forecast | None = None
 
     @model_validator(mode="after")
     def _limits(self) -> ThresholdRule:
@@ -104,38 +106,136 @@ class ThresholdRule(_Rule):
         return self
 
 
+class Forecast(BaseModel):
+    """Where a value is heading: the time until it reaches ``limit`` at its recent rate."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    limit: float
+    label: str = Field(default="", max_length=64)  # how the limit is called ("zone D")
+    over: Duration = timedelta(hours=12)  # the recent stretch the trend line is fitted to
+
+    @field_validator("over")
+    @classmethod
+    def _long_enough(cls, value: timedelta) -> timedelta:
+        if value < timedelta(hours=1):
+            raise ValueError("must be at least 1h (the trend is fitted to hourly means)")
+        return value
+
+    def name(self) -> str:
+        """The limit as the alert text names it."""
+        return f"{self.label} ({self.limit:g})" if self.label else f"{self.limit:g}"
+
+
+class Bands(BaseModel):
+    """Load bands: one reference per band of another value (like compared with like)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    value: str = Field(pattern=VALUE_NAME)  # the load signal, e.g. motor_current_a
+    edges: list[float] = Field(min_length=1, max_length=32)  # band boundaries, increasing
+
+    @field_validator("edges")
+    @classmethod
+    def _increasing(cls, value: list[float]) -> list[float]:
+        if any(b <= a for a, b in pairwise(value)):
+            raise ValueError(f"must increase strictly (got {value})")
+        return value
+
+    def band(self, load: float) -> int:
+        """The band index of a load (0 below the first edge)."""
+        return sum(1 for edge in self.edges if load >= edge)
+
+
+# Keys that belong to one reference or one detector (a key set for the other is an error).
+_ADAPTIVE_KEYS = ("baseline", "warmup")
+_COMMISSIONING_KEYS = ("commissioning", "maintenance_kind", "bands")
+_EWMA_KEYS = ("window", "sigma", "clear_sigma", "rise", "clear_rise")
+_CUSUM_KEYS = ("k", "h")
+
+
 class AnomalyRule(_Rule):
-    """Drift of a value from the machine's own baseline (EWMA control chart)."""
+    """Drift of a value from the machine's own reference.
+
+    The reference is ``adaptive`` (an EWMA baseline that keeps learning, frozen only while
+    an alert is pending or firing) or ``commissioning`` (learnt over the first
+    ``commissioning`` of data after installation or a service record, then frozen, per
+    machine state and optionally per load band). The detector is ``ewma`` (the level, an
+    EWMA, ``sigma`` std or ``rise`` above the reference) or ``cusum`` (the deviation from a
+    commissioning reference beyond ``k``, summed over time, reaches ``h``).
+    """
 
     kind: Literal["anomaly"]
     value: str = Field(pattern=VALUE_NAME)
     direction: Literal["up", "down", "both"] = "up"
-    baseline: Duration = timedelta(days=3)  # half-life of the slow EWMA: the baseline
-    window: Duration = timedelta(hours=1)  # half-life of the fast EWMA: the current level
-    warmup: Duration = timedelta(hours=6)  # data needed before the baseline is trusted
-    sigma: float = Field(default=4.0, gt=0)  # fire when the level is this many std away
-    clear_sigma: float = Field(default=2.0, ge=0)  # resolve when back within this many
+    reference: Literal["adaptive", "commissioning"] = "adaptive"
+    baseline: Duration = timedelta(days=3)  # adaptive: half-life of the slow EWMA
+    warmup: Duration = timedelta(hours=6)  # adaptive: data needed before the baseline is trusted
+    commissioning: Duration = timedelta(hours=8)  # commissioning: in-state data learnt
+    maintenance_kind: str = Field(default="service", pattern=VALUE_NAME)  # restarts learning
+    bands: Bands | None = None  # commissioning: one reference per load band
+    detector: Literal["ewma", "cusum"] = "ewma"
+    window: Duration = timedelta(hours=1)  # ewma: half-life of the fast EWMA (the level)
+    sigma: float = Field(default=4.0, gt=0)  # ewma: fire when the level is this many std away
+    clear_sigma: float = Field(default=2.0, ge=0)  # ewma: resolve when back within this many
+    rise: float | None = Field(default=None, gt=0)  # ewma: or this share above the reference
+    clear_rise: float | None = Field(default=None, ge=0)  # ewma: resolve under this share
+    k: float = Field(default=0.05, ge=0)  # cusum: allowance, a share of the reference
+    h: float = Field(default=0.5, gt=0)  # cusum: decision interval, in share × hours
     min_std: float = Field(default=0.1, gt=0)  # std floor, in the value's unit
     for_: Duration = Field(default=timedelta(minutes=30), alias="for")
     clear_for: Duration = timedelta(0)
     states: list[State] | None = Field(default_factory=lambda: list(_RUNNING))
+    forecast: Forecast | None = None
 
-    @field_validator("baseline", "window")
+    @field_validator("baseline", "window", "commissioning")
     @classmethod
-    def _half_life(cls, value: timedelta) -> timedelta:
+    def _positive(cls, value: timedelta) -> timedelta:
         if value <= timedelta(0):
-            raise ValueError("must be longer than 0s (it is a half-life)")
+            raise ValueError("must be longer than 0s")
         return value
 
     @model_validator(mode="after")
-    def _bands(self) -> AnomalyRule:
+    def _consistent(self) -> AnomalyRule:
+        given = self.model_fields_set
+        other, keys = (
+            ("commissioning", _COMMISSIONING_KEYS)
+            if self.reference == "adaptive"
+            else ("adaptive", _ADAPTIVE_KEYS)
+        )
+        for key in keys:
+            if key in given:
+                raise ValueError(
+                    f"`{key}` does not apply to reference = {self.reference!r} "
+                    f"(it belongs to reference = {other!r})"
+                )
+        for key in _CUSUM_KEYS if self.detector == "ewma" else _EWMA_KEYS:
+            if key in given:
+                raise ValueError(f"`{key}` does not apply to detector = {self.detector!r}")
+        if {"sigma", "rise"} <= given:
+            raise ValueError("give `sigma` or `rise`, not both")
+        if self.reference == "adaptive":
+            if self.detector != "ewma":
+                raise ValueError('detector = "cusum" needs reference = "commissioning"')
+            if self.rise is not None:
+                raise ValueError('`rise` needs reference = "commissioning"')
+            if self.window >= self.baseline:
+                raise ValueError("`window` must be shorter than `baseline`")
         if self.clear_sigma > self.sigma:
             raise ValueError(
                 f"clear_sigma ({self.clear_sigma}) must not exceed sigma ({self.sigma})"
             )
-        if self.window >= self.baseline:
-            raise ValueError("`window` must be shorter than `baseline`")
+        if self.clear_rise is not None and self.rise is None:
+            raise ValueError("`clear_rise` goes with `rise`")
+        if self.rise is not None and self.clear_rise is not None and self.clear_rise > self.rise:
+            raise ValueError(f"clear_rise ({self.clear_rise}) must not exceed rise ({self.rise})")
+        if self.bands is not None and self.bands.value == self.value:
+            raise ValueError("bands.value: use another value than the one watched (a load)")
         return self
+
+    def read_values(self) -> set[str]:
+        """The telemetry values this rule reads."""
+        return {self.value} | ({self.bands.value} if self.bands else set())
 
 
 class ServiceIntervalRule(_Rule):
@@ -215,7 +315,30 @@ class RuleSet(BaseModel):
 
     def value_names(self) -> list[str]:
         """Every telemetry value some threshold or anomaly rule reads, sorted."""
-        return sorted({r.value for r in self.rule if isinstance(r, ThresholdRule | AnomalyRule)})
+        names: set[str] = set()
+        for rule in self.rule:
+            if isinstance(rule, AnomalyRule):
+                names |= rule.read_values()
+            elif isinstance(rule, ThresholdRule):
+                names.add(rule.value)
+        return sorted(names)
+
+    def maintenance_kinds(self, machine: str) -> set[str]:
+        """Maintenance record kinds the rules watching ``machine`` need."""
+        kind = self.kind_of(machine)
+        out: set[str] = set()
+        for rule in self.rule:
+            if not rule.selects(machine, kind):
+                continue
+            if isinstance(rule, ServiceIntervalRule) or (
+                isinstance(rule, AnomalyRule) and rule.reference == "commissioning"
+            ):
+                out.add(rule.maintenance_kind)
+        return out
+
+    def conditions_only(self) -> RuleSet:
+        """The same file with only its threshold and anomaly rules (what a backtest scores)."""
+        return self.model_copy(update={"rule": [r for r in self.rule if r.kind in CONDITION_KINDS]})
 
     def fingerprint(self) -> str:
         """A short hash of the effective rules (to notice a changed file)."""
@@ -277,6 +400,8 @@ __all__ = [
     "SEVERITIES",
     "STATES",
     "AnomalyRule",
+    "Bands",
+    "Forecast",
     "NoDataRule",
     "Rule",
     "RuleSet",

@@ -98,7 +98,8 @@ class WindowSource:
                 lo = hi
             self._status(acc, start, end)
         machines: dict[str, MachineData] = {}
-        service_inputs = self._service(acc, start, end)
+        records = self._records(acc, end)
+        service_inputs = self._service(acc, start, end, records)
         for name, a in acc.items():
             machines[name] = MachineData(
                 ref=a.ref,
@@ -111,6 +112,7 @@ class WindowSource:
                 status_before=a.status_before,
                 status=tuple(sorted(a.status)),
                 service=service_inputs.get(name, {}),
+                records=records.get(name, {}),
             )
         return DataWindow(start, end, step, machines)
 
@@ -216,8 +218,26 @@ class WindowSource:
             a = self._acc(acc, series)
             a.status.extend((int(ts), bool(online)) for ts, online in series.values)
 
+    def _records(
+        self, acc: dict[str, _Acc], end: datetime
+    ) -> dict[str, dict[str, tuple[int, ...]]]:
+        """Per machine and kind, the maintenance records before ``end`` its rules need (ms)."""
+        wanted = {m: kinds for m in acc if (kinds := self.rules.maintenance_kinds(m))}
+        if not wanted:
+            return {}
+        out: dict[str, dict[str, list[int]]] = {}
+        for record in maintenance_records(self.client, end, set(wanted)):
+            if record.kind in wanted[record.ref.machine]:
+                times = out.setdefault(record.ref.machine, {}).setdefault(record.kind, [])
+                times.append(to_epoch_ms(record.at))
+        return {m: {k: tuple(sorted(t)) for k, t in kinds.items()} for m, kinds in out.items()}
+
     def _service(
-        self, acc: dict[str, _Acc], start: datetime, end: datetime
+        self,
+        acc: dict[str, _Acc],
+        start: datetime,
+        end: datetime,
+        records: dict[str, dict[str, tuple[int, ...]]],
     ) -> dict[str, dict[str, ServiceData]]:
         """Per machine and maintenance kind: run seconds before the window, records, running time."""
         wanted: dict[str, set[str]] = {}
@@ -229,15 +249,12 @@ class WindowSource:
         if not wanted or end <= start:
             return {}
         start_ms, end_ms = to_epoch_ms(start), to_epoch_ms(end)
-        records: dict[tuple[str, str], list[int]] = {}
-        for record in maintenance_records(self.client, end, set(wanted)):
-            records.setdefault((record.ref.machine, record.kind), []).append(to_epoch_ms(record.at))
         running = running_intervals(self.client, set(wanted), start, end, self.max_gap)
         out: dict[str, dict[str, ServiceData]] = {}
         for machine, kinds in wanted.items():
             timeline = RunningTime(tuple(running.get(machine, [])))
             for kind in sorted(kinds):
-                times = sorted(records.get((machine, kind), []))
+                times = records.get(machine, {}).get(kind, ())
                 anchor = max((t for t in times if t < start_ms), default=None)
                 run_before = self._run_before(machine, kind, anchor, start_ms)
                 inside = tuple(t for t in times if start_ms <= t < end_ms)

@@ -63,7 +63,10 @@ CREATE TABLE IF NOT EXISTS alerts (
     acked_by TEXT,
     ack_note TEXT,
     resolved_by TEXT,
-    notified_at INTEGER
+    notified_at INTEGER,
+    forecast TEXT NOT NULL DEFAULT '',
+    limit_eta INTEGER,
+    time_to_limit_h REAL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS alerts_one_active ON alerts (rule, machine)
     WHERE state IN ('pending', 'firing');
@@ -92,8 +95,14 @@ CREATE TABLE IF NOT EXISTS cursors (
 );
 """
 
-# user_version 1 (implicit 0): one global `until`; 2: per-machine cursors and `origin`.
-SCHEMA_VERSION = 2
+# user_version 1 (implicit 0): one global `until`; 2: per-machine cursors and `origin`;
+# 3: the forecast columns of alerts.
+SCHEMA_VERSION = 3
+_FORECAST_COLUMNS = {
+    "forecast": "TEXT NOT NULL DEFAULT ''",
+    "limit_eta": "INTEGER",
+    "time_to_limit_h": "REAL",
+}
 
 _ALERT_COLUMNS = tuple(Alert.__dataclass_fields__)
 # Columns the evaluator owns; acknowledgement columns belong to operators.
@@ -105,6 +114,7 @@ _ENGINE_COLUMNS = (
     "last_value",
     "summary",
     "notified_at",
+    *_FORECAST_COLUMNS,
 )
 
 
@@ -153,6 +163,12 @@ class AlertStore:
                     "INSERT OR IGNORE INTO meta (key, value) "
                     "SELECT 'origin', value FROM meta WHERE key = 'until'"
                 )
+            if version < 3:
+                # A file created before has no forecast columns (a new file already has them).
+                have = {row["name"] for row in db.execute("PRAGMA table_info(alerts)")}
+                for name, definition in _FORECAST_COLUMNS.items():
+                    if name not in have:
+                        db.execute(f"ALTER TABLE alerts ADD COLUMN {name} {definition}")
             if version < SCHEMA_VERSION:
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
@@ -313,9 +329,17 @@ class AlertStore:
                 if tracker.alert is not None and tracker.alert.id in dropped:
                     tracker = Tracker(None, tracker.memory)
                 if tracker.alert is not None and tracker.alert.state == "firing":
+                    row = alert_to_row(tracker.alert)
                     db.execute(
-                        "UPDATE alerts SET last_value = ? WHERE id = ? AND state = 'firing'",
-                        (tracker.alert.last_value, tracker.alert.id),
+                        "UPDATE alerts SET last_value = ?, forecast = ?, limit_eta = ?, "
+                        "time_to_limit_h = ? WHERE id = ? AND state = 'firing'",
+                        (
+                            row["last_value"],
+                            row["forecast"],
+                            row["limit_eta"],
+                            row["time_to_limit_h"],
+                            tracker.alert.id,
+                        ),
                     )
                 db.execute(
                     "INSERT INTO trackers (rule, machine, body) VALUES (?, ?, ?)",

@@ -66,6 +66,9 @@ class MachineData:
     status_before: tuple[int, bool] | None = None  # last (ts, online) before the window
     status: tuple[tuple[int, bool], ...] = ()  # (ts, online) inside the window, sorted
     service: dict[str, ServiceData] = field(default_factory=dict)  # maintenance kind → data
+    # Maintenance records (ms, sorted) up to the window's end, by kind: a commissioning
+    # reference is learnt anew after each.
+    records: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
     def state_before_step(self, t: int) -> str | None:
         """The last state known before the step ending at ``t`` (in the window or before)."""

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from runhours.commands._common import ConfigOption, console, fail, load
 
 app = typer.Typer(
-    help="Maintenance and condition alerts: replay rules over history (evaluate), list, "
-    "acknowledge and resolve alerts, or serve the HTTP API and alert console. Alert state "
-    "lives in <data_dir>/alerts.sqlite3; rules in a TOML file (docs/alerts.md).",
+    help="Maintenance and condition alerts: replay rules over history (evaluate), score them "
+    "against known failures (backtest), list, acknowledge and resolve alerts, or serve the "
+    "HTTP API and alert console. Alert state lives in <data_dir>/alerts.sqlite3; rules in a "
+    "TOML file (docs/alerts.md).",
     no_args_is_help=True,
 )
 
@@ -115,6 +116,174 @@ def evaluate(
         )
     console.print(table)
     console.print(f"{len(result.alerts)} alerts from {_fmt(result.start)} to {_fmt(result.end)}")
+
+
+def _seeds(text: str) -> list[int]:
+    """``"1-20"``, ``"3,5,9"`` or a mix → the seeds."""
+    seeds: list[int] = []
+    try:
+        for part in text.split(","):
+            lo, _, hi = part.strip().partition("-")
+            seeds += range(int(lo), int(hi or lo) + 1)
+    except ValueError:
+        fail(f"--simulate {text!r}: give seeds as 1-20 or 3,5,9")
+    if not seeds:
+        fail(f"--simulate {text!r}: no seeds")
+    return seeds
+
+
+def _failures(path: Path):  # type: ignore[no-untyped-def]
+    """A failures file: the simulator's ground truth (JSON) or CSV machine,failed_at[,onset]."""
+    from analytics.alerts.backtest import FailuresError, read_failures_csv
+    from runhours.backtest import read_failures_truth
+
+    try:
+        if path.suffix.lower() == ".json":
+            return read_failures_truth(path)
+        return read_failures_csv(path)
+    except (FailuresError, OSError, ValueError, KeyError) as exc:
+        fail(f"--failures: {exc}")
+
+
+def _hours(delta: timedelta | None) -> str:
+    return "" if delta is None else f"{delta / timedelta(hours=1):.1f} h"
+
+
+@app.command()
+def backtest(
+    start: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            help="Start: RFC 3339 with a zone, 'now-30d'. With --simulate: the simulated start "
+            "(default 2026-03-02T00:00Z, a Monday).",
+        ),
+    ] = None,
+    end: Annotated[
+        str | None,
+        typer.Option("--to", help="End (exclusive). With --simulate: default --from + 7 days."),
+    ] = None,
+    rules: RulesOption = None,
+    failures: Annotated[
+        Path | None,
+        typer.Option(
+            help="Known failures: a ground-truth JSON file (`runhours simulate` writes one) or "
+            "CSV with a header machine,failed_at[,onset]. Without it every alert counts as "
+            "a false alarm.",
+            dir_okay=False,
+        ),
+    ] = None,
+    simulate: Annotated[
+        str | None,
+        typer.Option(
+            help="Instead of stored data, replay simulated fleets in process, one per seed "
+            "(e.g. 1-20): 12 machines, one wearing out with a random wear profile, a sample "
+            "a minute; their ground truth gives the failures.",
+        ),
+    ] = None,
+    horizon: Annotated[
+        str,
+        typer.Option(
+            help="Without a known onset, alerts up to this long before a failure warned of it."
+        ),
+    ] = "7d",
+    after: Annotated[
+        str,
+        typer.Option(
+            help="Alerts up to this long after a failure (or until its repair) belong to it."
+        ),
+    ] = "1d",
+    output: Annotated[
+        str, typer.Option("--format", "-f", help="table, or json (every warning and alarm).")
+    ] = "table",
+    config: ConfigOption = None,
+) -> None:
+    """Score the threshold and anomaly rules against known failures.
+
+    Replays the data through the rules (the same evaluation as `evaluate` and the live
+    service, from an empty state) and reports per rule and for the rule set as a whole:
+    the lead time of the first alert before each failure (median, minimum), missed
+    failures, and false alarms per 100 machine-days of data. An alert is a warning when
+    it fires after the wear began (the ground truth's onset, else within --horizon before
+    the failure), belongs to the failure while the machine is down and repaired (until
+    --after past it), and is a false alarm otherwise. Service-interval and no-data rules
+    are not scored (they predict no failure).
+    """
+    from analytics.alerts.backtest import Scoreboard, score
+    from analytics.alerts.backtest import backtest as run_backtest
+    from analytics.alerts.durations import parse_duration
+    from runhours.backtest import BACKTEST_START, SimulatedFleet, simulated_runs
+    from store import InfluxClient, InfluxError
+
+    if output not in ("table", "json"):
+        fail(f"--format {output!r}: use table or json")
+    try:
+        window, grace = parse_duration(horizon), parse_duration(after)
+    except ValueError as exc:
+        fail(f"--horizon/--after: {exc}")
+    settings = _settings(config)
+    ruleset = _rules(rules or settings.rules_file)
+    board: Scoreboard
+    if simulate is not None:
+        if failures is not None:
+            fail("--failures: not with --simulate (the simulator's ground truth gives them)")
+        begin = _time(start, "--from") if start else BACKTEST_START
+        stop = _time(end, "--to") if end else begin + timedelta(days=7)
+        if stop <= begin:
+            fail("--to must be after --from")
+        setup = SimulatedFleet(start=begin, days=(stop - begin) / timedelta(days=1))
+        runs = simulated_runs(ruleset, _seeds(simulate), setup)
+        board = score(runs, ruleset, horizon=window, after=grace)
+    else:
+        if start is None or end is None:
+            fail("--from and --to are required (or --simulate SEEDS)")
+        known = _failures(failures) if failures is not None else []
+        try:
+            with InfluxClient.from_settings(settings) as client:
+                board = run_backtest(
+                    client,
+                    ruleset,
+                    _time(start, "--from"),
+                    _time(end, "--to"),
+                    known,
+                    horizon=window,
+                    after=grace,
+                )
+        except (InfluxError, ValueError) as exc:
+            fail(str(exc))
+    if output == "json":
+        print(json.dumps(board.to_json(), indent=2))
+        return
+    table = Table(
+        Column("rule", no_wrap=True),
+        "failures",
+        "warned",
+        "missed",
+        "median lead",
+        "min lead",
+        "false alarms",
+        "per 100 machine-days",
+    )
+    for index, r in enumerate(board.rules):
+        if index == len(board.rules) - 1:
+            table.add_section()
+        rate = r.false_alarm_rate
+        table.add_row(
+            r.rule,
+            str(len(r.warnings)),
+            str(len(r.warnings) - r.missed),
+            str(r.missed),
+            _hours(r.median_lead),
+            _hours(r.min_lead),
+            str(len(r.false_alarms)),
+            "" if rate is None else f"{rate:.2f}",
+        )
+    console.print(table)
+    total = board.rules[-1]
+    console.print(
+        f"{len(total.warnings)} failures, {total.machine_days:.1f} machine-days, "
+        f"{board.runs} run{'s' if board.runs != 1 else ''}"
+    )
 
 
 @app.command("list")

@@ -55,13 +55,19 @@ def edge(
     config: ConfigOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every connect.")] = False,
 ) -> None:
-    """Run one edge agent until SIGTERM or Ctrl-C."""
+    """Run one edge agent until SIGTERM or Ctrl-C.
+
+    With a CSV source and `until_end = true` it exits by itself once the whole file is
+    published and acknowledged (exit code 0; 1 if a signal stopped it first with samples
+    still buffered).
+    """
     settings = load(EdgeSettings, config)
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     source = settings.edge.source
+    until_end = isinstance(source, CsvSource) and source.until_end
     try:
         live = isinstance(source, ModbusSource | OpcuaSource)
         if isinstance(source, CsvSource):
@@ -73,11 +79,14 @@ def edge(
         else:
             factory = _simulator_factory(settings, source)
         ref = "/".join(settings.edge.ref)
-        console.print(f"edge agent {ref} → {settings.broker.url} (Ctrl-C to stop)")
-        stats = asyncio.run(serve(settings, factory, live=live))
+        until = "the end of the file" if until_end else "Ctrl-C"
+        console.print(f"edge agent {ref} → {settings.broker.url} (until {until})")
+        stats = asyncio.run(serve(settings, factory, live=live, until_end=until_end))
     except (SettingsError, SourceError, EdgeBufferError) as exc:
         fail(str(exc))
     console.print(
         f"stopped: {stats.submitted} samples taken, {stats.published} published, "
         f"{stats.dropped} dropped, {stats.buffered} still buffered"
     )
+    if until_end and stats.buffered:
+        fail(f"stopped before the end: {stats.buffered} samples still buffered", code=1)

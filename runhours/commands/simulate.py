@@ -23,7 +23,7 @@ from edge.mqtt import Broker
 from runhours.commands._common import ConfigOption, console, fail, load
 from runhours.fleet import FleetError, FleetRun, run_fleet
 from runhours.security import SecurityError
-from simulators import MachineSpec, fleet
+from simulators import WEAR_PROFILES, MachineSpec, fleet
 
 if TYPE_CHECKING:
     from simulators.opcua_server import OpcuaSecurity
@@ -79,6 +79,13 @@ def simulate(
     sample_interval: Annotated[
         float, typer.Option(min=0.001, help="Seconds between samples of a machine.")
     ] = 10.0,
+    profiles: Annotated[
+        str,
+        typer.Option(
+            help="Wear profiles the degrading machines draw from, comma-separated: "
+            f"{', '.join(WEAR_PROFILES)}, or 'all' (simulators/README.md).",
+        ),
+    ] = "accelerating",
     progress: Annotated[
         bool | None, typer.Option(help="Progress bars (default: on a terminal).")
     ] = None,
@@ -136,12 +143,18 @@ def simulate(
     begin = _parse_start(start, days)
     end = begin + timedelta(days=days)
     truth_file = ground_truth or settings.data_dir / "ground-truth.json"
+    wear = WEAR_PROFILES if profiles.strip() == "all" else profiles.split(",")
     try:
         specs = fleet(
-            machines, seed=seed, start=begin, site=site or settings.edge.site, degrading=degrading
+            machines,
+            seed=seed,
+            start=begin,
+            site=site or settings.edge.site,
+            degrading=degrading,
+            profiles=[p.strip() for p in wear],  # type: ignore[misc]
         )
     except ValueError as exc:
-        fail(str(exc))
+        fail(f"--profiles: {exc}" if "profiles" in str(exc) else str(exc))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     console.print(
         f"simulating {machines} machines, {begin:%Y-%m-%d %H:%M} → {end:%Y-%m-%d %H:%M} UTC, "
