@@ -3,8 +3,11 @@
 ``run_fleet`` steps one ``SimClock`` (real time, a speed factor, or as fast as possible),
 hands each machine's new readings to its own ``EdgeAgent`` (one MQTT client each, one
 buffer file each), then drains the agents and writes the ground truth. At full speed the
-simulation pauses while any buffer holds ``high_water`` samples or more, so memory and
-disk stay bounded however fast the simulators are.
+simulation pauses while any buffer holds ``high_water`` samples or more (fewer per agent in
+a large fleet: about ``FLEET_HIGH_WATER`` in all), so memory and disk stay bounded however
+fast the simulators are; within a step it hands the loop back every ``YIELD_S``, so the
+agents keep publishing and answering the broker while thousands of machines are stepped.
+Fleets too large for one process are split by ``runhours.fleet_workers``.
 
 ``simulator_source`` is the same stepping for a single agent (``runhours edge`` with
 ``[edge.source] type = "simulator"``).
@@ -15,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -39,6 +42,8 @@ from simulators import MachineSim, MachineSpec, SimClock, write_ground_truth
 log = logging.getLogger("runhours.fleet")
 
 HIGH_WATER = 5000  # buffered samples per agent before the simulation pauses
+FLEET_HIGH_WATER = 1_000_000  # … and in all: a large fleet pauses at fewer per agent
+YIELD_S = 0.02  # longest stretch of stepping simulators without handing the loop back
 MAX_STEP = timedelta(hours=1)  # simulated time per step at full speed
 PACED_STEP_WALL_S = 0.5  # wall time per step when paced
 
@@ -60,6 +65,26 @@ class MachineRun:
 
 
 @dataclass(frozen=True)
+class Resources:
+    """What simulating cost: processes, the sum of their peak RSS, and their CPU time."""
+
+    processes: int
+    peak_rss_bytes: int
+    cpu_seconds: float
+
+
+@dataclass(frozen=True)
+class FleetProgress:
+    """Where a running fleet stands (what the progress display and worker processes show)."""
+
+    machines: int
+    connected: int
+    simulated_s: float
+    produced: int
+    published: int
+
+
+@dataclass(frozen=True)
 class FleetRun:
     """What ``run_fleet`` did."""
 
@@ -69,6 +94,7 @@ class FleetRun:
     wall_seconds: float
     ground_truth: Path | None
     interrupted: bool
+    resources: Resources | None = None  # measured by ``runhours.fleet_workers``
 
     @property
     def produced(self) -> int:
@@ -123,6 +149,8 @@ async def run_fleet(
     drain_timeout: float = 300.0,
     stop: asyncio.Event | None = None,
     broker_for: Callable[[MachineRef], Broker] | None = None,
+    report: Callable[[FleetProgress], None] | None = None,
+    ready: Callable[[], Awaitable[None]] | None = None,
 ) -> FleetRun:
     """Simulate ``specs`` from ``start`` to ``end`` through one edge agent per machine.
 
@@ -132,7 +160,11 @@ async def run_fleet(
     Buffers live under ``<data_dir>/edge/``; samples an earlier, interrupted simulation left
     there are discarded (counted as dropped) so the figures describe this run alone. Raises
     ``FleetError`` when the agents cannot reach the broker within ``connect_timeout``.
-    Setting ``stop`` ends the simulation early; what was produced is still drained.
+    Setting ``stop`` ends the simulation early; what was produced is still drained, until
+    every sample is acknowledged or none was for ``drain_timeout`` seconds. ``report`` is
+    called with the progress (at least every step, every 0.2 s while connecting and
+    draining); ``ready`` is awaited once every agent is connected, before the simulated
+    clock starts (worker processes start together).
     """
     if not start < end:
         raise ValueError(f"end ({end.isoformat()}) must be after start ({start.isoformat()})")
@@ -143,6 +175,8 @@ async def run_fleet(
     runs: list[asyncio.Task[None]] = []
     produced = [0] * len(sims)
     reached = start
+    # A large fleet pauses at fewer samples per agent: about FLEET_HIGH_WATER in all.
+    limit = max(1, min(high_water, FLEET_HIGH_WATER // max(1, len(specs))))
     try:
         for spec in specs:
             ref = MachineRef(spec.site, spec.line, spec.machine)
@@ -153,36 +187,55 @@ async def run_fleet(
                 )
             broker = broker_for(ref) if broker_for is not None else settings.broker
             agents.append(EdgeAgent(ref, buffer, broker, settings.edge.agent_options()))
-        runs = [asyncio.create_task(agent.run()) for agent in agents]
-        connected = await asyncio.gather(*(a.wait_connected(connect_timeout) for a in agents))
-        if not all(connected):
-            errors = {a.last_error for a in agents if not a.connected} - {None}
-            raise FleetError(
-                f"cannot reach the MQTT broker at {settings.broker.url} within "
-                f"{connect_timeout:g} s ({'; '.join(sorted(e for e in errors if e)) or 'no answer'});"
-                " is it running (`runhours services up`) and is RUNHOURS_MQTT_URL right?"
+        with FleetDisplay(progress, (end - start).total_seconds(), len(agents)) as bar:
+
+            def show() -> None:
+                now = FleetProgress(
+                    len(agents),
+                    sum(a.connected for a in agents),
+                    (reached - start).total_seconds(),
+                    sum(produced),
+                    _published(agents),
+                )
+                bar.update(now)
+                if report is not None:
+                    report(now)
+
+            runs = [asyncio.create_task(agent.run()) for agent in agents]
+            connecting: asyncio.Future[list[bool]] = asyncio.gather(
+                *(a.wait_connected(connect_timeout) for a in agents)
             )
-        clock = SimClock(start, speed)
-        step = step_for(speed)
-        with _Progress(progress, (end - start).total_seconds()) as bar:
+            await _while_pending(connecting, show)
+            if not all(connecting.result()):
+                errors = {a.last_error for a in agents if not a.connected} - {None}
+                down = sum(not a.connected for a in agents)
+                raise FleetError(
+                    f"{down} of {len(agents)} agents cannot reach the MQTT broker at "
+                    f"{settings.broker.url} within {connect_timeout:g} s "
+                    f"({'; '.join(sorted(e for e in errors if e)) or 'no answer'});"
+                    " is it running (`runhours services up`) and is RUNHOURS_MQTT_URL right?"
+                )
+            show()
+            if ready is not None:
+                await ready()
+            clock = SimClock(start, speed)
+            step = step_for(speed)
             t = start
             while t < end and not stop.is_set():
                 t = min(t + step, end)
                 await clock.sleep_until(t)
+                handed_back = time.monotonic()
                 for i, (sim, agent) in enumerate(zip(sims, agents, strict=True)):
                     produced[i] += agent.submit(sim.advance(t))
+                    if time.monotonic() - handed_back >= YIELD_S:
+                        await asyncio.sleep(0)  # the agents publish and answer the broker
+                        handed_back = time.monotonic()
                 reached = t
-                bar.update((t - start).total_seconds(), sum(produced), _published(agents))
-                if any(a.buffer.count >= high_water for a in agents):
-                    await _all_below(agents, high_water, stop)
-            drain: asyncio.Future[Any] = asyncio.gather(*(a.drain(drain_timeout) for a in agents))
-            try:
-                while not drain.done():
-                    bar.update((reached - start).total_seconds(), sum(produced), _published(agents))
-                    await asyncio.wait({drain}, timeout=0.2)
-            finally:
-                await _cancel(drain)
-            bar.update((reached - start).total_seconds(), sum(produced), _published(agents))
+                show()
+                if any(a.buffer.count >= limit for a in agents):
+                    await _all_below(agents, limit, stop)
+            await _drain(agents, drain_timeout, show)
+            show()
         for agent in agents:
             agent.stop()
         await asyncio.gather(*runs)
@@ -200,6 +253,31 @@ async def run_fleet(
         ground_truth.parent.mkdir(parents=True, exist_ok=True)
         write_ground_truth(ground_truth, [sim.truth for sim in sims])
     return FleetRun(machines, start, reached, time.monotonic() - wall0, ground_truth, reached < end)
+
+
+async def _while_pending(future: asyncio.Future[Any], show: Callable[[], None]) -> None:
+    """Wait for ``future``, showing the progress every 0.2 s meanwhile."""
+    while not future.done():
+        show()
+        await asyncio.wait({future}, timeout=0.2)
+
+
+async def _drain(
+    agents: Sequence[EdgeAgent], stalled_after: float, show: Callable[[], None]
+) -> None:
+    """Wait until every agent's buffer is empty, or nothing was acknowledged for
+    ``stalled_after`` seconds (a large fleet may take long to drain, and that is fine)."""
+    drain: asyncio.Future[Any] = asyncio.gather(*(a.drain() for a in agents))
+    loop = asyncio.get_running_loop()
+    published, since = _published(agents), loop.time()
+    try:
+        while not drain.done() and loop.time() - since < stalled_after:
+            show()
+            await asyncio.wait({drain}, timeout=min(0.2, stalled_after))
+            if (now := _published(agents)) != published:
+                published, since = now, loop.time()
+    finally:
+        await _cancel(drain)
 
 
 def _published(agents: Sequence[EdgeAgent]) -> int:
@@ -226,10 +304,11 @@ async def _cancel(*futures: asyncio.Future[Any]) -> None:
     await asyncio.gather(*futures, return_exceptions=True)
 
 
-class _Progress:
-    """A rich progress display (simulated hours, samples published), or nothing."""
+class FleetDisplay:
+    """A rich progress display (agents connected, simulated hours, samples published), or
+    nothing. Three lines however large the fleet."""
 
-    def __init__(self, enabled: bool, total_seconds: float) -> None:
+    def __init__(self, enabled: bool, total_seconds: float, machines: int) -> None:
         self._bar = (
             Progress(
                 TextColumn("{task.description:<10}"),
@@ -241,13 +320,17 @@ class _Progress:
             if enabled
             else None
         )
-        self._total_h = max(1, round(total_seconds / 3600))
-        self._sim = self._pub = TaskID(0)
+        # Hours, or minutes for a run shorter than two hours.
+        self._per, self._unit = (3600, "hours") if total_seconds >= 7200 else (60, "minutes")
+        self._total = max(1, round(total_seconds / self._per))
+        self._machines = machines
+        self._con = self._sim = self._pub = TaskID(0)
 
-    def __enter__(self) -> _Progress:
+    def __enter__(self) -> FleetDisplay:
         if self._bar is not None:
             self._bar.start()
-            self._sim = self._bar.add_task("simulated", total=self._total_h, unit="hours")
+            self._con = self._bar.add_task("connected", total=self._machines, unit="agents")
+            self._sim = self._bar.add_task("simulated", total=self._total, unit=self._unit)
             self._pub = self._bar.add_task("published", total=0, unit="samples")
         return self
 
@@ -255,7 +338,9 @@ class _Progress:
         if self._bar is not None:
             self._bar.stop()
 
-    def update(self, simulated_s: float, produced: int, published: int) -> None:
+    def update(self, now: FleetProgress) -> None:
         if self._bar is not None:
-            self._bar.update(self._sim, completed=min(self._total_h, round(simulated_s / 3600)))
-            self._bar.update(self._pub, total=produced, completed=published)
+            self._bar.update(self._con, completed=now.connected)
+            done = min(self._total, round(now.simulated_s / self._per))
+            self._bar.update(self._sim, completed=done)
+            self._bar.update(self._pub, total=now.produced, completed=now.published)
