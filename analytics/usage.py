@@ -4,7 +4,7 @@ The maths are pure functions over numpy arrays in integer milliseconds (exact su
 hourly rollups add up to exactly what a direct computation gives); the I/O helpers that
 read raw ``telemetry`` samples from InfluxDB are at the bottom.
 
-Semantics (DESIGN.md "Semantics that billing depends on", docs/billing.md):
+Semantics (docs/design.md "Billing semantics", docs/billing.md):
 
 - A sample's state holds from its ``ts`` until the next sample of the machine, but never
   longer than ``max_gap`` (default 5 min); time past that is *unknown* and never billed.
