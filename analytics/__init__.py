@@ -1,5 +1,5 @@
 """Analytics over stored telemetry: usage-hours, billing, alert rules and their lifecycle.
 
 Subpackages and modules meet the rest of runhours only through ``store`` (InfluxDB) and
-``contract``; see DESIGN.md for the layout.
+``contract``; see docs/design.md for the layers.
 """

@@ -4,7 +4,7 @@ The maths are pure functions over numpy arrays in integer milliseconds (exact su
 hourly rollups add up to exactly what a direct computation gives); the I/O helpers that
 read raw ``telemetry`` samples from InfluxDB are at the bottom.
 
-Semantics (DESIGN.md "Semantics that billing depends on", docs/billing.md):
+Semantics (docs/design.md "Billing semantics", docs/billing.md):
 
 - A sample's state holds from its ``ts`` until the next sample of the machine, but never
   longer than ``max_gap`` (default 5 min); time past that is *unknown* and never billed.
@@ -25,6 +25,7 @@ Semantics (DESIGN.md "Semantics that billing depends on", docs/billing.md):
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -59,7 +60,7 @@ from analytics.machines import (
 from analytics.periods import as_datetime, to_ms
 from contract import STATES
 from store import InfluxClient, quote_ident
-from store.schema import FIELD_RUN_SECONDS_TOTAL, FIELD_STATE, TELEMETRY
+from store.schema import FIELD_RUN_SECONDS_TOTAL, FIELD_STATE, TAG_MACHINE, TELEMETRY
 
 Int8Array = npt.NDArray[np.int8]
 
@@ -506,6 +507,115 @@ def load_samples(
     if edge.counter_before is not None:
         previous = (edge.counter_before[0], int(to_counter_ms([edge.counter_before[1]])[0]))
     return Samples(t, c, cts[keep], cvalues[keep], previous)
+
+
+def load_samples_by_id(
+    client: InfluxClient,
+    machines: Sequence[str],
+    start_ms: int,
+    end_ms: int,
+    *,
+    max_gap: timedelta = DEFAULT_MAX_GAP,
+    carry_horizon: timedelta = CARRY_HORIZON,
+    fields: Sequence[str] | None = None,
+) -> dict[str, Samples]:
+    """``load_samples`` of many bare machine ids (the alert rules' view: an id at every
+    site) in a handful of queries instead of three per machine; the same ``Samples`` each.
+
+    The brackets come from two grouped queries; the rows of machines whose state chain
+    starts within ``2 × max_gap`` of the window (the common case) from one grouped query;
+    a machine whose chain reaches further back (states only on change) is read on its own.
+    """
+    names = sorted(set(machines))
+    if not names or end_ms <= start_ms:
+        return {name: Samples.none() for name in names}
+    fields = telemetry_fields(client) if fields is None else fields
+    gap_ms = duration_ms(max_gap)
+    look_back = duration_ms(carry_horizon) + gap_ms
+    only = _ids_clause(names)
+    state_q = (
+        f"SELECT last({quote_ident(FIELD_STATE)}) FROM {quote_ident(TELEMETRY)} WHERE {only} "
+        f"AND time >= {start_ms - look_back}ms AND time < {start_ms}ms "
+        f"GROUP BY {quote_ident(TAG_MACHINE)}"
+    )
+    counter_q = (
+        f"SELECT last({quote_ident(FIELD_RUN_SECONDS_TOTAL)}) FROM {quote_ident(TELEMETRY)} "
+        f"WHERE {only} AND time < {start_ms}ms GROUP BY {quote_ident(TAG_MACHINE)}"
+    )
+    state_r, counter_r = client.query(f"{state_q}; {counter_q}")
+    last_state = {s.tags[TAG_MACHINE]: _first_time([s]) for s in state_r}
+    last_counter = {s.tags[TAG_MACHINE]: _first_time([s]) for s in counter_r}
+    los = {}
+    for name in names:
+        hit = last_state.get(name)
+        los[name] = start_ms if hit is None else hit[0]
+    fresh = [n for n in names if los[n] >= start_ms - 2 * gap_ms]
+    rows: dict[str, tuple[list[int], list[int], list[int], list[float]]] = {}
+    if fresh:
+        rows = _fetch_rows_by_id(client, fresh, min(los[n] for n in fresh), end_ms + gap_ms, fields)
+    out: dict[str, Samples] = {}
+    for name in names:
+        if name in rows or name in fresh:
+            ts, codes, counter_ts, counter_values = rows.get(name, ([], [], [], []))
+            keep_from = los[name]
+            pairs = [(t, c) for t, c in zip(ts, codes, strict=True) if t >= keep_from]
+            ts, codes = [t for t, _ in pairs], [c for _, c in pairs]
+        else:
+            ts, codes, counter_ts, counter_values = fetch_rows(
+                client, name, los[name], end_ms + gap_ms, fields
+            )
+        t, c = _as_arrays(ts, codes)
+        cts, cvalues = _counter_arrays(counter_ts, counter_values)
+        keep = (cts >= start_ms) & (cts < end_ms)
+        previous = None
+        counter_hit = last_counter.get(name)
+        if counter_hit is not None:
+            previous = (counter_hit[0], int(to_counter_ms([float(counter_hit[1])])[0]))
+        out[name] = Samples(t, c, cts[keep], cvalues[keep], previous)
+    return out
+
+
+def _ids_clause(names: Sequence[str]) -> str:
+    """``"machine" =~ /^(a|b)$/`` for bare ids (they match ``[A-Za-z0-9_.-]``)."""
+    alternatives = "|".join(re.escape(name).replace("/", r"\/") for name in names)
+    return f"{quote_ident(TAG_MACHINE)} =~ /^({alternatives})$/"
+
+
+def _fetch_rows_by_id(
+    client: InfluxClient, names: Sequence[str], lo_ms: int, hi_ms: int, fields: Sequence[str]
+) -> dict[str, tuple[list[int], list[int], list[int], list[float]]]:
+    """``fetch_rows`` of several bare ids at once (one grouped query per chunk)."""
+    out: dict[str, tuple[list[int], list[int], list[int], list[float]]] = {}
+    if not fields or hi_ms <= lo_ms:
+        return out
+    select = ", ".join(quote_ident(f) for f in fields)
+    state_col = 1 + fields.index(FIELD_STATE) if FIELD_STATE in fields else None
+    counter_col = (
+        1 + fields.index(FIELD_RUN_SECONDS_TOTAL) if FIELD_RUN_SECONDS_TOTAL in fields else None
+    )
+    code_of = STATE_CODE.get
+    only = _ids_clause(names)
+    for start in range(lo_ms, hi_ms, _FETCH_CHUNK_MS):
+        stop = min(start + _FETCH_CHUNK_MS, hi_ms)
+        for series in client.query_series(
+            f"SELECT {select} FROM {quote_ident(TELEMETRY)} WHERE {only} "
+            f"AND time >= {start}ms AND time < {stop}ms GROUP BY {quote_ident(TAG_MACHINE)}"
+        ):
+            ts, codes, counter_ts, counter_values = out.setdefault(
+                series.tags[TAG_MACHINE], ([], [], [], [])
+            )
+            rows = series.values
+            ts.extend(row[0] for row in rows)
+            if state_col is None:
+                codes.extend([NO_STATE] * len(rows))
+            else:
+                codes.extend(code_of(row[state_col], NO_STATE) for row in rows)
+            if counter_col is not None:
+                for row in rows:
+                    if row[counter_col] is not None:
+                        counter_ts.append(row[0])
+                        counter_values.append(row[counter_col])
+    return out
 
 
 def series_from_samples(

@@ -247,6 +247,17 @@ def wait_written(workers: list[Worker], points: int, timeout: float = 600) -> fl
     return time.perf_counter()
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """CPU seconds (user + system) a process has used so far (0 if unknown)."""
+    if pid is None:
+        return 0.0
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def full_path(
     services: LocalServices,
     tmp: Path,
@@ -255,7 +266,8 @@ def full_path(
     per_message: int,
     workers: int,
 ) -> tuple[float, float, int]:
-    """points/s, CPU s per million points, peak RSS of the busiest worker."""
+    """points/s, CPU s per million points, peak RSS of the busiest worker; prints where the
+    machine's CPU went (InfluxDB, Mosquitto, the ingest) per million points."""
     database = f"full_{per_message}_{workers}"
     InfluxClient(services.influx_url, database).ensure_database()
     msgs = messages(points, machines, per_message)
@@ -264,6 +276,8 @@ def full_path(
         start_worker(services, database, n, tmp / f"{n}.log", workers > 1, services.influx_url)
         for n in names
     ]
+    influxd, mosquitto = services.influxdb.pid(), services.mosquitto.pid()
+    before = (cpu_seconds(influxd), cpu_seconds(mosquitto))
     try:
         with ProcessPoolExecutor(1) as pool:  # the publisher: a separate process
             t0 = time.perf_counter()
@@ -272,6 +286,14 @@ def full_path(
             publishing.result()
         cpu = sum(w.cpu_and_rss()[0] for w in running)
         rss = max(w.cpu_and_rss()[1] for w in running)
+        db_cpu = cpu_seconds(influxd) - before[0]
+        broker_cpu = cpu_seconds(mosquitto) - before[1]
+        print(
+            f"      CPU s per million points: InfluxDB {db_cpu / points * 1e6:.1f}, "
+            f"Mosquitto {broker_cpu / points * 1e6:.1f}, ingest {cpu / points * 1e6:.1f}"
+            f" (wall {done - t0:.1f} s on {os.cpu_count()} cores)",
+            flush=True,
+        )
     finally:
         for w in running:
             w.stop()

@@ -1,4 +1,4 @@
-"""Settings every service shares (DESIGN.md "Configuration").
+"""Settings every service shares (docs/design.md "Configuration").
 
 Read from a TOML file given by ``--config`` and from ``RUNHOURS_*`` environment
 variables, which win. A service adds its own section by subclassing

@@ -190,7 +190,7 @@ def _id(value: str, what: str) -> str:
 
 
 class IngestSettings(RunhoursSettings):
-    """Settings of ``runhours ingest``: connections (DESIGN.md) and the ``[ingest]`` section."""
+    """Settings of ``runhours ingest``: connections (docs/design.md) and the ``[ingest]`` section."""
 
     ingest: IngestOptions = IngestOptions()
 

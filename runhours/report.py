@@ -56,7 +56,7 @@ from store.schema import (
     TELEMETRY,
 )
 
-MAX_GAP = DEFAULT_MAX_GAP  # DESIGN.md: a state never holds longer than this
+MAX_GAP = DEFAULT_MAX_GAP  # docs/design.md: a state never holds longer than this
 MAX_POINTS = 1500  # signal buckets across the plot: finer than the pixels, cheap to query
 UNKNOWN_COLOR = "#F2F2F2"
 _TITLES = {s.name: (s.title, s.unit.removeprefix("suffix:").strip()) for s in SIGNALS}

@@ -69,3 +69,48 @@ def test_service_interval_counts_heartbeat_hours_like_billing(influx: InfluxClie
     ]
     assert later.alerts[0].value == round(3 + 1 / 60, 4)
     assert later.alerts[0].last_value == billed
+
+
+def test_the_fleet_read_gives_each_machine_what_its_own_read_gives(influx: InfluxClient) -> None:
+    """``load_samples_by_id`` (one read for the fleet) equals ``load_samples`` per machine:
+    a machine sampled every 10 s, one whose state comes once an hour (its chain starts far
+    before the window), one silent since before it, one at two sites, one never seen."""
+    import random
+
+    import numpy as np
+
+    from analytics.alerts.run_hours import running_seconds_since
+    from analytics.usage import load_samples, load_samples_by_id
+    from contract import from_epoch_ms
+
+    rng = random.Random(3)
+    points = heartbeat_telemetry()  # cnc-01: a state once an hour
+    for machine, sites in (("pump-01", ("plant1",)), ("comp-01", ("plant1", "plant2"))):
+        for k in range(6 * 360):
+            ts = to_epoch_ms(T0 + timedelta(seconds=10 * k))
+            fields: dict[str, float | str] = {"state": rng.choice(["running", "idle", "fault"])}
+            if k % 60 == 0:
+                fields["run_seconds_total"] = 3600.0 + k * 10
+            for site in sites:
+                tags = {"site": site, "line": "line-b", "machine": machine}
+                points.append(Point("telemetry", tags, fields, ts + (site == "plant2")))
+    silent = {"site": "plant1", "line": "line-c", "machine": "comp-02"}
+    points.append(Point("telemetry", silent, {"state": "running"}, to_epoch_ms(T0)))
+    influx.write(points)
+    names = ["cnc-01", "pump-01", "comp-01", "comp-02", "nowhere"]
+    for lo_h, hi_h in ((2.5, 3.0), (0.0, 6.0), (5.9, 6.2)):
+        lo = to_epoch_ms(T0 + timedelta(hours=lo_h))
+        hi = to_epoch_ms(T0 + timedelta(hours=hi_h))
+        fleet = load_samples_by_id(influx, names, lo, hi)
+        for name in names:
+            one, many = load_samples(influx, name, lo, hi), fleet[name]
+            assert np.array_equal(one.ts_ms, many.ts_ms), (name, lo_h)
+            assert np.array_equal(one.codes, many.codes), (name, lo_h)
+            assert np.array_equal(one.counter_ts_ms, many.counter_ts_ms), (name, lo_h)
+            assert np.array_equal(one.counter_ms, many.counter_ms), (name, lo_h)
+            assert one.counter_previous == many.counter_previous, (name, lo_h)
+        # And the running seconds the service-interval rules add are billing's.
+        ran = running_seconds_since(influx, dict.fromkeys(names, lo), hi)
+        for name in names[:4]:
+            billed = machine_usage(influx, name, from_epoch_ms(lo), from_epoch_ms(hi))
+            assert ran[name] == billed.running_seconds, (name, lo_h)

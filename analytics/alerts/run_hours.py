@@ -1,18 +1,17 @@
 """Running time of machines, for service-interval rules, counted exactly as billing counts.
 
-``run_seconds`` (hours since the last service, up to a window's start) asks the usage
-engine (``analytics.usage.machine_usage``). Inside an evaluation window the running
-*intervals* are needed step by step; ``running_intervals`` reads the same raw samples
-with the same loader (``analytics.usage.load_samples``) and applies the same step
-semantics (``analytics.usage.effective_states``): a state holds until the next sample,
-at most ``max_gap``, and value-only samples (heartbeats) carry it forward. So the
-run-hours an alert reports are the run-hours on the invoice.
+``running_intervals`` (inside an evaluation window, step by step) and
+``running_seconds_since`` (since the last service, grown cycle by cycle) read the raw
+samples the way the usage engine does (``analytics.usage.load_samples_by_id``, the same
+``Samples`` as its ``load_samples``, for the whole fleet at once) and apply its step
+semantics (``analytics.usage.effective_states``): a state holds until the next sample, at
+most ``max_gap``, and value-only samples (heartbeats) carry it forward. So the run-hours an
+alert reports are the run-hours on the invoice (tests/test_alerts_run_hours.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -25,9 +24,7 @@ from analytics.usage import (
     Int8Array,
     duration_ms,
     effective_states,
-    load_samples,
-    machine_usage,
-    telemetry_fields,
+    load_samples_by_id,
 )
 from contract import to_epoch_ms
 from store import InfluxClient
@@ -71,31 +68,39 @@ def running_intervals(
     start: datetime,
     end: datetime,
     max_gap: timedelta = DEFAULT_MAX_GAP,
-    workers: int = 4,
 ) -> dict[str, list[tuple[int, int]]]:
-    """Running intervals per machine within ``[start, end)``, from its raw samples."""
+    """Running intervals per machine within ``[start, end)``, from its raw samples (read for
+    the whole fleet at once: ``analytics.usage.load_samples_by_id``)."""
     names = sorted(set(machines))
     if not names or end <= start:
         return {}
     lo, hi = to_epoch_ms(start), to_epoch_ms(end)
-    fields = telemetry_fields(client)
-
-    def one(machine: str) -> list[tuple[int, int]]:
-        samples = load_samples(client, machine, lo, hi, max_gap=max_gap, fields=fields)
-        return running_from_samples(samples.ts_ms, samples.codes, lo, hi, duration_ms(max_gap))
-
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(names)))) as pool:
-        return dict(zip(names, pool.map(one, names), strict=True))
+    gap = duration_ms(max_gap)
+    samples = load_samples_by_id(client, names, lo, hi, max_gap=max_gap)
+    return {
+        name: running_from_samples(s.ts_ms, s.codes, lo, hi, gap) for name, s in samples.items()
+    }
 
 
-def run_seconds(
+def running_seconds_since(
     client: InfluxClient,
-    machine: str,
-    start: datetime,
-    end: datetime,
+    since: dict[str, int],
+    end_ms: int,
     max_gap: timedelta = DEFAULT_MAX_GAP,
-) -> float:
-    """Seconds ``machine`` spent running within ``[start, end)`` (the usage engine's count)."""
-    if end <= start:
-        return 0.0
-    return machine_usage(client, machine, start, end, max_gap=max_gap).running_seconds
+) -> dict[str, float]:
+    """Per machine, seconds running within ``[since[machine], end_ms)``, for the whole fleet
+    from one read (the increments of the service-interval counters, cycle by cycle)."""
+    wanted = {name: lo for name, lo in since.items() if lo < end_ms}
+    if not wanted:
+        return {name: 0.0 for name in since}
+    gap = duration_ms(max_gap)
+    samples = load_samples_by_id(
+        client, sorted(wanted), min(wanted.values()), end_ms, max_gap=max_gap
+    )
+    out = {name: 0.0 for name in since}
+    for name, lo in wanted.items():
+        s = samples[name]
+        out[name] = (
+            sum(b - a for a, b in running_from_samples(s.ts_ms, s.codes, lo, end_ms, gap)) / 1000
+        )
+    return out

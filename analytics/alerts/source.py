@@ -11,15 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 from analytics.alerts.maintenance import maintenance_records
 from analytics.alerts.rules import NoDataRule, RuleSet, ServiceIntervalRule
-from analytics.alerts.run_hours import run_seconds, running_intervals
+from analytics.alerts.run_hours import running_intervals, running_seconds_since
 from analytics.alerts.window import DataWindow, MachineData, RunningTime, ServiceData
 from analytics.usage import DEFAULT_MAX_GAP
-from contract import MachineRef, from_epoch_ms, to_epoch_ms
-from store import InfluxClient, Series, quote_ident, quote_string, time_literal
+from contract import MachineRef, to_epoch_ms
+from store import InfluxClient, Series, quote_ident, time_literal
 from store.schema import (
     FIELD_ONLINE,
     FIELD_STATE,
@@ -75,6 +74,7 @@ class WindowSource:
         self.max_gap = max_gap
         # (machine, maintenance kind) → (anchor ms or None, window start ms, run seconds)
         self._run_cache: dict[tuple[str, str], tuple[int | None, int, float]] = {}
+        self._first_seen_ms: dict[str, int] = {}  # machine → its first sample (ms)
 
     @property
     def lookback(self) -> timedelta:
@@ -251,47 +251,71 @@ class WindowSource:
         start_ms, end_ms = to_epoch_ms(start), to_epoch_ms(end)
         running = running_intervals(self.client, set(wanted), start, end, self.max_gap)
         out: dict[str, dict[str, ServiceData]] = {}
+        anchors = {
+            (machine, kind): max(
+                (t for t in records.get(machine, {}).get(kind, ()) if t < start_ms), default=None
+            )
+            for machine, kinds in wanted.items()
+            for kind in kinds
+        }
+        before = self._runs_before(anchors, start_ms)
         for machine, kinds in wanted.items():
             timeline = RunningTime(tuple(running.get(machine, [])))
             for kind in sorted(kinds):
                 times = records.get(machine, {}).get(kind, ())
-                anchor = max((t for t in times if t < start_ms), default=None)
-                run_before = self._run_before(machine, kind, anchor, start_ms)
                 inside = tuple(t for t in times if start_ms <= t < end_ms)
-                out.setdefault(machine, {})[kind] = ServiceData(run_before, inside, timeline)
+                out.setdefault(machine, {})[kind] = ServiceData(
+                    before[(machine, kind)], inside, timeline
+                )
         return out
 
-    def _run_before(self, machine: str, kind: str, anchor: int | None, start_ms: int) -> float:
-        """Run seconds from ``anchor`` (or the machine's first data) to the window start."""
-        cached = self._run_cache.get((machine, kind))
-        if cached is not None and cached[0] == anchor and cached[1] <= start_ms:
-            seconds = cached[2] + run_seconds(
-                self.client,
-                machine,
-                from_epoch_ms(cached[1]),
-                from_epoch_ms(start_ms),
-                self.max_gap,
-            )
-        else:
-            begin = anchor if anchor is not None else self._first_seen(machine)
-            seconds = 0.0
+    def _runs_before(
+        self, anchors: dict[tuple[str, str], int | None], start_ms: int
+    ) -> dict[tuple[str, str], float]:
+        """Per (machine, kind): run seconds from its anchor (the last service, else the
+        machine's first data) to the window start: carried from the previous cycle and
+        grown by what ran since, or counted afresh when the anchor changed (and on the
+        first cycle); read for the whole fleet at once."""
+        base: dict[tuple[str, str], float] = {}
+        since: dict[tuple[str, str], int] = {}
+        for key, anchor in anchors.items():
+            cached = self._run_cache.get(key)
+            if cached is not None and cached[0] == anchor and cached[1] <= start_ms:
+                base[key], since[key] = cached[2], cached[1]
+                continue
+            begin = anchor if anchor is not None else self._first_seen(key[0])
+            base[key] = 0.0
             if begin is not None and begin < start_ms:
-                seconds = run_seconds(
-                    self.client,
-                    machine,
-                    from_epoch_ms(begin),
-                    from_epoch_ms(start_ms),
-                    self.max_gap,
-                )
-        self._run_cache[(machine, kind)] = (anchor, start_ms, seconds)
-        return seconds
+                since[key] = begin
+        out = dict(base)
+        pending = dict(since)
+        while pending:  # one fleet read per round; a machine appears once in a round
+            round_: dict[str, int] = {}
+            keys: list[tuple[str, str]] = []
+            for key, lo in list(pending.items()):
+                if key[0] not in round_:
+                    round_[key[0]] = lo
+                    keys.append(key)
+                    del pending[key]
+            added = running_seconds_since(self.client, round_, start_ms, self.max_gap)
+            for key in keys:
+                out[key] = base[key] + added[key[0]]
+        for key, anchor in anchors.items():
+            self._run_cache[key] = (anchor, start_ms, out[key])
+        return out
 
     def _first_seen(self, machine: str) -> int | None:
-        rows: list[dict[str, Any]] = self.client.query_rows(
-            f"SELECT first({quote_ident(FIELD_STATE)}) FROM {quote_ident(TELEMETRY)} "
-            f"WHERE {quote_ident(TAG_MACHINE)} = {quote_string(machine)}"
-        )
-        return int(rows[0]["time"]) if rows else None
+        """When the machine's first sample was stored; read for every machine at once
+        (again when an unknown one turns up)."""
+        if machine not in self._first_seen_ms:
+            series = self.client.query_series(
+                f"SELECT first({quote_ident(FIELD_STATE)}) FROM {quote_ident(TELEMETRY)} "
+                f"GROUP BY {quote_ident(TAG_MACHINE)}"
+            )
+            for one in series:
+                if one.values:
+                    self._first_seen_ms[one.tags[TAG_MACHINE]] = int(one.values[0][0])
+        return self._first_seen_ms.get(machine)
 
 
 def load_window(client: InfluxClient, rules: RuleSet, start: datetime, end: datetime) -> DataWindow:

@@ -1,0 +1,74 @@
+"""The layers of docs/design.md, enforced: services never import each other; ``contract`` and
+``store`` import no service; only the CLI (``runhours``) wires them together.
+
+Every import statement of every module is read (``ast``), top-level and inside functions
+alike, so a lazy import cannot slip past.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# package → the runhours packages it may import (besides itself); docs/design.md "Layers".
+ALLOWED: dict[str, frozenset[str]] = {
+    "contract": frozenset(),
+    "store": frozenset(),
+    "simulators": frozenset({"contract"}),
+    "edge": frozenset({"contract"}),
+    "ingest": frozenset({"contract", "store"}),
+    "analytics": frozenset({"contract", "store"}),
+    "dashboards": frozenset({"contract", "store"}),
+    "runhours": frozenset(
+        {"contract", "store", "simulators", "edge", "ingest", "analytics", "dashboards"}
+    ),
+}
+
+
+def imported(source: str) -> Iterator[tuple[int, str]]:
+    """(line, module) of every absolute import in ``source``."""
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            yield node.lineno, node.module
+
+
+def violations(package: str, path: str, source: str) -> list[str]:
+    """``path:line imports module`` for each import ``package`` may not make."""
+    out = []
+    for line, module in imported(source):
+        top = module.split(".")[0]
+        if top in ALLOWED and top != package and top not in ALLOWED[package]:
+            out.append(f"{path}:{line} imports {module} ({package} may import "
+                       f"{', '.join(sorted(ALLOWED[package])) or 'none of ours'})")  # fmt: skip
+    return out
+
+
+def test_every_package_keeps_to_its_layer() -> None:
+    found = []
+    checked = 0
+    for package in ALLOWED:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            checked += 1
+            found += violations(package, str(path.relative_to(ROOT)), path.read_text())
+    assert checked > 100  # the whole tree was read
+    assert found == []
+
+
+def test_a_cross_service_import_is_caught() -> None:
+    """The check itself: an ingest module importing the edge, lazily, inside a function."""
+    source = (
+        "from contract import MachineRef\n\ndef f():\n    from edge.buffer import SampleBuffer\n"
+    )
+    assert violations("ingest", "ingest/x.py", source) == [
+        "ingest/x.py:4 imports edge.buffer (ingest may import contract, store)"
+    ]
+    assert violations("contract", "contract/x.py", "import store\n") == [
+        "contract/x.py:1 imports store (contract may import none of ours)"
+    ]
+    assert violations("runhours", "runhours/x.py", "import edge, ingest\n") == []
