@@ -14,9 +14,10 @@ each process's peak RSS and CPU time (``Resources``).
 ``raise_open_files_limit`` lifts the soft limit to the hard one first (children inherit
 it); when even that is too low, ``FleetTooLarge`` says what to change.
 
-Each process caps SQLite's page caches (``limit_sqlite_heap``): every buffer keeps up to
-2 MB of cached pages by default, 5 GB for 2,500 agents that each write an hour of samples;
-capped, a process holds about 0.3 MB per machine and runs as fast (bench/fleet.py).
+Each process caps SQLite's page caches (``limit_sqlite_heap``): every buffer may keep up to
+2 MB of cached pages by default, 5 GB for 2,500 agents that each write an hour of samples.
+What a machine costs otherwise (its simulator's pending one-hour block above all) is
+measured by bench/fleet.py and listed in docs/performance.md.
 """
 
 from __future__ import annotations

@@ -140,7 +140,8 @@ def fleet(
 
     Kinds rotate CNC mill, pump, compressor; four machines share a line (``line-a``,
     ``line-b``, ... ``line-z``, ``line-aa``, ...: ``line_id``), machines are numbered per kind
-    (``cnc-01`` … ``cnc-99``, ``cnc-100`` …), so every id stays valid at any size. Each degrading machine fails on a weekday 3-5 days after ``start``
+    (``cnc-01`` … ``cnc-99``, ``cnc-100`` …), so every id stays valid at any size. Each
+    degrading machine fails on a weekday 3-5 days after ``start``
     (always within the first 6 days), between 09:00 and 19:00 local time so the failure
     happens in a shift while the machine is observable; its wear starts 2.5-4 days before.
     Its wear profile is drawn from ``profiles``; for all but ``accelerating`` the slow

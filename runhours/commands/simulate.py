@@ -45,7 +45,7 @@ app = typer.Typer(
     "seconds per state per hour, degradation onset and failure) to a JSON file. Reads the "
     "shared settings (RUNHOURS_MQTT_URL, RUNHOURS_DATA_DIR, \\[edge] batching). Up to "
     "10,000 machines: a large fleet is split across processes as the open-files limit "
-    "requires (3 files per machine), docs/fleet.md.",
+    "requires (3 files per machine): simulators/README.md, docs/performance.md.",
 )
 
 
