@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from contract import MachineRef
 from edge.buffer import EdgeBufferError
 from edge.config import EdgeSettings, parse_speed
 from edge.mqtt import Broker
 from runhours.commands._common import ConfigOption, console, fail, load
+from runhours.commands._tables import Col, fit_table
 from runhours.fleet import FleetError, FleetRun, run_fleet
 from runhours.security import SecurityError
 from simulators import MachineSpec, fleet
@@ -172,28 +172,39 @@ async def _run(
 
 
 def _report(result: FleetRun) -> None:
-    table = Table("machine", "kind", "line", "produced", "published", "dropped", "buffered")
-    for m in result.machines:
-        table.add_row(
+    rows = [
+        [
             m.spec.machine,
             m.spec.kind,
             m.spec.line,
-            str(m.produced),
-            str(m.published),
-            str(m.dropped),
-            str(m.buffered),
-        )
-    table.add_section()
-    table.add_row(
-        "total",
-        "",
-        "",
-        str(result.produced),
-        str(result.published),
-        str(result.dropped),
-        str(result.buffered),
+            f"{m.produced:,}",
+            f"{m.published:,}",
+            f"{m.dropped:,}",
+            f"{m.buffered:,}",
+        ]
+        for m in result.machines
+    ]
+    rows.append(
+        [
+            "total",
+            "",
+            "",
+            f"{result.produced:,}",
+            f"{result.published:,}",
+            f"{result.dropped:,}",
+            f"{result.buffered:,}",
+        ]
     )
-    console.print(table)
+    cols = [
+        Col("machine"),
+        Col("kind", drop=2),
+        Col("line", drop=1),
+        Col("produced", right=True),
+        Col("published", right=True),
+        Col("dropped", right=True),
+        Col("buffered", right=True),
+    ]
+    console.print(fit_table(console, cols, rows, sections=[len(rows) - 1]))
     rate = result.published / result.wall_seconds if result.wall_seconds else 0.0
     if result.interrupted:
         console.print(f"interrupted at {result.end:%Y-%m-%d %H:%M} UTC")
