@@ -70,7 +70,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 DEMO_ZONE = ZoneInfo("Europe/Berlin")
 SAMPLE_INTERVAL_S = 10.0
 FIRST_PHASE_PACE = 20_000  # samples per second, roughly: to place the live alert after it
-LIVE_LEAD = timedelta(seconds=30)  # … and this long after it
+LIVE_LEAD = timedelta(seconds=60)  # … and this long after it
 CONSOLE_PORT = 8642
 # What the demo owns at its site from its start on: it re-simulates them.
 OWNED = (TELEMETRY, USAGE_HOURLY, ALERTS, OEE_SHIFT, DOWNTIME, MAINTENANCE, MACHINE_STATUS)
@@ -88,7 +88,7 @@ class MachineFigures:
     true_running_h: float  # simulator ground truth
     metered_running_h: float  # usage engine (rollups)
     coverage: float
-    oee: Oee  # metered, over the shifts that ended within the span
+    oee: Oee  # metered, over the shifts that started within the span (up to its end)
     true_availability: float | None
     true_oee: float | None
 
@@ -347,8 +347,7 @@ def machine_figures(
     for m in run.machines:
         name = m.spec.machine
         floor = floors[name]
-        ended = [r for r in floor.runs if r.run.end_ms <= end_ms]
-        metered = sum((Oee.of(floor.key, floor.plan, r) for r in ended), Oee())
+        metered = sum((Oee.of(floor.key, floor.plan, r) for r in floor.runs), Oee())
         availability, oee = true_figures(truths[name], floor, end_ms)
         out.append(
             MachineFigures(

@@ -284,8 +284,8 @@ def _print(result: DemoResult, settings: RunhoursSettings, services: LocalServic
         console.print(f"an earlier run's store was set aside as {path}", highlight=False)
     span = f"--from {result.start:%Y-%m-%dT%H:%MZ} --to {result.end:%Y-%m-%dT%H:%MZ}"
     console.print(
-        f"next: runhours usage {span} --by day; runhours oee --from now-7d --by day; "
-        "runhours downtime list --unassigned; runhours alerts list",
+        f"next: runhours usage {span} --by day; runhours oee {span} --by day; "
+        f"runhours downtime report {span}; runhours alerts list",
         highlight=False,
     )
     if result.console is None:
@@ -340,8 +340,8 @@ def _print_oee(result: DemoResult) -> None:
     console.print(
         fit_table(
             console, cols, rows,
-            title="OEE over the shifts that ended: the simulator's ground truth vs the OEE "
-            "engine (docs/oee.md); n/a: a pump or compressor counts no parts",
+            title="OEE over the shifts so far: the simulator's ground truth vs the OEE engine "
+            "(docs/oee.md); n/a: a pump or compressor counts no parts",
         )
     )  # fmt: skip
 
