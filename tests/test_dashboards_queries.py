@@ -247,8 +247,8 @@ def write_fleet(influx: InfluxClient, site: str, machines: int = 6) -> FleetData
     floors = floor_runs(influx, plant, None, START, END, now=END)
     with tempfile.TemporaryDirectory() as folder:
         store = DowntimeStore(Path(folder) / "downtime.sqlite3")
-        machine = next(f for f in floors if f.stops)
-        store.put(machine.key, machine.stops[0][1], "TOOL", "jdoe")
+        stopped = next(f for f in floors if f.stops)
+        store.put(stopped.key, stopped.stops[0][1], "TOOL", "jdoe")
         write_floor(influx, floors, store, plant)
     return data
 
