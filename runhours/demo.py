@@ -30,9 +30,11 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from analytics.alerts.engine import evaluate
 from analytics.alerts.model import Alert
 from analytics.alerts.replay import lead_time
 from analytics.alerts.rules import RuleSet, ThresholdRule, load_rules
+from analytics.alerts.window import DataWindow, MachineData, align
 from analytics.billing.export import billing_summary
 from analytics.billing.formats import to_csv
 from analytics.billing.statements import Statement
@@ -69,8 +71,12 @@ from store.schema import (
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 DEMO_ZONE = ZoneInfo("Europe/Berlin")
 SAMPLE_INTERVAL_S = 10.0
-FIRST_PHASE_PACE = 20_000  # samples per second, roughly: to place the live alert after it
-LIVE_LEAD = timedelta(seconds=60)  # … and this long after it
+# The live alert should come after the console is up: the first phase takes about a
+# second per FIRST_PHASE_PACE samples (measured: 20-33k/s on 2 busy cores), the summary
+# about SUMMARY; the alert comes LIVE_LEAD after that.
+FIRST_PHASE_PACE = 10_000
+SUMMARY = timedelta(seconds=20)
+LIVE_LEAD = timedelta(seconds=30)
 CONSOLE_PORT = 8642
 # What the demo owns at its site from its start on: it re-simulates them.
 OWNED = (TELEMETRY, USAGE_HOURLY, ALERTS, OEE_SHIFT, DOWNTIME, MAINTENANCE, MACHINE_STATUS)
@@ -226,10 +232,70 @@ def _alarm_rule(rules: RuleSet, spec: MachineSpec) -> ThresholdRule | None:
     return max(found, key=lambda r: r.above or 0.0, default=None)
 
 
-def _running_share(spec: MachineSpec, start: datetime, lo: datetime, hi: datetime) -> float:
+def _worn(spec: MachineSpec, crossing: datetime, hold: timedelta, limit: float) -> MachineSpec:
+    """``spec`` with a bearing whose vibration reaches ``limit`` at about ``crossing``.
+
+    Severity grows as the cube of the wear's progress (simulators/README.md), so the
+    vibration (about 1 mm/s healthy, + 8 mm/s × severity) crosses the limit at a known
+    progress; the wear lasts 9 × the rule's ``for`` (at least 3 min): steep enough that
+    noise blurs the crossing little, long enough that the bearing fails only well after.
+    """
+    wear = max(timedelta(minutes=3), 9 * hold)
+    progress = min(0.95, max(0.1, (limit - 1.0) / 8.0) ** (1 / 3))
+    onset = crossing - progress * wear
+    return dataclasses.replace(
+        spec, degradation=Degradation(onset=onset, days_to_failure=wear / timedelta(days=1))
+    )
+
+
+def first_alert(
+    spec: MachineSpec, start: datetime, until: datetime, rules: RuleSet, rule: ThresholdRule
+) -> datetime | None:
+    """When ``rule`` fires on ``spec``'s simulated data in the two hours before ``until``:
+    the evaluation engine itself, on the step observations the analytics service reads."""
+    step = rules.step
+    step_ms = int(step / timedelta(milliseconds=1))
+    lo, hi = align(until - timedelta(hours=2), step), align(until, step)
+    readings = MachineSim(spec, start, sample_interval_s=SAMPLE_INTERVAL_S).advance(hi)
+    sums: dict[int, list[float]] = {}
+    states: dict[int, str] = {}
+    for r in readings:
+        t = r.sample.ts_ms
+        if t < to_epoch_ms(lo):
+            continue
+        end = t - t % step_ms + step_ms  # observations are labelled by their step's end
+        if r.sample.state is not None:
+            states[end] = r.sample.state
+        if rule.value in r.sample.values:
+            sums.setdefault(end, []).append(r.sample.values[rule.value])
+    data = MachineData(
+        MachineRef(spec.site, spec.line, spec.machine),
+        rules.kind_of(spec.machine),
+        values={rule.value: {t: sum(v) / len(v) for t, v in sums.items()}},
+        states=states,
+        seen=frozenset(sums),
+    )
+    only = rules.model_copy(update={"rule": [rule]})
+    window = DataWindow(lo, hi, step, {spec.machine: data})
+    fired = [t.at for t in evaluate(only, window).transitions if t.kind == "firing"]
+    return min(fired, default=None)
+
+
+def _calm_start(
+    spec: MachineSpec, start: datetime, target: datetime, hold: timedelta
+) -> datetime | None:
+    """The first time from ``target`` on (within 30 min) by which the machine has been
+    running without a break for ``hold`` and 3 minutes, and runs a minute more: the rule
+    then sees its vibration climb without an idle spell in the way."""
     sim = MachineSim(spec, start, sample_interval_s=SAMPLE_INTERVAL_S)
-    times = [lo + timedelta(seconds=20 * k) for k in range(int((hi - lo).total_seconds() // 20))]
-    return sum(sim.state_at(t) == "running" for t in times) / max(1, len(times))
+    step = timedelta(seconds=20)
+    for k in range(90):
+        t = target + k * step
+        lo = t - hold - timedelta(minutes=3)
+        n = int((t + timedelta(minutes=1) - lo) / step)
+        if all(sim.state_at(lo + i * step) == "running" for i in range(n)):
+            return t
+    return None
 
 
 def with_live_wear(
@@ -238,39 +304,47 @@ def with_live_wear(
     """Give a machine that runs around the clock a bearing that wears out so fast that the
     highest vibration rule fires about ``LIVE_LEAD`` after the first phase (now).
 
-    Severity grows as the cube of the wear's progress (simulators/README.md), so the
-    vibration (about 1 mm/s healthy, + 8 mm/s × severity) crosses the rule's limit at a
-    known progress; the wear lasts 9 × the rule's ``for`` (at least 3 min), steep enough
-    that noise blurs the crossing by little, and the crossing is placed one ``for``
-    before the alert. Among the candidates, the one that runs most around then wears out.
+    The machine and the moment are chosen from the simulation itself: the first machine
+    (not a CNC mill: they work shifts) that runs without a break around then, and the
+    wear is placed by evaluating the rule on its simulated data (``first_alert``), since
+    noise around the limit would otherwise make the alert early (before now: not live) or
+    late. None when no machine qualifies (the demo then says so).
     """
     samples = len(specs) * (now - start).total_seconds() / SAMPLE_INTERVAL_S
-    alert_at = now + timedelta(seconds=samples / FIRST_PHASE_PACE) + LIVE_LEAD
-    best: tuple[float, int, ThresholdRule | None] | None = None
+    target = now + timedelta(seconds=samples / FIRST_PHASE_PACE) + SUMMARY + LIVE_LEAD
+    candidates = []
     for index, spec in enumerate(specs):
         busy = spec.degradation is not None and spec.degradation.failure_at > start
-        if spec.kind == "cnc_mill" or busy:
-            continue  # CNC mills work shifts: at night nothing of theirs runs
         rule = _alarm_rule(rules, spec)
-        hold = rule.for_ if rule is not None else timedelta(minutes=10)
-        share = _running_share(spec, start, alert_at - hold - timedelta(minutes=1), alert_at)
-        if best is None or share > best[0]:
-            best = (share, index, rule)
-    if best is None:
-        return specs, None
-    _, index, rule = best
-    hold = rule.for_ if rule is not None else timedelta(minutes=10)
-    limit = rule.above if rule is not None and rule.above is not None else 4.5
-    wear = max(timedelta(minutes=3), 9 * hold)
-    progress = min(0.95, max(0.1, (limit - 1.0) / 8.0) ** (1 / 3))
-    crossing = alert_at - hold
-    onset = crossing - progress * wear
-    chosen = dataclasses.replace(
-        specs[index],
-        degradation=Degradation(onset=onset, days_to_failure=wear / timedelta(days=1)),
-    )
-    story = LiveStory(chosen.machine, rule.id if rule else None, alert_at, onset + wear)
-    return [*specs[:index], chosen, *specs[index + 1 :]], story
+        if spec.kind == "cnc_mill" or busy or rule is None or rule.above is None:
+            continue
+        calm = _calm_start(spec, start, target, rule.for_)
+        if calm is not None:
+            candidates.append((calm, index, rule))
+    for when, index, rule in sorted(candidates, key=lambda c: (c[0], c[1]))[:2]:
+        assert rule.above is not None
+        # The alert moves with the wear, in steps (the engine's grid, noise): bisect the
+        # wear's shift for the earliest alert at or after ``when``.
+        lo, hi = -4 * 60.0, 4 * 60.0
+        found: tuple[MachineSpec, datetime] | None = None
+        for _ in range(7):
+            mid = (lo + hi) / 2
+            crossing = when - rule.for_ + timedelta(seconds=mid)
+            spec = _worn(specs[index], crossing, rule.for_, rule.above)
+            fired = first_alert(spec, start, when + timedelta(minutes=20), rules, rule)
+            if fired is not None and fired >= when:
+                hi = mid
+                assert spec.degradation is not None
+                if fired < spec.degradation.failure_at - timedelta(minutes=3):
+                    found = (spec, fired)
+            else:
+                lo = mid
+        if found is not None and found[1] < when + timedelta(minutes=3):
+            spec, fired = found
+            assert spec.degradation is not None
+            story = LiveStory(spec.machine, rule.id, fired, spec.degradation.failure_at)
+            return [*specs[:index], spec, *specs[index + 1 :]], story
+    return specs, None
 
 
 # -- a clean slate -------------------------------------------------------------------------------
