@@ -392,13 +392,12 @@ def stored_points(client: InfluxClient, machine: str, start: datetime, end: date
 def true_figures(
     truth: GroundTruth, floor: MachineFloor, end_ms: int
 ) -> tuple[float | None, float | None]:
-    """Availability and OEE from the ground truth, over the runs of ``floor`` that ended by
-    ``end_ms`` (their hours: the demo's shifts start and end on the hour)."""
+    """Availability and OEE from the ground truth over the runs of ``floor`` up to
+    ``end_ms`` (where the truth ends too), from its hours: the demo's shifts start and end
+    on the hour."""
     running = scheduled = good = 0.0
     for run in floor.runs:
-        if run.run.end_ms > end_ms:
-            continue
-        for ms in range(run.run.start_ms, run.run.end_ms, HOUR_MS):
+        for ms in range(run.run.start_ms, min(run.run.end_ms, end_ms), HOUR_MS):
             hour = from_epoch_ms(ms)
             running += truth.hours.get(hour, {}).get("running", 0.0)
             scheduled += truth.scheduled.get(hour, 0.0)

@@ -95,6 +95,20 @@ def test_the_live_demo(
         assert f"alert console  {console_url} (no logins: loopback only)" in log.read_text()
         summary = log.read_text()
         fits_80(summary[: summary.index("─── live")])  # the summary at 80 columns
+        # Its OEE table: availability and OEE as metered equal the simulator's truth.
+        oee_rows = re.findall(
+            r"^(\S+) +(n/a|[\d.]+%) +(n/a|[\d.]+%) +(n/a|[\d.]+%) +(n/a|[\d.]+%)", summary, re.M
+        )
+        assert len(oee_rows) == 6, summary
+        for machine_id, *figures in oee_rows:
+            truth_a, metered_a, truth_oee, metered_oee = (
+                None if f == "n/a" else float(f[:-1]) for f in figures
+            )
+            assert truth_a is not None and metered_a is not None, machine_id
+            assert abs(truth_a - metered_a) <= 0.1, (machine_id, figures)
+            assert (truth_oee is None) == (metered_oee is None), (machine_id, figures)
+            if truth_oee is not None and metered_oee is not None:
+                assert abs(truth_oee - metered_oee) <= 0.1, (machine_id, figures)
 
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -164,8 +178,8 @@ def test_the_live_demo(
         fits_80(usage.stdout)
         rows = json.loads(runhours(env, "usage", *span, "--format", "json").stdout)
         for row in rows:
-            shown = duration(row["state_seconds"]["running"])
-            assert re.search(rf"^{row['machine']} .* {re.escape(shown)} ", usage.stdout, re.M), row
+            running = duration(row["state_seconds"]["running"])
+            assert re.search(rf"^{row['machine']} .* {re.escape(running)} ", usage.stdout, re.M)
         oee = runhours(env, "oee", "--plant", str(plant), *span)
         assert oee.returncode == 0, oee.stderr
         fits_80(oee.stdout)

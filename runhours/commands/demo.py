@@ -295,7 +295,7 @@ def _print(result: DemoResult, settings: RunhoursSettings, services: LocalServic
     login = "no logins: loopback only"
     if result.console_logins and services.security is not None:
         login = f"log in as admin, password in {services.security.secrets_file} [console] admin"
-    console.print(f"alert console  {result.console} ({login})", highlight=False)
+    console.print(f"alert console  {result.console} ({login})", highlight=False, markup=False)
     if result.live is not None:
         story = result.live
         rule = f"a {story.rule} alert" if story.rule else "a vibration alert"
