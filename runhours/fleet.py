@@ -4,7 +4,8 @@
 hands each machine's new readings to its own ``EdgeAgent`` (one MQTT client each, one
 buffer file each), then drains the agents and writes the ground truth. At full speed the
 simulation pauses while any buffer holds ``high_water`` samples or more, so memory and
-disk stay bounded however fast the simulators are.
+disk stay bounded however fast the simulators are. With ``live``, a simulation that
+reaches ``end`` (now) goes on in real time until stopped: the plant keeps running.
 
 ``simulator_source`` is the same stepping for a single agent (``runhours edge`` with
 ``[edge.source] type = "simulator"``).
@@ -13,11 +14,12 @@ disk stay bounded however fast the simulators are.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,8 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from analytics.machines import MachineKey
+from analytics.plant import Plant
 from contract import MachineRef
 from edge import EdgeAgent, Reading
 from edge.config import EdgeSettings
@@ -87,6 +91,22 @@ class FleetRun:
         return sum(m.dropped for m in self.machines)
 
 
+def follow_plant(specs: Sequence[MachineSpec], plant: Plant) -> list[MachineSpec]:
+    """The specs working their site's schedules, with the plant file's ideal cycles (a
+    machine the plant file says nothing about keeps its own)."""
+    out = []
+    for spec in specs:
+        plan = plant.plan(MachineKey(spec.site, spec.machine))
+        out.append(
+            dataclasses.replace(
+                spec,
+                calendar=plan.schedule or spec.calendar,
+                ideal_cycle_s=plan.ideal_cycle_s or spec.ideal_cycle_s,
+            )
+        )
+    return out
+
+
 def step_for(speed: float | None) -> timedelta:
     """Simulated time per step: an hour at full speed, about half a wall second when paced."""
     if speed is None:
@@ -123,11 +143,18 @@ async def run_fleet(
     drain_timeout: float = 300.0,
     stop: asyncio.Event | None = None,
     broker_for: Callable[[MachineRef], Broker] | None = None,
+    live: bool = False,
+    caught_up: Callable[[FleetRun], None] | None = None,
 ) -> FleetRun:
     """Simulate ``specs`` from ``start`` to ``end`` through one edge agent per machine.
 
     Every agent uses ``settings.broker``, or its machine's own identity from
     ``broker_for`` (``runhours.security.credentials.machine_broker``).
+
+    ``live``: once ``end`` is reached and every agent has published what it holds, the
+    ground truth so far is written and ``caught_up`` gets the figures of that first phase;
+    then the simulation follows the wall clock (``end`` should be about now) until
+    ``stop`` is set.
 
     Buffers live under ``<data_dir>/edge/``; samples an earlier, interrupted simulation left
     there are discarded (counted as dropped) so the figures describe this run alone. Raises
@@ -175,21 +202,30 @@ async def run_fleet(
                 bar.update((t - start).total_seconds(), sum(produced), _published(agents))
                 if any(a.buffer.count >= high_water for a in agents):
                     await _all_below(agents, high_water, stop)
-            drain: asyncio.Future[Any] = asyncio.gather(*(a.drain(drain_timeout) for a in agents))
-            try:
-                while not drain.done():
-                    bar.update((reached - start).total_seconds(), sum(produced), _published(agents))
-                    await asyncio.wait({drain}, timeout=0.2)
-            finally:
-                await _cancel(drain)
-            bar.update((reached - start).total_seconds(), sum(produced), _published(agents))
+            await _drain(agents, drain_timeout, lambda: bar.update(
+                (reached - start).total_seconds(), sum(produced), _published(agents)
+            ))  # fmt: skip
+        if live and not stop.is_set():
+            if ground_truth is not None:
+                _write_truth(ground_truth, sims)
+            if caught_up is not None:
+                caught_up(_figures(specs, produced, agents, start, reached, wall0, ground_truth))
+            t = reached
+            step = step_for(1.0)
+            while not stop.is_set():
+                t += step
+                delay = (t - datetime.now(UTC)).total_seconds()
+                if delay > 0 and await _stopped(stop, delay):
+                    break
+                await asyncio.sleep(0)  # catching up with the clock: still let agents publish
+                for i, (sim, agent) in enumerate(zip(sims, agents, strict=True)):
+                    produced[i] += agent.submit(sim.advance(t))
+                reached = t
+            await _drain(agents, drain_timeout, lambda: None)
         for agent in agents:
             agent.stop()
         await asyncio.gather(*runs)
-        machines = [
-            MachineRun(spec, n, a.stats.published, a.stats.dropped, a.stats.buffered)
-            for spec, n, a in zip(specs, produced, agents, strict=True)
-        ]
+        result = _figures(specs, produced, agents, start, reached, wall0, ground_truth)
     finally:
         for task in runs:
             task.cancel()
@@ -197,9 +233,50 @@ async def run_fleet(
         for agent in agents:
             agent.buffer.close()
     if ground_truth is not None:
-        ground_truth.parent.mkdir(parents=True, exist_ok=True)
-        write_ground_truth(ground_truth, [sim.truth for sim in sims])
-    return FleetRun(machines, start, reached, time.monotonic() - wall0, ground_truth, reached < end)
+        _write_truth(ground_truth, sims)
+    return replace(result, interrupted=reached < end)
+
+
+def _figures(
+    specs: Sequence[MachineSpec],
+    produced: list[int],
+    agents: Sequence[EdgeAgent],
+    start: datetime,
+    reached: datetime,
+    wall0: float,
+    ground_truth: Path | None,
+) -> FleetRun:
+    machines = [
+        MachineRun(spec, n, a.stats.published, a.stats.dropped, a.stats.buffered)
+        for spec, n, a in zip(specs, produced, agents, strict=True)
+    ]
+    return FleetRun(machines, start, reached, time.monotonic() - wall0, ground_truth, False)
+
+
+def _write_truth(path: Path, sims: Sequence[MachineSim]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_ground_truth(path, [sim.truth for sim in sims])
+
+
+async def _drain(agents: Sequence[EdgeAgent], timeout: float, tick: Callable[[], None]) -> None:
+    """Wait until every agent has published what it holds (or ``timeout``)."""
+    drain: asyncio.Future[Any] = asyncio.gather(*(a.drain(timeout) for a in agents))
+    try:
+        while not drain.done():
+            tick()
+            await asyncio.wait({drain}, timeout=0.2)
+    finally:
+        await _cancel(drain)
+    tick()
+
+
+async def _stopped(stop: asyncio.Event, seconds: float) -> bool:
+    """Sleep ``seconds``, or less if ``stop`` is set; whether it was."""
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except TimeoutError:
+        return False
+    return True
 
 
 def _published(agents: Sequence[EdgeAgent]) -> int:

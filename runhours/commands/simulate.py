@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
-from rich.table import Table
 
 from contract import MachineRef
 from edge.buffer import EdgeBufferError
 from edge.config import EdgeSettings, parse_speed
 from edge.mqtt import Broker
 from runhours.commands._common import ConfigOption, console, fail, load
+from runhours.commands._tables import Col, fit_table
 from runhours.fleet import FleetError, FleetRun, run_fleet
 from runhours.security import SecurityError
 from simulators import WEAR_PROFILES, MachineSpec, fleet
@@ -128,6 +128,23 @@ def simulate(
         Path | None, typer.Option(help="--serve opcua: server certificate.")
     ] = None,
     opcua_key: Annotated[Path | None, typer.Option(help="--serve opcua: its private key.")] = None,
+    live: Annotated[
+        bool,
+        typer.Option(
+            "--live",
+            help="Simulate --days up to now, then keep running in real time until SIGTERM or "
+            "Ctrl-C. The start is kept in <data_dir>/simulate-live.json, so a restart "
+            "re-simulates the same plant (identical points) instead of another one.",
+        ),
+    ] = False,
+    plant: Annotated[
+        Path | None,
+        typer.Option(
+            help="Plant-floor file: the machines work its shift schedules (breaks, holidays) "
+            "and make parts at its ideal cycles (docs/oee.md).",
+            dir_okay=False,
+        ),
+    ] = None,
 ) -> None:
     """Simulate a fleet and publish it through edge agents (or serve it: --serve)."""
     settings = load(EdgeSettings, config)
@@ -140,8 +157,13 @@ def simulate(
         factor = parse_speed(speed)
     except ValueError as exc:
         fail(f"--speed: {exc}")
-    begin = _parse_start(start, days)
-    end = begin + timedelta(days=days)
+    the_site = site or settings.edge.site
+    if live and start is None:
+        begin = _live_start(settings.data_dir, machines, seed, the_site, days)
+        end = datetime.now(UTC)
+    else:
+        begin = _parse_start(start, days)
+        end = begin + timedelta(days=days)
     truth_file = ground_truth or settings.data_dir / "ground-truth.json"
     wear = WEAR_PROFILES if profiles.strip() == "all" else profiles.split(",")
     try:
@@ -149,12 +171,20 @@ def simulate(
             machines,
             seed=seed,
             start=begin,
-            site=site or settings.edge.site,
+            site=the_site,
             degrading=degrading,
             profiles=[p.strip() for p in wear],  # type: ignore[misc]
         )
     except ValueError as exc:
         fail(f"--profiles: {exc}" if "profiles" in str(exc) else str(exc))
+    if plant is not None:
+        from analytics.plant import PlantError, load_plant
+        from runhours.fleet import follow_plant
+
+        try:
+            specs = follow_plant(specs, load_plant(plant))
+        except PlantError as exc:
+            fail(str(exc))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     console.print(
         f"simulating {machines} machines, {begin:%Y-%m-%d %H:%M} → {end:%Y-%m-%d %H:%M} UTC, "
@@ -169,8 +199,11 @@ def simulate(
         broker_for = functools.partial(machine_broker, folder, base=settings.broker)
     try:
         result = asyncio.run(
-            _run(settings, specs, begin, end, factor, sample_interval, truth_file, show, broker_for)
-        )
+            _run(
+                settings, specs, begin, end, factor, sample_interval, truth_file, show,
+                broker_for, live,
+            )
+        )  # fmt: skip
     except (FleetError, EdgeBufferError, SecurityError) as exc:
         fail(str(exc))
     except asyncio.CancelledError:
@@ -274,6 +307,7 @@ async def _run(
     truth_file: Path,
     progress: bool,
     broker_for: Callable[[MachineRef], Broker] | None = None,
+    live: bool = False,
 ) -> FleetRun:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -300,32 +334,73 @@ async def _run(
         progress=progress,
         stop=stop,
         broker_for=broker_for,
+        live=live,
+        caught_up=_caught_up if live else None,
     )
+
+
+def _caught_up(run: FleetRun) -> None:
+    console.print(
+        f"caught up with now: {run.published:,} samples published in {run.wall_seconds:.1f} s; "
+        "running live (SIGTERM or Ctrl-C stops)",
+        highlight=False,
+    )
+
+
+def _live_start(data_dir: Path, machines: int, seed: int, site: str, days: float) -> datetime:
+    """The start of a live simulation: the one kept for the same fleet, else today's
+    midnight (UTC) less ``days``, kept for the next run."""
+    import json
+
+    path = data_dir / "simulate-live.json"
+    fleet_id = {"machines": machines, "seed": seed, "site": site, "days": days}
+    try:
+        kept = json.loads(path.read_text())
+        if {k: kept.get(k) for k in fleet_id} == fleet_id:
+            return datetime.fromisoformat(kept["start"]).astimezone(UTC)
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    begin = today - timedelta(days=days)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**fleet_id, "start": begin.isoformat()}) + "\n")
+    return begin
 
 
 def _report(result: FleetRun) -> None:
-    table = Table("machine", "kind", "line", "produced", "published", "dropped", "buffered")
-    for m in result.machines:
-        table.add_row(
+    rows = [
+        [
             m.spec.machine,
             m.spec.kind,
             m.spec.line,
-            str(m.produced),
-            str(m.published),
-            str(m.dropped),
-            str(m.buffered),
-        )
-    table.add_section()
-    table.add_row(
-        "total",
-        "",
-        "",
-        str(result.produced),
-        str(result.published),
-        str(result.dropped),
-        str(result.buffered),
+            f"{m.produced:,}",
+            f"{m.published:,}",
+            f"{m.dropped:,}",
+            f"{m.buffered:,}",
+        ]
+        for m in result.machines
+    ]
+    rows.append(
+        [
+            "total",
+            "",
+            "",
+            f"{result.produced:,}",
+            f"{result.published:,}",
+            f"{result.dropped:,}",
+            f"{result.buffered:,}",
+        ]
     )
-    console.print(table)
+    cols = [
+        Col("machine"),
+        Col("kind", drop=2),
+        Col("line", drop=1),
+        Col("produced", right=True),
+        Col("published", right=True),
+        Col("dropped", right=True),
+        Col("buffered", right=True),
+    ]
+    console.print(fit_table(console, cols, rows, sections=[len(rows) - 1]))
     rate = result.published / result.wall_seconds if result.wall_seconds else 0.0
     if result.interrupted:
         console.print(f"interrupted at {result.end:%Y-%m-%d %H:%M} UTC")
