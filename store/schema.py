@@ -23,6 +23,10 @@ FIELD_RUN_SECONDS_TOTAL: Final = "run_seconds_total"
 # completed, and the good ones among them.
 FIELD_PARTS_TOTAL: Final = "parts_total"
 FIELD_PARTS_GOOD_TOTAL: Final = "parts_good_total"
+# The counters runhours knows: cumulative, so never plotted or averaged as signals.
+KNOWN_COUNTERS: Final = frozenset(
+    {FIELD_RUN_SECONDS_TOTAL, FIELD_PARTS_TOTAL, FIELD_PARTS_GOOD_TOTAL}
+)
 
 # Which machine-hours the ingest wrote to, so rollups are recomputed incrementally.
 # A log: timestamp = wall-clock time of the write (ns precision, +1 ns per marker of the
