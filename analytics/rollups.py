@@ -498,7 +498,7 @@ def refresh_rollups(
     ``since`` reads markers written after that instant instead. Without a state file,
     the whole log is read. Returns the machine-hours recomputed.
     """
-    with _refresh_lock(state_file):
+    with refresh_lock(state_file):
         state = RefreshState.read(state_file)
         if since is not None:
             after: int | None = to_ms(since) * 1_000_000
@@ -518,7 +518,7 @@ def refresh_rollups(
 
 
 @contextmanager
-def _refresh_lock(state_file: Path) -> Iterator[None]:
+def refresh_lock(state_file: Path) -> Iterator[None]:
     """One refresh at a time per watermark file (the analytics service, `runhours usage`
     and `billing export` share it): a refresh that read raw data before late data landed
     must not write its stale hours after a newer refresh wrote the right ones."""

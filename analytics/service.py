@@ -4,7 +4,8 @@ Every ``interval`` seconds it evaluates the alert rules over the data that arriv
 since the last cycle (the same ``evaluate`` a replay runs, carrying the state over),
 commits the cycle to the SQLite store, and lets the delivery workers (MQTT, InfluxDB,
 webhook) send the new transitions in the background. It also refreshes the usage
-rollups each cycle, and can serve the HTTP API and alert console.
+rollups each cycle and the plant-floor points (OEE per shift, stops and their reasons)
+every ``floor_interval``, and can serve the HTTP API and alert console.
 
 >>> service = AnalyticsService(load_settings(AnalyticsSettings, Path("runhours.toml")))  # doctest: +SKIP
 >>> service.run(stop_event)                                                              # doctest: +SKIP
@@ -16,6 +17,7 @@ import fcntl
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -37,6 +39,9 @@ from analytics.alerts.rules import DEFAULT_RULES, RuleSet, load_rules
 from analytics.alerts.source import WindowSource
 from analytics.alerts.store import AlertStore
 from analytics.alerts.window import align
+from analytics.downtime import DowntimeStore
+from analytics.floor_points import default_floor_state, refresh_floor
+from analytics.plant import DEFAULT_PLANT, Plant, load_plant
 from analytics.rollups import default_state_file, refresh_rollups
 from contract import from_epoch_ms, to_epoch_ms
 from contract.settings import RunhoursSettings
@@ -72,6 +77,11 @@ class AnalyticsOptions(BaseModel):
     retry_base: float = Field(default=0.5, gt=0)  # first retry delay of a failed delivery (s)
     retry_max: float = Field(default=30.0, gt=0)  # longest retry delay (s)
     rollups: bool = True  # refresh the usage rollups each cycle
+    # The plant-floor file (downtime reasons, shift schedules, ideal cycles); default:
+    # examples/plant.toml of this checkout.
+    plant: Path | None = None
+    floor: bool = True  # write OEE per shift and stops with reasons for the dashboards
+    floor_interval: float = Field(default=60.0, gt=0)  # seconds between those refreshes
 
 
 class AnalyticsSettings(RunhoursSettings):
@@ -82,6 +92,10 @@ class AnalyticsSettings(RunhoursSettings):
     @property
     def rules_file(self) -> Path:
         return self.analytics.rules or DEFAULT_RULES
+
+    @property
+    def plant_file(self) -> Path:
+        return self.analytics.plant or DEFAULT_PLANT
 
     @property
     def users_file(self) -> Path | None:
@@ -109,13 +123,18 @@ class CycleResult:
 class AnalyticsService:
     """Evaluation cycles, delivery workers and (optionally) the HTTP console, in one process."""
 
-    def __init__(self, settings: AnalyticsSettings, rules: RuleSet | None = None) -> None:
+    def __init__(
+        self, settings: AnalyticsSettings, rules: RuleSet | None = None, plant: Plant | None = None
+    ) -> None:
         self.settings = settings
         self.options = settings.analytics
         self.rules = rules if rules is not None else load_rules(settings.rules_file)
+        self.plant = plant if plant is not None else load_plant(settings.plant_file)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self._lock = self._take_lock(settings.data_dir / "analytics.lock")
         self.store = AlertStore.in_data_dir(settings.data_dir)
+        self.downtime = DowntimeStore.in_data_dir(settings.data_dir)
+        self._floor_due = 0.0  # monotonic time of the next plant-floor refresh
         self.client = InfluxClient.from_settings(settings)
         self.source = WindowSource(self.client, self.rules)
         self.workers: list[OutboxWorker] = []
@@ -191,6 +210,8 @@ class AnalyticsService:
             users_file=self.settings.users_file,
             tls_cert=self.options.tls_cert_file,
             tls_key=self.options.tls_key_file,
+            plant=self.plant,
+            downtime=self.downtime,
         )
         self.http.start()
 
@@ -212,6 +233,7 @@ class AnalyticsService:
                 refresh_rollups(self.client, state_file=default_state_file(self.settings.data_dir))
             except Exception:  # rollups are another feature's; never stop alerting for them
                 log.exception("refreshing the usage rollups failed")
+        self.refresh_floor()
         end = align(now - self.options.settle, rules.step)
         state = self.store.load_state()
         stored_origin = self.store.meta("origin")
@@ -254,6 +276,17 @@ class AnalyticsService:
             a = transition.alert
             log.info("%s %s %s %s %s", transition.kind, a.id, a.rule, a.machine, a.summary)
         return CycleResult(start, end, applied, (datetime.now(UTC) - began).total_seconds())
+
+    def refresh_floor(self, force: bool = False) -> None:
+        """Write the plant-floor points of what arrived, every ``floor_interval`` seconds."""
+        if not self.options.floor or (not force and time.monotonic() < self._floor_due):
+            return
+        self._floor_due = time.monotonic() + self.options.floor_interval
+        try:
+            state = default_floor_state(self.settings.data_dir)
+            refresh_floor(self.client, self.plant, self.downtime, state_file=state)
+        except Exception:  # another feature's; never stop alerting for it
+            log.exception("refreshing the plant-floor points (OEE, stops) failed")
 
     @staticmethod
     def _caught_up(cursor: datetime, oldest: datetime, what: str) -> datetime:

@@ -13,7 +13,7 @@ from pathlib import Path
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as model
 
-from dashboards import fleet, ingest_health, machine, usage
+from dashboards import fleet, ingest_health, machine, oee, usage
 from dashboards.contracts import ContractView
 from dashboards.layout import number_panels
 
@@ -31,6 +31,7 @@ def build_all(contracts: Sequence[ContractView] = ()) -> dict[str, model.Dashboa
         "machine-detail.json": machine.dashboard(),
         "usage-billing.json": usage.dashboard(contracts),
         "ingest-health.json": ingest_health.dashboard(),
+        "oee-downtime.json": oee.dashboard(),
     }
     return {name: number_panels(b.build()) for name, b in builders.items()}
 

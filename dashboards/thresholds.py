@@ -34,6 +34,13 @@ BEARING_TEMP_C: tuple[Level, ...] = (
     Level(100.0, "critical", "red"),
 )
 
+# OEE (a fraction): 85 % is the "world class" mark of Nakajima's TPM literature; about
+# 60 % is typical of discrete manufacturing. Colours, not alerts.
+OEE: tuple[Level, ...] = (
+    Level(0.6, "typical", "yellow"),
+    Level(0.85, "world class", "green"),
+)
+
 # Value name (as the machines send it) -> its alert levels, lowest first.
 THRESHOLDS: dict[str, tuple[Level, ...]] = {
     "vibration_mm_s": VIBRATION_MM_S,

@@ -17,7 +17,8 @@ CSV replay format (a header row, then one sample per row, ordered by strictly in
 - then one column per value, named with its unit suffix (``[a-z][a-z0-9_]{0,63}``); an
   empty cell means "no value in this sample".
 - ``run_seconds_total`` (optional, any position after ``state``): the machine's hour meter;
-  it travels as a counter, not as a value.
+  it travels as a counter, not as a value; so do ``parts_total`` and ``parts_good_total``,
+  the part counters of a machine that makes parts (docs/oee.md).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from contract.payloads import VALUE_NAME
 from edge.agent import EdgeAgent
 from edge.readings import EdgeReading, Reading
 
-COUNTER_COLUMNS = frozenset({"run_seconds_total"})
+COUNTER_COLUMNS = frozenset({"run_seconds_total", "parts_total", "parts_good_total"})
 CHUNK = 500  # readings per hand-over at full speed
 
 

@@ -7,7 +7,9 @@ simulation pauses while any buffer holds ``high_water`` samples or more (fewer p
 a large fleet: about ``FLEET_HIGH_WATER`` in all), so memory and disk stay bounded however
 fast the simulators are; within a step it hands the loop back every ``YIELD_S``, so the
 agents keep publishing and answering the broker while thousands of machines are stepped.
-Fleets too large for one process are split by ``runhours.fleet_workers``.
+Fleets too large for one process are split by ``runhours.fleet_workers``. With ``live``, a
+simulation that reaches ``end`` (now) goes on in real time until stopped: the plant keeps
+running.
 
 ``simulator_source`` is the same stepping for a single agent (``runhours edge`` with
 ``[edge.source] type = "simulator"``).
@@ -16,11 +18,12 @@ Fleets too large for one process are split by ``runhours.fleet_workers``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +36,8 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from analytics.machines import MachineKey
+from analytics.plant import Plant
 from contract import MachineRef
 from edge import EdgeAgent, Reading
 from edge.config import EdgeSettings
@@ -134,6 +139,22 @@ async def simulator_source(
             yield readings
 
 
+def follow_plant(specs: Sequence[MachineSpec], plant: Plant) -> list[MachineSpec]:
+    """The specs working their site's schedules, with the plant file's ideal cycles (a
+    machine the plant file says nothing about keeps its own)."""
+    out = []
+    for spec in specs:
+        plan = plant.plan(MachineKey(spec.site, spec.machine))
+        out.append(
+            dataclasses.replace(
+                spec,
+                calendar=plan.schedule or spec.calendar,
+                ideal_cycle_s=plan.ideal_cycle_s or spec.ideal_cycle_s,
+            )
+        )
+    return out
+
+
 async def run_fleet(
     settings: EdgeSettings,
     specs: Sequence[MachineSpec],
@@ -151,6 +172,8 @@ async def run_fleet(
     broker_for: Callable[[MachineRef], Broker] | None = None,
     report: Callable[[FleetProgress], None] | None = None,
     ready: Callable[[], Awaitable[None]] | None = None,
+    live: bool = False,
+    caught_up: Callable[[FleetRun], None] | None = None,
 ) -> FleetRun:
     """Simulate ``specs`` from ``start`` to ``end`` through one edge agent per machine.
 
@@ -165,6 +188,11 @@ async def run_fleet(
     called with the progress (at least every step, every 0.2 s while connecting and
     draining); ``ready`` is awaited once every agent is connected, before the simulated
     clock starts (worker processes start together).
+
+    ``live``: once ``end`` is reached and every agent has published what it holds, the
+    ground truth so far is written and ``caught_up`` gets the figures of that first phase;
+    then the simulation follows the wall clock (``end`` should be about now) until
+    ``stop`` is set.
     """
     if not start < end:
         raise ValueError(f"end ({end.isoformat()}) must be after start ({start.isoformat()})")
@@ -236,13 +264,29 @@ async def run_fleet(
                     await _all_below(agents, limit, stop)
             await _drain(agents, drain_timeout, show)
             show()
+            if live and not stop.is_set():
+                if ground_truth is not None:
+                    _write_truth(ground_truth, sims)
+                if caught_up is not None:
+                    caught_up(
+                        _figures(specs, produced, agents, start, reached, wall0, ground_truth)
+                    )
+                t = reached
+                step = step_for(1.0)
+                while not stop.is_set():
+                    t += step
+                    delay = (t - datetime.now(UTC)).total_seconds()
+                    if delay > 0 and await _stopped(stop, delay):
+                        break
+                    await asyncio.sleep(0)  # catching up with the clock: let agents publish
+                    for i, (sim, agent) in enumerate(zip(sims, agents, strict=True)):
+                        produced[i] += agent.submit(sim.advance(t))
+                    reached = t
+                await _drain(agents, drain_timeout, lambda: None)
         for agent in agents:
             agent.stop()
         await asyncio.gather(*runs)
-        machines = [
-            MachineRun(spec, n, a.stats.published, a.stats.dropped, a.stats.buffered)
-            for spec, n, a in zip(specs, produced, agents, strict=True)
-        ]
+        result = _figures(specs, produced, agents, start, reached, wall0, ground_truth)
     finally:
         for task in runs:
             task.cancel()
@@ -250,9 +294,38 @@ async def run_fleet(
         for agent in agents:
             agent.buffer.close()
     if ground_truth is not None:
-        ground_truth.parent.mkdir(parents=True, exist_ok=True)
-        write_ground_truth(ground_truth, [sim.truth for sim in sims])
-    return FleetRun(machines, start, reached, time.monotonic() - wall0, ground_truth, reached < end)
+        _write_truth(ground_truth, sims)
+    return replace(result, interrupted=reached < end)
+
+
+def _figures(
+    specs: Sequence[MachineSpec],
+    produced: list[int],
+    agents: Sequence[EdgeAgent],
+    start: datetime,
+    reached: datetime,
+    wall0: float,
+    ground_truth: Path | None,
+) -> FleetRun:
+    machines = [
+        MachineRun(spec, n, a.stats.published, a.stats.dropped, a.stats.buffered)
+        for spec, n, a in zip(specs, produced, agents, strict=True)
+    ]
+    return FleetRun(machines, start, reached, time.monotonic() - wall0, ground_truth, False)
+
+
+def _write_truth(path: Path, sims: Sequence[MachineSim]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_ground_truth(path, [sim.truth for sim in sims])
+
+
+async def _stopped(stop: asyncio.Event, seconds: float) -> bool:
+    """Sleep ``seconds``, or less if ``stop`` is set; whether it was."""
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except TimeoutError:
+        return False
+    return True
 
 
 async def _while_pending(future: asyncio.Future[Any], show: Callable[[], None]) -> None:

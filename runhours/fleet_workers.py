@@ -179,12 +179,20 @@ async def run_fleet_workers(
     drain_timeout: float = 300.0,
     stop: asyncio.Event | None = None,
     broker_for: Callable[[MachineRef], Broker] | None = None,
+    live: bool = False,
+    caught_up: Callable[[FleetRun], None] | None = None,
 ) -> FleetRun:
     """``run_fleet`` for ``specs`` split as ``plan`` says (in this process when it is one),
     with the resources it took. ``broker_for`` must pickle (a module-level function or a
-    ``functools.partial`` of one) to reach the worker processes."""
+    ``functools.partial`` of one) to reach the worker processes. ``live`` (``run_fleet``)
+    runs in one process only."""
     if plan.machines != len(specs):
         raise ValueError(f"the plan is for {plan.machines} machines, got {len(specs)}")
+    if live and plan.processes > 1:
+        raise FleetError(
+            f"a live simulation runs in one process; {plan.machines:,} machines need "
+            f"{plan.processes} here (fewer machines, or a higher open-files limit)"
+        )
     limit_sqlite_heap()
     if plan.processes == 1:
         cpu0 = _usage()[1]
@@ -198,6 +206,7 @@ async def run_fleet_workers(
                 sample_interval_s=sample_interval_s, ground_truth=ground_truth,
                 progress=progress, connect_timeout=connect_timeout,
                 drain_timeout=drain_timeout, stop=stop, broker_for=broker_for, ready=ready,
+                live=live, caught_up=caught_up,
             )  # fmt: skip
         finally:
             gc.unfreeze()

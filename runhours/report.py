@@ -49,6 +49,7 @@ from store.schema import (
     FIELD_RUN_SECONDS_TOTAL,
     FIELD_STATUS,
     FIELD_VALUE,
+    KNOWN_COUNTERS,
     TAG_MACHINE,
     TAG_RULE,
     TAG_SEVERITY,
@@ -216,7 +217,7 @@ def fetch_report(
     )
     names = sorted(
         {k.removeprefix("mean_") for row in rows for k in row if k.startswith("mean_")}
-        - {FIELD_RUN_SECONDS_TOTAL}
+        - KNOWN_COUNTERS
     )
     order = [s.name for s in SIGNALS if s.name in names] + [n for n in names if n not in _TITLES]
     for name in order:

@@ -386,7 +386,46 @@ class LocalServices:
             created += ensure_users(self.security, self.influx_url, self.security.meta().influx_db)
         return created
 
+    @property
+    def demo_pid_file(self) -> Path:
+        """Where a running ``runhours demo`` on these services keeps its pid."""
+        return self.state_dir / "demo.pid"
+
+    def demo_pid(self) -> int | None:
+        """The pid of a ``runhours demo`` running on these services, if one is."""
+        try:
+            pid = int(self.demo_pid_file.read_text().strip())
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            return None
+        if (
+            not _pid_alive(pid)
+            or b"demo" not in command
+            or not any(b"runhours" in c for c in command)
+        ):
+            return None
+        return pid
+
+    def stop_demo(self, timeout: float = 90.0) -> bool:
+        """Stop a running demo (SIGTERM: it publishes and stores what it holds, then exits;
+        SIGKILL after ``timeout``); whether one was running."""
+        pid = self.demo_pid()
+        if pid is None:
+            self.demo_pid_file.unlink(missing_ok=True)
+            return False
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _pid_alive(pid) and time.monotonic() < deadline:
+            _reap(pid)
+            time.sleep(0.1)
+        if _pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+        self.demo_pid_file.unlink(missing_ok=True)
+        return True
+
     def down(self) -> None:
+        """Stop a running demo first (it uses both), then both services."""
+        self.stop_demo()
         for service in self.services:
             service.stop()
 

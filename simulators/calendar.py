@@ -3,6 +3,9 @@
 Two shifts Monday to Friday, 06:00-14:00 and 14:00-22:00 local time; the machine is
 ``off`` outside them. Local times are resolved with ``zoneinfo``, so the windows stay
 at 06:00 and 22:00 local across daylight-saving changes.
+
+A machine may follow any other ``WorkCalendar`` (``MachineSpec.calendar``): staffed
+windows, and breaks inside them (the crew is away, the machine idles).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -23,6 +27,20 @@ def to_ms(ts: datetime) -> int:
 def from_ms(ms: int) -> datetime:
     """Epoch milliseconds → aware UTC datetime (exact)."""
     return EPOCH + timedelta(milliseconds=ms)
+
+
+class WorkCalendar(Protocol):
+    """When a machine is staffed: what the state process needs of a calendar."""
+
+    def windows(self, begin_ms: int) -> Iterator[tuple[int, int]]:
+        """Staffed windows ``[start_ms, end_ms)`` ending after ``begin_ms``, in time order,
+        back-to-back ones merged (infinite)."""
+        ...
+
+    def breaks(self, begin_ms: int) -> Iterator[tuple[int, int]]:
+        """Breaks ``[start_ms, end_ms)`` inside the windows ending after ``begin_ms``, in
+        time order (may end)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -61,3 +79,7 @@ class ShiftCalendar:
                         yield pending
                     pending = (lo, hi)
             day += timedelta(days=1)
+
+    def breaks(self, begin_ms: int) -> Iterator[tuple[int, int]]:
+        """No breaks: the machines of this calendar run through the shift."""
+        return iter(())

@@ -22,6 +22,7 @@ import numpy.typing as npt
 
 from contract import STATES, Sample, State
 from simulators.calendar import ShiftCalendar, from_ms, to_ms
+from simulators.parts import PARTS_GOOD_TOTAL, PARTS_TOTAL, PartCounter
 from simulators.signals import MODELS, RUNNING, FloatArray, Inputs, IntArray
 from simulators.spec import MachineSpec
 from simulators.states import Failure, timeline
@@ -36,10 +37,12 @@ _CODE: dict[State, int] = {state: code for code, state in enumerate(STATES)}
 
 
 class Reading(NamedTuple):
-    """One sample as the machine's sensor gateway takes it, with the hour meter beside it."""
+    """One sample as the machine's sensor gateway takes it, with its counters beside it."""
 
     sample: Sample
-    counters: dict[str, float]  # {"run_seconds_total": hour meter at sample.ts}
+    # {"run_seconds_total": hour meter at sample.ts}, and for a machine that makes parts
+    # "parts_total" and "parts_good_total" (parts completed before sample.ts)
+    counters: dict[str, float]
 
 
 def _ceil_ms(ts: datetime) -> int:
@@ -71,10 +74,11 @@ def _merge(windows: list[tuple[int, int]]) -> list[tuple[int, int]]:
 
 
 def _streams(spec: MachineSpec) -> list[np.random.Generator]:
+    """State process, period set points, signal noise, identity, wear, parts: independent streams
+    (a stream added later leaves the earlier ones, and so their output, unchanged)."""
     machine = int.from_bytes(hashlib.blake2b(spec.machine.encode(), digest_size=8).digest())
     root = np.random.SeedSequence([spec.seed % 2**64, machine])
-    # A fifth stream (wear) came later; spawned children do not depend on how many there are.
-    return [np.random.default_rng(child) for child in root.spawn(5)]
+    return [np.random.default_rng(child) for child in root.spawn(6)]
 
 
 class MachineSim:
@@ -97,7 +101,7 @@ class MachineSim:
         self._model = MODELS[spec.kind]
         self._start_ms = to_ms(start)
         self.start = from_ms(self._start_ms)
-        states_rng, periods_rng, self._signal_rng, identity, wear_rng = _streams(spec)
+        states_rng, periods_rng, self._signal_rng, identity, wear_rng, parts_rng = _streams(spec)
         self._periods_rng = periods_rng
         self._ambient = float(identity.uniform(19.0, 25.0))
         # A used machine: its hour meter starts at a few hundred to a few thousand hours.
@@ -126,8 +130,12 @@ class MachineSim:
                 )
         self._failure = failure
         self._blackouts = _merge([(to_ms(lo), _ceil_ms(hi)) for lo, hi in spec.blackouts])
+        self._parts = (
+            PartCounter(spec.ideal_cycle_s, parts_rng) if spec.ideal_cycle_s is not None else None
+        )
+        self._calendar = spec.calendar or ShiftCalendar(spec.timezone)
         self._segments = timeline(
-            ShiftCalendar(spec.timezone),
+            self._calendar,
             self._start_ms,
             self._model.timing,
             states_rng,
@@ -229,6 +237,8 @@ class MachineSim:
             else:
                 run_before = 0
                 lag0 = list(targets)  # the machine has been in its first state for a while
+            if self._parts is not None:
+                self._parts.add(begin, end, code == RUNNING)
             self._seg_start.append(begin)
             self._seg_end.append(end)
             self._seg_code.append(code)
@@ -303,10 +313,19 @@ class MachineSim:
             codes == RUNNING, since_ms, 0
         )
         meter = (self.run_seconds_start + run_ms / 1000.0).tolist()
-        self._emit(ts.tolist(), codes.tolist(), values, meter)
+        parts = None
+        if self._parts is not None:
+            total, good = self._parts.counters(ts, idx + base)
+            parts = (total.astype(np.float64).tolist(), good.astype(np.float64).tolist())
+        self._emit(ts.tolist(), codes.tolist(), values, meter, parts)
 
     def _emit(
-        self, ts: list[int], codes: list[int], values: list[list[float]], meter: list[float]
+        self,
+        ts: list[int],
+        codes: list[int],
+        values: list[list[float]],
+        meter: list[float],
+        parts: tuple[list[float], list[float]] | None,
     ) -> None:
         # The hot loop of the simulator (several objects per reading): comprehensions,
         # model_construct (no validation: names and numbers are ours and known good), and
@@ -323,7 +342,13 @@ class MachineSim:
                 construct(ts=epoch + t * ms, state=state, values=row)
                 for t, state, row in zip(ts, states, rows, strict=True)
             ]
-            counters = [{RUN_COUNTER: hours} for hours in meter]
+            if parts is None:
+                counters = [{RUN_COUNTER: hours} for hours in meter]
+            else:
+                counters = [
+                    {RUN_COUNTER: hours, PARTS_TOTAL: total, PARTS_GOOD_TOTAL: good}
+                    for hours, total, good in zip(meter, *parts, strict=True)
+                ]
             self._pending.extend(map(Reading, samples, counters))
         self._pending_ts.extend(ts)
 
@@ -374,6 +399,14 @@ class MachineSim:
             if end >= end_ms:
                 break
 
+        scheduled: dict[int, int] = {}
+        for lo, hi, sign in self._scheduled(start_ms, end_ms):
+            while lo < hi:
+                hour = lo - lo % HOUR_MS
+                cut = min(hi, hour + HOUR_MS)
+                scheduled[hour] = scheduled.get(hour, 0) + sign * (cut - lo)
+                lo = cut
+
         onset = failure = repaired = runaway = None
         profile = None
         if self._wear is not None and self._failure_ms is not None and self._onset_ms is not None:
@@ -408,4 +441,27 @@ class MachineSim:
             repaired_at=repaired,
             degradation_profile=profile,
             runaway_at=runaway,
+            scheduled={from_ms(hour): ms / 1000.0 for hour, ms in scheduled.items() if ms},
+            ideal_cycle_s=self.spec.ideal_cycle_s,
+            parts_start=(
+                (self._parts.total_start, self._parts.good_start) if self._parts else None
+            ),
+            parts=(
+                {from_ms(h): n for h, n in self._parts.per_hour(start_ms, end_ms).items()}
+                if self._parts
+                else {}
+            ),
         )
+
+    def _scheduled(self, lo: int, hi: int) -> Iterator[tuple[int, int, int]]:
+        """The calendar's staffed windows in ``[lo, hi)`` (+1) and the breaks in them (-1)."""
+        for w0, w1 in self._calendar.windows(lo):
+            if w0 >= hi:
+                break
+            if w1 > lo:
+                yield max(w0, lo), min(w1, hi), 1
+        for b0, b1 in self._calendar.breaks(lo):
+            if b0 >= hi:
+                break
+            if b1 > lo:
+                yield max(b0, lo), min(b1, hi), -1

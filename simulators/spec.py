@@ -1,4 +1,4 @@
-"""What a simulated machine is: its kind, identity, seed, calendar zone and injected faults.
+"""What a simulated machine is: its kind, identity, seed, calendar and injected faults.
 
 ``fleet`` builds the mixed fleet the demo and the end-to-end tests run.
 """
@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import numpy as np
 
 from contract import validate_id
+from simulators.calendar import WorkCalendar
 from simulators.wear import WEAR_PROFILES, WearProfile
 
 MachineKind = Literal["cnc_mill", "pump", "compressor"]
@@ -21,6 +22,9 @@ MACHINE_KINDS: tuple[MachineKind, ...] = get_args(MachineKind)
 
 # Id prefix per kind, as the fleet names machines ("cnc-01", "pump-02", "comp-03").
 _PREFIX: dict[MachineKind, str] = {"cnc_mill": "cnc", "pump": "pump", "compressor": "comp"}
+# Ideal cycle times (s) of the fleet's CNC mills, by their number: each runs its own part.
+# Pumps and compressors make no parts (they report no part counters).
+CNC_IDEAL_CYCLE_S = (90.0, 120.0, 75.0, 150.0)
 
 
 MACHINES_PER_LINE = 4
@@ -103,6 +107,11 @@ class MachineSpec:
     # Fault injection for coverage tests: windows where the machine's sensor gateway is off,
     # so no samples at all are taken (the machine itself keeps its true state).
     blackouts: tuple[tuple[datetime, datetime], ...] = ()
+    # Part counters (`parts_total`, `parts_good_total`): the ideal (fastest) cycle time of
+    # the part it makes, or None for a machine that makes no parts.
+    ideal_cycle_s: float | None = None
+    # When it is staffed; None: two shifts Mon-Fri in `timezone` (ShiftCalendar).
+    calendar: WorkCalendar | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         validate_id(self.machine, "machine")
@@ -119,6 +128,10 @@ class MachineSpec:
                 f"MachineSpec.timezone: unknown IANA time zone {self.timezone!r} "
                 "(use a name like 'Europe/Berlin' or 'UTC')"
             ) from None
+        if self.ideal_cycle_s is not None and not 0.1 <= self.ideal_cycle_s <= 86_400:
+            raise ValueError(
+                f"MachineSpec.ideal_cycle_s must be 0.1 s to 1 day, got {self.ideal_cycle_s}"
+            )
         for begin, end in self.blackouts:
             _require_aware(begin, "blackout start")
             _require_aware(end, "blackout end")
@@ -140,8 +153,9 @@ def fleet(
 
     Kinds rotate CNC mill, pump, compressor; four machines share a line (``line-a``,
     ``line-b``, ... ``line-z``, ``line-aa``, ...: ``line_id``), machines are numbered per kind
-    (``cnc-01`` … ``cnc-99``, ``cnc-100`` …), so every id stays valid at any size. Each
-    degrading machine fails on a weekday 3-5 days after ``start``
+    (``cnc-01`` … ``cnc-99``, ``cnc-100`` …), so every id stays valid at any size. CNC mills
+    count parts (ideal cycles ``CNC_IDEAL_CYCLE_S`` in turn). Each degrading machine fails on
+    a weekday 3-5 days after ``start``
     (always within the first 6 days), between 09:00 and 19:00 local time so the failure
     happens in a shift while the machine is observable; its wear starts 2.5-4 days before.
     Its wear profile is drawn from ``profiles``; for all but ``accelerating`` the slow
@@ -190,6 +204,11 @@ def fleet(
                 seed=seed * 1000 + index,
                 timezone=timezone,
                 degradation=degradation,
+                ideal_cycle_s=(
+                    CNC_IDEAL_CYCLE_S[(counts[kind] - 1) % len(CNC_IDEAL_CYCLE_S)]
+                    if kind == "cnc_mill"
+                    else None
+                ),
             )
         )
     return specs

@@ -3,7 +3,8 @@
 Pure given its random generator: the same calendar, start, timing and generator state give
 the same segments. Off outside shifts; in a shift alternating running/idle periods with
 random stops (``fault``, with a repair time) and occasional planned ``maintenance`` at a
-shift start; a bearing failure (if any) cuts in at its exact instant.
+shift start; idle through the calendar's breaks (a stop under repair goes on); a bearing
+failure (if any) cuts in at its exact instant.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from contract import State
-from simulators.calendar import ShiftCalendar
+from simulators.calendar import WorkCalendar
 
 Segment = tuple[int, int, State]  # [start_ms, end_ms), state
 
@@ -47,14 +48,31 @@ def _period(rng: np.random.Generator, mean_min: float) -> int:
     return max(MIN_PERIOD_MS, round(float(rng.gamma(2.0, mean_min / 2.0)) * 60_000))
 
 
+class _Breaks:
+    """The calendar's breaks, consumed in time order."""
+
+    NONE = (2**62, 2**62)
+
+    def __init__(self, breaks: Iterator[tuple[int, int]]) -> None:
+        self._breaks = breaks
+        self._next = next(self._breaks, self.NONE)
+
+    def after(self, t: int) -> tuple[int, int]:
+        """The first break that ends after ``t`` (``NONE``: no more breaks)."""
+        while self._next[1] <= t:
+            self._next = next(self._breaks, self.NONE)
+        return self._next
+
+
 def _raw(
-    calendar: ShiftCalendar,
+    calendar: WorkCalendar,
     start_ms: int,
     timing: StateTiming,
     rng: np.random.Generator,
     failure: Failure | None,
 ) -> Iterator[Segment]:
     windows = calendar.windows(start_ms)
+    breaks = _Breaks(calendar.breaks(start_ms))
     w0, w1 = next(windows)
     t = start_ms
     run_next = bool(rng.random() < 0.5)
@@ -69,15 +87,20 @@ def _raw(
             t, failure, run_next = fault_end + failure.repair_ms, None, False
             continue
         cut = failure.at_ms if failure is not None else None
+        b0, b1 = breaks.after(t)
+        stop = min(w1, b0) if t < b0 else w1  # what a period may not run past
         if t < w0:
             end, state = w0, "off"
             run_next = False  # a shift starts with a short idle (warm-up, first set-up)
+        elif b0 <= t:
+            end, state = min(b1, w1), "idle"  # a break: the crew is away
+            run_next = True
         elif t == w0 and rng.random() < timing.maintenance_per_shift_window:
             low, high = timing.maintenance_min
-            end, state = min(w1, t + round(float(rng.uniform(low, high)) * 60_000)), "maintenance"
+            end, state = min(stop, t + round(float(rng.uniform(low, high)) * 60_000)), "maintenance"
             run_next = False
         elif run_next:
-            end, state = min(w1, t + _period(rng, timing.running_min)), "running"
+            end, state = min(stop, t + _period(rng, timing.running_min)), "running"
             to_fault = round(float(rng.exponential(60.0 / timing.faults_per_running_hour)) * 60_000)
             if t + to_fault < end and (cut is None or t + to_fault < cut):
                 yield t, t + to_fault, "running"
@@ -86,7 +109,7 @@ def _raw(
                 end, state = t + _period(rng, timing.repair_min), "fault"
             run_next = False
         else:
-            end, state = min(w1, t + _period(rng, timing.idle_min)), "idle"
+            end, state = min(stop, t + _period(rng, timing.idle_min)), "idle"
             run_next = True
         if cut is not None and end > cut:
             end = cut
@@ -95,7 +118,7 @@ def _raw(
 
 
 def timeline(
-    calendar: ShiftCalendar,
+    calendar: WorkCalendar,
     start_ms: int,
     timing: StateTiming,
     rng: np.random.Generator,

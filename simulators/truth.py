@@ -47,10 +47,22 @@ class GroundTruth:
     # slow phase turned into the run-away (None for ``accelerating``, which has no turn).
     degradation_profile: str | None = None
     runaway_at: datetime | None = None
+    # Per UTC hour: seconds inside the machine's staffed windows, less breaks (hours
+    # without any are absent). A machine runs only then.
+    scheduled: dict[datetime, float] = field(default_factory=dict)
+    # A machine that makes parts: its ideal cycle, its counters (total, good) at ``start``,
+    # and the parts (total, good) completed per UTC hour (hours without any are absent).
+    ideal_cycle_s: float | None = None
+    parts_start: tuple[int, int] | None = None
+    parts: dict[datetime, tuple[int, int]] = field(default_factory=dict)
 
     def seconds(self, state: State) -> float:
         """Total true seconds in ``state`` over the whole span (outside blackouts)."""
         return sum(hour[state] for hour in self.hours.values())
+
+    @property
+    def makes_parts(self) -> bool:
+        return self.parts_start is not None
 
 
 def _iso(ts: datetime | None) -> str | None:
@@ -71,7 +83,17 @@ def _to_json(truth: GroundTruth) -> dict[str, Any]:
         row: dict[str, Any] = {"hour": _iso(hour)}
         row.update({state: truth.hours[hour][state] for state in STATES})
         row["unobserved"] = truth.unobserved.get(hour, 0.0)
+        row["scheduled"] = truth.scheduled.get(hour, 0.0)
+        if truth.makes_parts:
+            row["parts_total"], row["parts_good"] = truth.parts.get(hour, (0, 0))
         hours.append(row)
+    parts: dict[str, Any] = {}
+    if truth.parts_start is not None:
+        parts = {
+            "ideal_cycle_s": truth.ideal_cycle_s,
+            "parts_total_start": truth.parts_start[0],
+            "parts_good_start": truth.parts_start[1],
+        }
     return {
         "machine": truth.machine,
         "kind": truth.kind,
@@ -86,6 +108,7 @@ def _to_json(truth: GroundTruth) -> dict[str, Any]:
         "runaway_at": _iso(truth.runaway_at),
         "failure_at": _iso(truth.failure_at),
         "repaired_at": _iso(truth.repaired_at),
+        **parts,
         "hours": hours,
     }
 
@@ -93,12 +116,21 @@ def _to_json(truth: GroundTruth) -> dict[str, Any]:
 def _from_json(data: dict[str, Any]) -> GroundTruth:
     hours: dict[datetime, dict[State, float]] = {}
     unobserved: dict[datetime, float] = {}
+    scheduled: dict[datetime, float] = {}
+    parts: dict[datetime, tuple[int, int]] = {}
     for row in data["hours"]:
         hour = _parse(row["hour"])
         assert hour is not None
         hours[hour] = {state: float(row[state]) for state in STATES}
         if row.get("unobserved", 0.0):
             unobserved[hour] = float(row["unobserved"])
+        if row.get("scheduled", 0.0):
+            scheduled[hour] = float(row["scheduled"])
+        if row.get("parts_total", 0):
+            parts[hour] = (int(row["parts_total"]), int(row["parts_good"]))
+    start_counts = None
+    if "parts_total_start" in data:
+        start_counts = (int(data["parts_total_start"]), int(data["parts_good_start"]))
     return GroundTruth(
         machine=data["machine"],
         kind=data["kind"],
@@ -115,6 +147,10 @@ def _from_json(data: dict[str, Any]) -> GroundTruth:
         repaired_at=_parse(data.get("repaired_at")),
         degradation_profile=data.get("degradation_profile"),
         runaway_at=_parse(data.get("runaway_at")),
+        scheduled=scheduled,
+        ideal_cycle_s=data.get("ideal_cycle_s"),
+        parts_start=start_counts,
+        parts=parts,
     )
 
 

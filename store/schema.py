@@ -19,6 +19,14 @@ MACHINE_TAGS: Final = (TAG_SITE, TAG_LINE, TAG_MACHINE)
 TELEMETRY: Final = "telemetry"
 FIELD_STATE: Final = "state"
 FIELD_RUN_SECONDS_TOTAL: Final = "run_seconds_total"
+# Part counters of a machine that makes parts (counters, like the hour meter): parts
+# completed, and the good ones among them.
+FIELD_PARTS_TOTAL: Final = "parts_total"
+FIELD_PARTS_GOOD_TOTAL: Final = "parts_good_total"
+# The counters runhours knows: cumulative, so never plotted or averaged as signals.
+KNOWN_COUNTERS: Final = frozenset(
+    {FIELD_RUN_SECONDS_TOTAL, FIELD_PARTS_TOTAL, FIELD_PARTS_GOOD_TOTAL}
+)
 
 # Which machine-hours the ingest wrote to, so rollups are recomputed incrementally.
 # A log: timestamp = wall-clock time of the write (ns precision, +1 ns per marker of the
@@ -115,3 +123,34 @@ MAINTENANCE: Final = "maintenance"
 TAG_KIND: Final = "kind"
 FIELD_NOTE: Final = "note"
 FIELD_BY: Final = "by"
+
+# OEE per machine and shift run (analytics/oee.py; docs/oee.md), for dashboards: tags =
+# machine tags + `shift` (its name); timestamp = the run's start (so a day or week in
+# Grafana is the shifts that start in it); fields `planned_s`, `running_s`, `known_s`,
+# `stop_s` (stops of at least min_stop), `stops`, `short_stop_s`, and when the machine
+# counts parts `parts_total`, `parts_good`, with an ideal cycle `ideal_run_s` (ideal
+# cycle × parts) and `ideal_good_s` (ideal cycle × good parts). Availability =
+# running_s / planned_s, performance = ideal_run_s / running_s, quality = parts_good /
+# parts_total, OEE = ideal_good_s / planned_s (sums of these over any group of points).
+OEE_SHIFT: Final = "oee_shift"
+TAG_SHIFT: Final = "shift"
+FIELD_PLANNED_S: Final = "planned_s"
+FIELD_RUNNING_S: Final = "running_s"
+FIELD_STOP_S: Final = "stop_s"
+FIELD_STOPS: Final = "stops"
+FIELD_SHORT_STOP_S: Final = "short_stop_s"
+FIELD_PARTS_GOOD: Final = "parts_good"
+FIELD_IDEAL_RUN_S: Final = "ideal_run_s"
+FIELD_IDEAL_GOOD_S: Final = "ideal_good_s"
+
+# Stops and their reasons (analytics/downtime.py), for dashboards: one point per stop of
+# at least min_stop, at its start; tags = machine tags + `reason` (a reason code, or
+# `unassigned`) and `category` (planned, unplanned, unassigned); fields `seconds` (its
+# planned time), `state` (where it spent most time), `by` (who gave the reason, or "").
+# Derived: rewritten per shift run from telemetry and the assignments in
+# <data_dir>/downtime.sqlite3, which are the record.
+DOWNTIME: Final = "downtime"
+TAG_REASON: Final = "reason"
+TAG_CATEGORY: Final = "category"
+FIELD_SECONDS: Final = "seconds"
+UNASSIGNED: Final = "unassigned"

@@ -123,12 +123,26 @@ def test_no_data_fires_when_the_edge_agent_is_killed_and_resolves_when_it_return
         (alert,) = store.alerts(active=True)
         assert (alert.rule, alert.machine, alert.site) == ("no-data", "cnc-01", test_id)
 
+        stored = sum(influx.count("telemetry", "state").values())
         agents.append(_agent(ingest, test_id, tmp_path / "agent.log"))  # it comes back
+
+        def logs() -> str:
+            return (
+                "\nagent log:\n"
+                + (tmp_path / "agent.log").read_text()[-3000:]
+                + "\ningest log:\n"
+                + (tmp_path / "ingest.log").read_text()[-3000:]
+            )
+
+        # Two stages, so a failure says which: its telemetry is stored again (a new
+        # process starts, connects, sees the ingest online, publishes), then the alert
+        # resolves on the service's next steps.
+        assert wait_for(lambda: sum(influx.count("telemetry", "state").values()) > stored, 60), (
+            "the agent's telemetry was not stored again" + logs()
+        )
         assert wait_for(lambda: store.get(alert.id).state == "resolved", 30), (
-            "did not resolve; agent log:\n"
-            + (tmp_path / "agent.log").read_text()[-3000:]
-            + "\ningest log:\n"
-            + (tmp_path / "ingest.log").read_text()[-3000:]
+            f"did not resolve: {store.get(alert.id)}; analytics until "
+            f"{service.store.meta('until')}" + logs()
         )
         assert [a.id for a in store.alerts()] == [alert.id]  # one incident, one alert
         print(

@@ -14,7 +14,10 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from analytics.alerts import parse_rules, replay
-from contract import to_epoch_ms
+from analytics.alerts.conditions import NoDataCondition
+from analytics.alerts.rules import NoDataRule
+from analytics.alerts.window import MachineData
+from contract import MachineRef, to_epoch_ms
 from contract.settings import RunhoursSettings
 from runhours.cli import app
 from store import InfluxClient, Point
@@ -266,3 +269,42 @@ def test_no_data_fires_on_silence_or_offline_status_and_resolves_on_return(
         ("comp-01", at(71)),
         ("comp-02", at(71)),
     ]
+
+
+def test_no_data_resolves_on_telemetry_after_the_will_even_without_its_online_status() -> None:
+    """The agent's "online" status can reach the database after the steps it belongs to
+    were evaluated (an ingest slower than the settle time); telemetry in a step that began
+    after the will still proves the agent is back. Telemetry in the step the will fell in
+    (the agent's last samples before it died) does not."""
+
+    rule = NoDataRule.model_validate(
+        {"id": "nd", "kind": "no_data", "silent_for": "5s", "offline_for": "1s"}
+    )
+    will = 10_500  # the offline status, dated at its arrival
+    data = MachineData(
+        ref=MachineRef("plant1", "line-a", "cnc-01"),
+        seen=frozenset({10_000, 11_000, 30_000, 31_000}),  # step ends: [9, 10) … [30, 31) s
+        status=((will, False),),
+    )
+    condition = NoDataCondition(rule, data, step_s=1.0)
+    memory: dict[str, object] = {}
+    verdicts = {t: condition(t, memory, active=True) for t in range(10_000, 32_000, 1000)}
+    assert verdicts[11_000].clear is False  # the step [10, 11) s holds the will itself
+    assert verdicts[12_000].trigger and verdicts[12_000].summary == "agent offline (status/will)"
+    assert verdicts[29_000].trigger
+    assert verdicts[31_000].clear and not verdicts[31_000].trigger  # [30, 31) s: data again
+
+
+def test_no_data_counts_telemetry_that_arrived_after_its_steps_were_evaluated() -> None:
+    """An ingest slower than the settle time stores samples into steps already evaluated;
+    the next window sees them only as "last seen before the window". They count: the
+    machine is not silent, and its alert resolves."""
+    rule = NoDataRule.model_validate({"id": "nd", "kind": "no_data", "silent_for": "5s"})
+    ref = MachineRef("plant1", "line-a", "cnc-01")
+    memory: dict[str, object] = {}
+    first = NoDataCondition(rule, MachineData(ref=ref, last_seen_before=1_000), step_s=1.0)
+    assert first(10_000, memory, active=False).trigger  # silent for 9 s: fires
+    # The next window [10, 20) s: nothing inside it yet, but a sample stamped 9.5 s landed.
+    second = NoDataCondition(rule, MachineData(ref=ref, last_seen_before=9_500), step_s=1.0)
+    verdict = second(11_000, memory, active=True)
+    assert verdict.clear and verdict.value == 1.5

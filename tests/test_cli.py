@@ -65,7 +65,7 @@ def test_demo_publishes_stores_bills_and_alerts(settings: RunhoursSettings) -> N
     result = runhours("demo", "--machines", "4", "--days", "2", "--start", "2026-03-02", env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
-    published, stored = re.search(r"total\s+│\s+│\s+([\d,]+)\s+│\s+([\d,]+)", out).groups()  # type: ignore[union-attr]
+    published, stored = re.search(r"^total\s+([\d,]+)\s+([\d,]+)", out, re.M).groups()  # type: ignore[union-attr]
     assert published == stored and int(published.replace(",", "")) > 4 * 2 * 8640
     assert "lost: 0" in out
     assert "PBH-001" in out and "PBH-002" in out

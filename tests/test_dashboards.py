@@ -92,6 +92,7 @@ def test_generated_json_loads_as_sdk_models() -> None:
         "machine-detail.json",
         "usage-billing.json",
         "ingest-health.json",
+        "oee-downtime.json",
     }
     for name, raw in boards.items():
         model = Dashboard.from_json(raw)

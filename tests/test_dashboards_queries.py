@@ -13,15 +13,20 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
+from analytics.downtime import DowntimeStore
+from analytics.floor import floor_runs
+from analytics.floor_points import write_floor
 from contract import STATES
 from contract.settings import RunhoursSettings
 from dashboards import ContractView, build_all, render
@@ -75,6 +80,7 @@ from store.schema import (
     USAGE_HOURLY,
     state_seconds_field,
 )
+from tests.plantfloor import plant_for
 
 # A Monday morning shift (Europe/Berlin), six hours: machines run, idle and stop.
 START = datetime(2026, 3, 2, 5, 0, tzinfo=UTC)
@@ -234,6 +240,16 @@ def write_fleet(influx: InfluxClient, site: str, machines: int = 6) -> FleetData
             }
             stats.append(Point(INGEST_STATS, {TAG_WORKER: worker}, fields, ts))
     influx.write(stats)
+
+    # The analytics service's plant-floor points (oee_shift, downtime) from that telemetry,
+    # the example plant's shifts, and one stop with a reason.
+    plant = plant_for(site)
+    floors = floor_runs(influx, plant, None, START, END, now=END)
+    with tempfile.TemporaryDirectory() as folder:
+        store = DowntimeStore(Path(folder) / "downtime.sqlite3")
+        stopped = next(f for f in floors if f.stops)
+        store.put(stopped.key, stopped.stops[0][1], "TOOL", "jdoe")
+        write_floor(influx, floors, store, plant)
     return data
 
 

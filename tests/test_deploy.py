@@ -266,7 +266,10 @@ def test_commands_parse_with_the_real_cli(compose: dict[str, Any]) -> None:
         in compose["services"]["analytics"]["healthcheck"]["test"][-1]
     )
     fleet = _command(compose["services"]["fleet"])
-    assert fleet[fleet.index("--speed") + 1] == "60"
+    assert fleet[fleet.index("--speed") + 1] == "max" and "--live" in fleet
+    assert fleet[fleet.index("--plant") + 1] == "/app/examples/plant.toml"
+    plant = _environment(compose["services"]["analytics"])["RUNHOURS_ANALYTICS__PLANT"]
+    assert plant == "/app/examples/plant.toml" and (REPO / "examples/plant.toml").exists()
 
 
 def _mosquitto_conf() -> dict[str, list[str]]:

@@ -106,14 +106,19 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
         "OWNER": getpass.getuser(),
         "DATA": str(tmp_path / "data"),
     }
-    process = subprocess.Popen(
-        ["/bin/sh", str(REPO / "deploy/mosquitto/entrypoint.sh")],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    entrypoint_log = tmp_path / "entrypoint.log"
+    with entrypoint_log.open("wb") as log:
+        process = subprocess.Popen(
+            ["/bin/sh", str(REPO / "deploy/mosquitto/entrypoint.sh")],
+            env=env,
+            stdout=log,
+            stderr=log,
+        )
     try:
-        assert _wait(lambda: _open(port)), (tmp_path / "mosquitto.log").read_text()
+        # Ready once the broker listens and the entrypoint has set its SIGHUP trap.
+        assert _wait(lambda: _open(port) and "started" in entrypoint_log.read_text()), (
+            tmp_path / "mosquitto.log"
+        ).read_text()
         yield Broker(port, mtls_port, secrets, process, tmp_path / "mosquitto.log")
     finally:
         process.send_signal(signal.SIGTERM)
@@ -194,7 +199,12 @@ def test_logins_acl_and_reload_on_the_compose_broker(broker: Broker) -> None:
             logins.append(Client(broker, *broker.machine(c)))
             return logins[-1].ok
 
-        assert _wait(logged_in), "the new machine never got in"
+        assert _wait(logged_in), (
+            "the new machine never got in; entrypoint:\n"
+            + (broker.log.parent / "entrypoint.log").read_text()
+            + "\nbroker:\n"
+            + "\n".join(broker.log.read_text().splitlines()[-30:])
+        )
         clients += logins
         assert logins[-1].publish(telemetry_topic(*c)) == 0
         # Revoked the same way: the open connection is dropped at the reload.

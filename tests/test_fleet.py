@@ -63,6 +63,15 @@ def test_every_id_of_every_fleet_size_makes_a_valid_distinct_topic(n: int) -> No
     assert specs[-1].line == line_id((n - 1) // MACHINES_PER_LINE)
 
 
+def test_a_smaller_fleet_names_its_machines_as_the_start_of_the_largest() -> None:
+    """Ids depend on the machine's index only, so the largest fleet's check above covers
+    every size: each smaller fleet is its start (sampled every 97 sizes and at the edges)."""
+    largest = [(s.line, s.machine) for s in fleet(MAX_MACHINES, start=START, site="plant1")]
+    for n in sorted({*range(1, MAX_MACHINES + 1, 97), 2, 3, 4, 5, 104, 105, MAX_MACHINES}):
+        specs = fleet(n, start=START, site="plant1", degrading=0)
+        assert [(s.line, s.machine) for s in specs] == largest[:n], n
+
+
 def test_fleet_plan_splits_by_the_open_files_limit() -> None:
     assert plan_fleet(12, 1024, 1024).processes == 1
     fits = (1024 - FILES_PER_PROCESS) // FILES_PER_MACHINE  # 308 machines a process
@@ -129,8 +138,8 @@ def test_a_thousand_machines_through_the_pipeline_store_every_sample(
         assert result.exit_code == 0, result.output
         total = sum(expected.values())
         assert "in 2 processes of up to 500 machines" in result.output
-        totals = next(line for line in result.output.splitlines() if "│ total" in line)
-        cells = [cell.strip() for cell in totals.split("│")[1:-1]]
+        rows = [line.split() for line in result.output.splitlines()]
+        cells = next(row for row in rows if row[:1] == ["total"])
         assert cells == ["total", "1,000", f"{total:,}", f"{total:,}", "0", "0"], result.output
         assert "every machine: every sample acknowledged, none dropped" in result.output
         assert "simulator: 2 processes, peak RSS" in result.output

@@ -440,7 +440,12 @@ def test_ground_truth_file_round_trips_byte_identically(tmp_path: Path) -> None:
         "fault": 0.0,
         "maintenance": 0.0,
         "unobserved": 0.0,
+        "scheduled": 0.0,
+        "parts_total": 0,  # a CNC mill counts parts
+        "parts_good": 0,
     }
+    assert first["ideal_cycle_s"] == 90.0 and first["parts_total_start"] > first["parts_good_start"]
+    assert "parts_total" not in data["machines"][1]["hours"][0]  # a pump makes none
     assert len(first["hours"]) == 6 * 24
     failing = [m for m in data["machines"] if m["failure_at"] is not None]
     assert len(failing) == 1 and failing[0]["failure_at"].endswith("Z")

@@ -78,7 +78,7 @@ def test_usage_json_csv_and_table(
 
     result = CliRunner().invoke(app, [*base, "--machine", "cnc-01"])
     assert result.exit_code == 0, result.output
-    assert "cnc-01" in result.stdout and "0.750" in result.stdout  # 2700 s running = 0.750 h
+    assert "cnc-01" in result.stdout and "45m 00s" in result.stdout  # 2700 s running
 
     bad = CliRunner().invoke(app, [*base[:2], "yesterday", *base[3:]])
     assert bad.exit_code == 2

@@ -335,9 +335,10 @@ class ServiceIntervalCondition:
 class NoDataCondition:
     """Silence (no telemetry for ``silent_for``) or an offline status (retained or the will)."""
 
-    def __init__(self, rule: NoDataRule, data: MachineData) -> None:
+    def __init__(self, rule: NoDataRule, data: MachineData, step_s: float) -> None:
         self.rule = rule
         self.data = data
+        self.step_ms = round(step_s * 1000)
         self.silent_ms = int(rule.silent_for.total_seconds() * 1000)
         self.offline_ms = int(rule.offline_for.total_seconds() * 1000)
 
@@ -348,6 +349,15 @@ class NoDataCondition:
             memory["seen"] = data.last_seen_before_step(t)
             if data.status_before is not None:
                 memory["status"] = list(data.status_before)
+        # Late arrivals: telemetry or a status stored after the steps they belong to were
+        # evaluated appear only as "before this window"; newer than what was known, they
+        # count (otherwise an ingest slower than the settle time hides every sample).
+        late = data.last_seen_before
+        if late is not None and late < t and (memory["seen"] is None or late > memory["seen"]):
+            memory["seen"] = late
+        before = data.status_before
+        if before is not None and (memory.get("status") is None or before[0] > memory["status"][0]):
+            memory["status"] = list(before)
         if t in data.seen:
             memory["seen"] = t
         for ts, online in data.status:
@@ -358,7 +368,11 @@ class NoDataCondition:
         if seen is None and status is None:
             return UNKNOWN
         silent_ms = t - seen if seen is not None else None
-        offline = status is not None and not status[1]
+        # Telemetry in a step that began after an offline status proves the agent is back,
+        # even when its own "online" status reached the database after that step had been
+        # evaluated (a late status is not read again: the alert would stay while data flows).
+        back = seen is not None and status is not None and seen - self.step_ms > status[0]
+        offline = status is not None and not status[1] and not back
         silent = silent_ms is not None and silent_ms > self.silent_ms
         if seen is None:
             silent = True
@@ -383,4 +397,4 @@ def bind(rule: Rule, data: MachineData, step_s: float, window_start: int) -> Con
         return AnomalyCondition(rule, data, step_s)
     if isinstance(rule, ServiceIntervalRule):
         return ServiceIntervalCondition(rule, data, window_start)
-    return NoDataCondition(rule, data)
+    return NoDataCondition(rule, data, step_s)

@@ -11,6 +11,11 @@
 ``POST /api/alerts/{id}/resolve``      ``{"note": "…"}`` (operator)
 ``GET  /api/maintenance?machine=``     maintenance records, newest first, with who made them
 ``POST /api/maintenance``              ``{"machine", "kind", "at", "note"}`` (operator)
+``GET  /api/downtime/reasons``         the reasons operators pick from (the plant file)
+``GET  /api/downtime/stops?hours=&…``  stops of the last ``hours`` (24), newest first;
+                                       ``unassigned=true``, ``machine=site/machine``
+``POST /api/downtime/assign``          ``{"machine", "start", "reason", "note"}`` (operator);
+                                       ``reason`` null takes a reason away
 =====================================  ===============================================
 
 With authentication (a users file; see ``analytics.console.auth``), every route but
@@ -19,7 +24,7 @@ acting user is recorded as ``by`` (the audit trail); a ``by`` in the body must n
 user. Without authentication (loopback only) ``by`` comes from the body as given.
 
 Errors answer ``{"detail": "what was wrong and how to fix it"}`` with 401 (not logged
-in), 403 (a viewer, or a cross-site request), 404 (unknown alert or machine), 409
+in), 403 (a viewer, or a cross-site request), 404 (unknown alert, machine or stop), 409
 (already acknowledged or resolved), 413 (body too large), 415 (not JSON), 422 (invalid
 body) or 503 (InfluxDB unreachable).
 """
@@ -42,6 +47,11 @@ from analytics.alerts.maintenance import (
 from analytics.alerts.store import AlertError, AlertNotFound, AlertStore
 from analytics.console.auth import Authenticator, Principal
 from analytics.console.guard import SESSION_COOKIE, Guard, session_id
+from analytics.downtime import DowntimeError, DowntimeStore, assign, listed_stops
+from analytics.floor import floor_runs
+from analytics.floor_points import write_run_of
+from analytics.machines import MachineError, MachineKey, parse_machine
+from analytics.plant import Plant
 from store import InfluxClient, InfluxError
 
 # A name: surrounding blanks are dropped, and a blank name is bad input (422).
@@ -65,6 +75,16 @@ class MaintenanceBody(BaseModel):
     at: datetime | None = Field(default=None, description="RFC 3339 with a zone; default now")
     note: Note = ""
     by: Annotated[str, Field(max_length=100)] = ""
+
+
+class AssignBody(BaseModel):
+    machine: Annotated[str, Field(max_length=130, description="site/machine")]
+    start: datetime = Field(description="the stop's start (RFC 3339 with a zone)")
+    reason: Annotated[str, Field(max_length=32)] | None = Field(
+        description="a reason code of the plant file; null takes the reason away"
+    )
+    note: Note = ""
+    by: Name | None = None
 
 
 class LoginBody(BaseModel):
@@ -98,10 +118,12 @@ def create_app(
     auth: Authenticator | None = None,
     *,
     secure_cookie: bool = False,
+    plant: Plant | None = None,
+    downtime: DowntimeStore | None = None,
 ) -> Guard:
-    """The API over ``store``; maintenance records need ``influx``; ``auth`` turns on
-    logins (see the module docstring). ``secure_cookie``: the session cookie is sent over
-    HTTPS only."""
+    """The API over ``store``; maintenance records need ``influx``; stops and their reasons
+    need ``influx``, ``plant`` and ``downtime``; ``auth`` turns on logins (see the module
+    docstring). ``secure_cookie``: the session cookie is sent over HTTPS only."""
     app = FastAPI(
         title="runhours alerts",
         description="Maintenance and condition alerts: list, acknowledge, resolve; record maintenance.",
@@ -222,5 +244,74 @@ def create_app(
         except InfluxError as exc:
             raise HTTPException(503, f"InfluxDB: {exc}; try again once it is back") from None
         return record.to_json()
+
+    def need_floor() -> tuple[InfluxClient, Plant, DowntimeStore]:
+        if influx is None or plant is None or downtime is None:
+            raise HTTPException(
+                503, "this server has no plant-floor file or InfluxDB connection for stops"
+            )
+        return influx, plant, downtime
+
+    @app.get("/api/downtime/reasons")
+    def reasons() -> list[dict[str, str]]:
+        _, known, _ = need_floor()
+        return [
+            {"code": r.code, "label": r.label, "category": r.category}
+            for r in known.reasons.values()
+        ]
+
+    @app.get("/api/downtime/stops")
+    def stops(
+        hours: float = Query(default=24, gt=0, le=24 * 31),
+        unassigned: bool = Query(default=False, description="only stops without a reason"),
+        machine: str | None = Query(default=None, description="site/machine"),
+    ) -> list[dict[str, Any]]:
+        client, known, given = need_floor()
+        now = datetime.now(UTC)
+        try:
+            floors = floor_runs(
+                client, known, [machine] if machine else None, now - timedelta(hours=hours), now
+            )
+        except MachineError as exc:
+            raise HTTPException(422, f"machine: {exc}") from None
+        except InfluxError as exc:
+            raise HTTPException(503, f"InfluxDB: {exc}; try again once it is back") from None
+        found = listed_stops(floors, given)
+        if unassigned:
+            found = [s for s in found if s.assignment is None]
+        return [s.to_json(known) for s in reversed(found)]
+
+    @app.post("/api/downtime/assign")
+    def assign_reason(body: AssignBody, request: Request) -> dict[str, Any]:
+        client, known, given = need_floor()
+        if body.start.tzinfo is None:
+            raise HTTPException(422, "start: add a time zone, e.g. 2026-03-02T08:00:00Z")
+        by = _actor(request, body.by, None)
+        if not by:
+            raise HTTPException(422, "by: say who gives the reason (a name or initials)")
+        try:
+            site, machine_id = parse_machine(body.machine)
+            if site is None:
+                raise MachineError(f"{body.machine!r}: write site/machine (e.g. plant1/cnc-01)")
+            key = MachineKey(site, machine_id)
+            stop, made = assign(
+                client, given, known, key, body.start, body.reason, by=by, note=body.note
+            )
+            write_run_of(client, known, given, key, body.start)
+        except MachineError as exc:
+            raise HTTPException(422, f"machine: {exc}") from None
+        except DowntimeError as exc:
+            status = 404 if str(exc).startswith("no stop") else 422
+            raise HTTPException(status, str(exc)) from None
+        except InfluxError as exc:
+            raise HTTPException(503, f"InfluxDB: {exc}; try again once it is back") from None
+        return {
+            "machine": str(key),
+            "start": body.start.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            "seconds": stop.ms / 1000,
+            "reason": made.reason if made else None,
+            "by": by,
+            "at": made.at.isoformat().replace("+00:00", "Z") if made else None,
+        }
 
     return Guard(app, auth, lambda: page.encode())

@@ -11,6 +11,8 @@ import uvicorn
 from analytics.alerts.store import AlertStore
 from analytics.console.api import create_app
 from analytics.console.auth import Authenticator, AuthError, is_loopback
+from analytics.downtime import DowntimeStore
+from analytics.plant import Plant
 from store import InfluxClient
 
 
@@ -22,7 +24,8 @@ class ConsoleServer:
     """uvicorn running ``create_app(…)`` on ``host:port`` in a thread.
 
     With ``users_file`` every route needs a login (``analytics.console.auth``); without
-    one it serves loopback addresses only, and refuses any other. ``tls_cert``/``tls_key``
+    one it serves loopback addresses only, and refuses any other. With ``plant`` and
+    ``downtime`` it also lists stops and takes their reasons. ``tls_cert``/``tls_key``
     serve HTTPS (and make the session cookie HTTPS-only).
     """
 
@@ -36,6 +39,8 @@ class ConsoleServer:
         users_file: Path | None = None,
         tls_cert: Path | None = None,
         tls_key: Path | None = None,
+        plant: Plant | None = None,
+        downtime: DowntimeStore | None = None,
     ) -> None:
         if users_file is None and not is_loopback(host):
             raise ConsoleError(
@@ -51,7 +56,7 @@ class ConsoleServer:
         self.authenticated = auth is not None
         tls = tls_cert is not None
         config = uvicorn.Config(
-            create_app(store, influx, auth, secure_cookie=tls),
+            create_app(store, influx, auth, secure_cookie=tls, plant=plant, downtime=downtime),
             host=host,
             port=port,
             log_level="warning",

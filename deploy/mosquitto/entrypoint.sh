@@ -32,8 +32,16 @@ install_secrets
 chown -R "$OWNER" "$DATA"
 mosquitto -c "$CONFIG" &
 broker=$!
-trap 'install_secrets && kill -HUP "$broker"' HUP
+reload() {
+  if install_secrets && kill -HUP "$broker"; then
+    echo "entrypoint: secrets installed again, broker $broker reloading" >&2
+  else
+    echo "entrypoint: reload failed, the broker keeps its previous secrets" >&2
+  fi
+}
+trap reload HUP
 trap 'kill -TERM "$broker"' TERM INT
+echo "entrypoint: broker $broker started; SIGHUP reloads its secrets" >&2
 # `wait` returns early when a trapped signal arrives: keep waiting while the broker runs.
 status=0
 while kill -0 "$broker" 2>/dev/null; do

@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from rich import box
 from rich.console import Group, RenderableType
-from rich.table import Table
 from rich.text import Text
 
 from analytics.billing.explain import Explanation, explanation_json
 from contract import STATES
+from runhours.commands._common import console
+from runhours.commands._tables import Col, fit_table
 
 _SHORT = {"off": "off", "idle": "idle", "running": "run", "fault": "fault", "maintenance": "maint"}
 
@@ -55,23 +55,29 @@ def render_explanation(x: Explanation) -> RenderableType:
         + "; under contract "
         + ", ".join(f"{w['start']} – {w['end']}" for w in data["windows"])
     )
-    days = Table(
-        box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, title="hours per local day"
-    )
     states = [s for s in STATES if any(float(d["state_seconds"][s]) for d in data["days"])]
-    columns = ("day", *(_SHORT[s] for s in states), "bill", "unkn", "gaps", "meter")
-    for column in (*columns, "samples"):
-        days.add_column(column, justify="left" if column == "day" else "right", no_wrap=True)
-    for d in data["days"]:
-        days.add_row(
+    cols = [
+        Col("day"),
+        *(Col(_SHORT[s], right=True) for s in states),
+        Col("bill", right=True),
+        Col("unkn", right=True),
+        Col("gaps", right=True, drop=2),
+        Col("meter", right=True, drop=3),
+        Col("samples", right=True, drop=1),
+    ]
+    rows = [
+        [
             _day(d["start"], d["end"]),
             *(_hours(d["state_seconds"][s]) for s in states),
             _hours(d["billable_seconds"]),
             _hours(d["unknown_seconds"]),
             str(len(d["gaps"])),
             "" if d["counter_seconds"] is None else _hours(d["counter_seconds"]),
-            str(d["raw_samples"]),
-        )
+            f"{d['raw_samples']:,}",
+        ]
+        for d in data["days"]
+    ]
+    days = fit_table(console, cols, rows, title="hours per local day")
     parts: list[RenderableType] = [head, days]
     if data["gaps"]:
         parts.append(

@@ -11,6 +11,7 @@ import typer
 from rich.table import Column, Table
 
 from runhours.commands._common import ConfigOption, console, fail, load
+from runhours.commands._tables import Col, fit_table, number
 
 app = typer.Typer(
     help="Maintenance and condition alerts: replay rules over history (evaluate), score them "
@@ -60,8 +61,25 @@ def _fmt(ts: datetime | None) -> str:
     return ts.strftime("%Y-%m-%d %H:%M:%SZ") if ts else ""
 
 
-def _value(value: float | None) -> str:
-    return "" if value is None else f"{value:.4g}"
+def _short(ts: datetime | None) -> str:
+    """``11-30 10:42Z`` (UTC): the year is in the JSON and CSV."""
+    return ts.strftime("%m-%d %H:%MZ") if ts else ""
+
+
+SEVERITY = {"critical": "crit", "warning": "warn", "info": "info"}
+
+
+def _csv(rows: list[dict[str, object]]) -> None:
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    columns = list(rows[0]) if rows else []
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow(["" if row[c] is None else row[c] for c in columns])
+    typer.echo(out.getvalue(), nl=False)
 
 
 @app.command()
@@ -73,7 +91,7 @@ def evaluate(
     end: Annotated[str, typer.Option("--to", help="End (exclusive), same forms; e.g. 'now'.")],
     rules: RulesOption = None,
     output: Annotated[
-        str, typer.Option("--format", "-f", help="table, or json: a list of alerts.")
+        str, typer.Option("--format", "-f", help="table, json (a list of alerts) or csv.")
     ] = "table",
     config: ConfigOption = None,
 ) -> None:
@@ -89,8 +107,8 @@ def evaluate(
     from analytics.alerts import replay
     from store import InfluxClient, InfluxError
 
-    if output not in ("table", "json"):
-        fail(f"--format {output!r}: use table or json")
+    if output not in ("table", "json", "csv"):
+        fail(f"--format {output!r}: use table, json or csv")
     settings = _settings(config)
     ruleset = _rules(rules or settings.rules_file)
     lo, hi = _time(start, "--from"), _time(end, "--to")
@@ -102,19 +120,33 @@ def evaluate(
     if output == "json":
         print(json.dumps([a.summary_json() for a in result.alerts], indent=2))
         return
-    table = Table("id", "rule", "machine", "severity", "started", "resolved", "value", "summary")
-    for a in result.alerts:
-        table.add_row(
+    if output == "csv":
+        _csv([a.summary_json() for a in result.alerts])
+        return
+    cols = [
+        Col("id"),
+        Col("machine"),
+        Col("rule"),
+        Col("sev", drop=3),
+        Col("started", right=True),
+        Col("resolved", right=True, drop=2),
+        Col("value", right=True),
+        Col("summary", figure=False, drop=1),
+    ]
+    rows = [
+        [
             a.id,
-            a.rule,
             a.machine,
-            a.severity,
-            _fmt(a.started_at),
-            _fmt(a.resolved_at),
-            _value(a.value),
+            a.rule,
+            SEVERITY.get(a.severity, a.severity),
+            _short(a.started_at),
+            _short(a.resolved_at),
+            number(a.value),
             a.summary,
-        )
-    console.print(table)
+        ]
+        for a in result.alerts
+    ]
+    console.print(fit_table(console, cols, rows))
     console.print(f"{len(result.alerts)} alerts from {_fmt(result.start)} to {_fmt(result.end)}")
 
 
@@ -292,15 +324,21 @@ def list_(
     machine: Annotated[
         str | None, typer.Option("--machine", "-m", help="Only this machine.")
     ] = None,
-    output: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+    output: Annotated[
+        str, typer.Option("--format", "-f", help="table, json or csv (every field).")
+    ] = "table",
     limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 200,
     config: ConfigOption = None,
 ) -> None:
-    """List alerts from the analytics service's store (newest first)."""
+    """List alerts from the analytics service's store (newest first).
+
+    The table shows times in UTC without the year and severity shortened (crit, warn,
+    info); columns that do not fit the terminal are left out. JSON and CSV have everything.
+    """
     from analytics.alerts import AlertStore
 
-    if output not in ("table", "json"):
-        fail(f"--format {output!r}: use table or json")
+    if output not in ("table", "json", "csv"):
+        fail(f"--format {output!r}: use table, json or csv")
     settings = _settings(config)
     alerts = AlertStore.in_data_dir(settings.data_dir).alerts(
         active=True if active else None, machine=machine, limit=limit
@@ -308,21 +346,35 @@ def list_(
     if output == "json":
         print(json.dumps([a.to_json() for a in alerts], indent=2))
         return
-    table = Table("id", "machine", "rule", "severity", "since", "value", "state", "ack", "summary")
-    for a in alerts:
-        ack = f"{a.acked_by} {_fmt(a.acked_at)}" if a.acked else ""
-        table.add_row(
+    if output == "csv":
+        _csv([a.to_json() for a in alerts])
+        return
+    cols = [
+        Col("id"),
+        Col("machine"),
+        Col("rule"),
+        Col("sev"),
+        Col("since", right=True),
+        Col("value", right=True, drop=3),
+        Col("state"),
+        Col("acked by", drop=2),
+        Col("summary", figure=False, drop=1),
+    ]
+    rows = [
+        [
             a.id,
             a.machine,
             a.rule,
-            a.severity,
-            _fmt(a.started_at),
-            _value(a.last_value if a.last_value is not None else a.value),
+            SEVERITY.get(a.severity, a.severity),
+            _short(a.started_at or a.pending_since),
+            number(a.last_value if a.last_value is not None else a.value),
             a.state,
-            ack,
+            a.acked_by or "",
             a.summary,
-        )
-    console.print(table)
+        ]
+        for a in alerts
+    ]
+    console.print(fit_table(console, cols, rows))
 
 
 @app.command()

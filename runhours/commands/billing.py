@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich import box
+from rich.console import Console
 from rich.table import Table
 
 from analytics.billing import (
@@ -39,6 +39,7 @@ from analytics.rollups import (
 from contract.settings import RunhoursSettings
 from runhours.commands._common import ConfigOption, console, err_console, fail, load
 from runhours.commands._explain import render_explanation
+from runhours.commands._tables import Col, fit_table
 from store import InfluxClient, InfluxError
 
 app = typer.Typer(
@@ -70,36 +71,40 @@ def _span(statement: Statement) -> str:
     )
 
 
-def render_summary(statements: Sequence[Statement], title: str = "billing summary") -> Table:
-    """A table of statements for people: machines, billable hours, amount, lowest coverage."""
+def render_summary(
+    statements: Sequence[Statement], title: str = "billing summary", out: Console = console
+) -> Table:
+    """A table of statements for people: machines, billable hours, amount, lowest coverage
+    (fitted to ``out``'s width)."""
     spans = {(s.period_start.timestamp(), s.period_end.timestamp()) for s in statements}
     shared = len(spans) == 1
-    table = Table(
-        title=f"{title}: {_span(statements[0])}" if shared and statements else title,
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-        collapse_padding=True,
-    )
-    table.add_column("contract", no_wrap=True)
-    table.add_column("customer")
-    if not shared:
-        table.add_column("period")
-    for name in ("machines", "billable h", "amount", "lowest coverage"):
-        table.add_column(name, justify="right", no_wrap=True)
+    cols = [
+        Col("contract"),
+        Col("customer", figure=False),
+        *([] if shared else [Col("period", figure=False)]),
+        Col("machines", right=True, drop=1),
+        Col("billable h", right=True),
+        Col("amount", right=True),
+        Col("min known", right=True, drop=2),
+    ]
+    rows = []
     for s in statements:
         usage = [line for line in s.lines if line.kind == "usage"]
         billable = sum((line.billable_hours for line in s.lines), Decimal(0))
         lowest = min((line.coverage for line in usage), default=None)
-        table.add_row(
-            s.contract_id,
-            s.customer,
-            *([] if shared else [_span(s)]),
-            str(len({line.machine for line in usage})),
-            dec(billable),
-            f"{dec(s.total)} {s.currency}",
-            "" if lowest is None else f"{dec(lowest)}%",
+        rows.append(
+            [
+                s.contract_id,
+                s.customer,
+                *([] if shared else [_span(s)]),
+                str(len({line.machine for line in usage})),
+                dec(billable),
+                f"{dec(s.total)} {s.currency}",
+                "" if lowest is None else f"{dec(lowest)}%",
+            ]
         )
-    return table
+    heading = f"{title}: {_span(statements[0])}" if shared and statements else title
+    return fit_table(out, cols, rows, title=heading)
 
 
 def _write_atomically(target: Path, data: bytes) -> None:
@@ -228,7 +233,7 @@ def export(
                 "see the adjustment lines (finalize again to issue them)",
                 highlight=False,
             )
-    err_console.print(render_summary(result.statements, title=f"billing {period}"))
+    err_console.print(render_summary(result.statements, f"billing {period}", err_console))
 
 
 class ExplainFormat(StrEnum):
@@ -420,11 +425,17 @@ def ledger(
         revisions = Ledger(default_ledger(settings.data_dir)).revisions(contract)
     except LedgerError as exc:
         fail(str(exc))
-    table = Table(
-        "contract", "period start", "period end", "revision", "issued at", "lines", "amount"
-    )
-    for r in revisions:
-        table.add_row(
+    cols = [
+        Col("contract"),
+        Col("period start", figure=False),
+        Col("period end", figure=False),
+        Col("rev", right=True),
+        Col("issued at", figure=False, drop=1),
+        Col("lines", right=True, drop=2),
+        Col("amount", right=True),
+    ]
+    rows = [
+        [
             r.contract_id,
             r.period_start,
             r.period_end,
@@ -432,5 +443,7 @@ def ledger(
             r.issued_at,
             str(r.lines),
             f"{dec(r.total)} {r.currency}",
-        )
-    console.print(table)
+        ]
+        for r in revisions
+    ]
+    console.print(fit_table(console, cols, rows))

@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from contract.settings import RunhoursSettings
 from runhours.commands._common import ConfigOption, console, err_console, fail, load
+from runhours.commands._tables import Col, fit_table
 from runhours.security import SecurityDir, SecurityError
 
 app = typer.Typer(
@@ -245,12 +245,15 @@ def list_(config: ConfigOption = None, directory: DirOption = None) -> None:
     from runhours.security.layout import ROLES
 
     machines = _machines(config, directory)
-    table = Table("identity", "kind", "created", "settings file")
-    for entry in machines.list():
-        table.add_row(entry.user, entry.kind, entry.created, str(entry.settings_file))
-    for role in ROLES:
-        if role.mqtt:
-            table.add_row(
-                role.name, "service (password)", "", str(machines.security.role_file(role.name))
-            )
-    console.print(table)
+    rows = [
+        [entry.user, entry.kind, entry.created, str(entry.settings_file)]
+        for entry in machines.list()
+    ]
+    rows += [
+        [role.name, "service (password)", "", str(machines.security.role_file(role.name))]
+        for role in ROLES
+        if role.mqtt
+    ]
+    cols = [Col("identity"), Col("kind", figure=False), Col("created", drop=1)]
+    cols.append(Col("settings file", figure=False))
+    console.print(fit_table(console, cols, rows))

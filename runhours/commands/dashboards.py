@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from contract.settings import RunhoursSettings
 from dashboards import (
@@ -21,6 +20,7 @@ from dashboards import (
 )
 from dashboards.check import check_all, panel_failures
 from runhours.commands._common import ConfigOption, console, fail, load
+from runhours.commands._tables import Col, fit_table
 from runhours.report import parse_time
 from store import InfluxClient, InfluxError
 
@@ -98,16 +98,24 @@ def check(
             outcomes = check_all(client, boards, start=start, end=end)
         except InfluxError as exc:
             fail(str(exc))
-    table = Table("dashboard", "query", "rows", "problem")
-    for outcome in outcomes:
-        problem = outcome.error or ", ".join(outcome.unknown_names)
-        table.add_row(
+    rows = [
+        [
             outcome.query.dashboard.removesuffix(".json"),
             outcome.query.where,
-            str(outcome.rows),
-            problem or ("" if outcome.rows else "no data"),
-        )
-    console.print(table)
+            f"{outcome.rows:,}",
+            outcome.error
+            or ", ".join(outcome.unknown_names)
+            or ("" if outcome.rows else "no data"),
+        ]
+        for outcome in outcomes
+    ]
+    cols = [
+        Col("dashboard", figure=False),
+        Col("query", figure=False),
+        Col("rows", right=True),
+        Col("problem", figure=False),
+    ]
+    console.print(fit_table(console, cols, rows))
     problems = panel_failures(outcomes)
     for problem in problems:
         console.print(f"[red]{problem}[/]", highlight=False)

@@ -7,9 +7,9 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from runhours.commands._common import ConfigOption, console, fail, load
+from runhours.commands._tables import Col, fit_table
 
 if TYPE_CHECKING:
     from ingest.deadletter import DeadLetter
@@ -76,17 +76,26 @@ def list_(
     if not letters:
         console.print(f"no dead letters in {store.directory}", highlight=False)
         return
-    table = Table("id", "received", "topic", "bytes", "reason", "replayed")
-    for d in letters:
-        table.add_row(
+    cols = [
+        Col("id"),
+        Col("received", right=True),
+        Col("topic", figure=False),
+        Col("bytes", right=True, drop=1),
+        Col("reason", figure=False),
+        Col("replayed", drop=2),
+    ]
+    rows = [
+        [
             d.id,
-            f"{d.received_at:%Y-%m-%d %H:%M:%S}Z",
+            f"{d.received_at:%m-%d %H:%M:%S}Z",
             d.topic.removeprefix("runhours/v1/"),
-            str(len(d.payload)),
+            f"{len(d.payload):,}",
             d.reason + (f" (×{d.count})" if d.count > 1 else ""),
             "yes" if d.id in replayed else "",
-        )
-    console.print(table)
+        ]
+        for d in letters
+    ]
+    console.print(fit_table(console, cols, rows))
 
 
 def _json(letter: DeadLetter, replayed: bool) -> dict[str, object]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from runhours.commands._common import ConfigOption, console, fail, load
+from runhours.commands._tables import Col, fit_table
 
 app = typer.Typer()
 
@@ -46,9 +46,10 @@ def doctor(
     if burst < 0:
         fail("--burst must be 0 or more")
     checks = run_checks(settings, burst, window)
-    table = Table("check", "status", "detail")
-    for check in checks:
-        table.add_row(check.name, f"[{STYLE[check.status]}]{check.status}[/]", check.detail)
-    console.print(table)
+    rows = [
+        [check.name, f"[{STYLE[check.status]}]{check.status}[/]", check.detail] for check in checks
+    ]
+    cols = [Col("check"), Col("status"), Col("detail", figure=False)]
+    console.print(fit_table(console, cols, rows))
     if any(check.status != "ok" for check in checks):
         raise typer.Exit(1)

@@ -13,9 +13,9 @@ from types import FrameType
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from runhours.commands._common import ConfigOption, console, fail, load
+from runhours.commands._tables import Col, fit_table
 
 if TYPE_CHECKING:
     from ingest.status import MachineDelivery, WorkerHealth
@@ -177,18 +177,26 @@ def _render_status(
         highlight=False,
     )
     if machines:
-        table = Table("machine", "lost msgs", "lost samples", "late", "edge drops", "cause")
-        for m in machines:
-            samples = "?" if m.lost_samples is None else str(m.lost_samples)
-            table.add_row(
+        cols = [
+            Col("machine"),
+            Col("lost msgs", right=True),
+            Col("lost samples", right=True),
+            Col("late", right=True, drop=2),
+            Col("edge drops", right=True),
+            Col("cause", figure=False, drop=1),
+        ]
+        rows = [
+            [
                 "/".join(m.ref),
-                str(m.lost_messages),
-                samples,
-                str(m.recovered_messages),
-                str(m.edge_dropped),
+                f"{m.lost_messages:,}",
+                "?" if m.lost_samples is None else f"{m.lost_samples:,}",
+                f"{m.recovered_messages:,}",
+                f"{m.edge_dropped:,}",
                 (m.last_cause or "").split(":")[0],
-            )
-        console.print(table)
+            ]
+            for m in machines
+        ]
+        console.print(fit_table(console, cols, rows))
     for w in workers:
         broker = "" if w.broker_dropped is None else f", broker dropped {w.broker_dropped}"
         console.print(

@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from contract.settings import RunhoursSettings
 from runhours.commands._common import ConfigOption, console, fail, load
+from runhours.commands._tables import Col, fit_table
 from runhours.security import SecurityError
 from runhours.services import LocalServices, ServiceError
 
@@ -86,15 +86,16 @@ def up(
         f"{security.root}",
         highlight=False,
     )
-    table = Table("role", "settings (mode 0600)", "run", title="one settings file per service")
-    for role, command in (
-        ("ingest", "runhours ingest"),
-        ("analytics", "runhours analytics --http-port 8080"),
-        ("grafana", "runhours dashboards check"),
-    ):
-        path = security.role_file(role)
-        table.add_row(role, str(path), f"{command} --config {path}")
-    console.print(table)
+    rows = [
+        [role, str(security.role_file(role)), f"{command} --config {security.role_file(role)}"]
+        for role, command in (
+            ("ingest", "runhours ingest"),
+            ("analytics", "runhours analytics --http-port 8080"),
+            ("grafana", "runhours dashboards check"),
+        )
+    ]
+    cols = [Col("role"), Col("settings (mode 0600)", figure=False), Col("run", figure=False)]
+    console.print(fit_table(console, cols, rows, title="one settings file per service"))
     console.print(
         "machines: runhours credentials add --machine SITE/LINE/MACHINE; console users: "
         f"runhours users add NAME --role operator (operator admin: password in "
@@ -108,8 +109,12 @@ def up(
 def down(
     config: ConfigOption = None, mqtt_port: MqttPort = None, influx_port: InfluxPort = None
 ) -> None:
-    """Stop both services cleanly (SIGTERM, then SIGKILL after 20 s), open or secure."""
-    _services(config, mqtt_port, influx_port).down()
+    """Stop both services cleanly (SIGTERM, then SIGKILL after 20 s), open or secure; a
+    `runhours demo` still running on them is stopped first."""
+    pair = _services(config, mqtt_port, influx_port)
+    if pair.stop_demo():
+        console.print("stopped the running demo")
+    pair.down()
     console.print("stopped")
 
 
@@ -119,12 +124,15 @@ def status(
 ) -> None:
     """Show whether each service runs and answers; exit 1 if either does not."""
     pair = _services(config, mqtt_port, influx_port)
-    table = Table("service", "pid", "port", "answers")
+    rows = []
     healthy = True
     for service in pair.services:
         pid, ready = service.pid(), service.ready()
         healthy &= ready
-        table.add_row(service.name, str(pid or "-"), str(service.port), "yes" if ready else "no")
-    console.print(table)
+        rows.append([service.name, str(pid or "-"), str(service.port), "yes" if ready else "no"])
+    if (demo := pair.demo_pid()) is not None:
+        rows.append(["demo (live)", str(demo), "", "yes"])
+    cols = [Col("service"), Col("pid", right=True), Col("port", right=True), Col("answers")]
+    console.print(fit_table(console, cols, rows))
     if not healthy:
         raise typer.Exit(1)

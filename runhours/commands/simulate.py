@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
-from rich.table import Table
 
 from contract import MachineRef
 from edge.buffer import EdgeBufferError
 from edge.config import EdgeSettings, parse_speed
 from edge.mqtt import Broker
 from runhours.commands._common import ConfigOption, console, fail, load
+from runhours.commands._tables import Col, fit_table
 from runhours.fleet import FleetError, FleetRun, MachineRun
 from runhours.fleet_workers import (
     FleetPlan,
@@ -103,15 +103,6 @@ def simulate(
     progress: Annotated[
         bool | None, typer.Option(help="Progress bars (default: on a terminal).")
     ] = None,
-    processes: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            help="Worker processes, each running its share of the machines' edge agents "
-            "(default: as few as the open-files limit allows, 3 files per machine, at most "
-            "5,000 machines each).",
-        ),
-    ] = None,
     credentials: Annotated[
         Path | None,
         typer.Option(
@@ -151,6 +142,32 @@ def simulate(
         Path | None, typer.Option(help="--serve opcua: server certificate.")
     ] = None,
     opcua_key: Annotated[Path | None, typer.Option(help="--serve opcua: its private key.")] = None,
+    processes: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Worker processes, each running its share of the machines' edge agents "
+            "(default: as few as the open-files limit allows, 3 files per machine, at most "
+            "5,000 machines each).",
+        ),
+    ] = None,
+    live: Annotated[
+        bool,
+        typer.Option(
+            "--live",
+            help="Simulate --days up to now, then keep running in real time until SIGTERM or "
+            "Ctrl-C. The start is kept in <data_dir>/simulate-live.json, so a restart "
+            "re-simulates the same plant (identical points) instead of another one.",
+        ),
+    ] = False,
+    plant: Annotated[
+        Path | None,
+        typer.Option(
+            help="Plant-floor file: the machines work its shift schedules (breaks, holidays) "
+            "and make parts at its ideal cycles (docs/oee.md).",
+            dir_okay=False,
+        ),
+    ] = None,
 ) -> None:
     """Simulate a fleet and publish it through edge agents (or serve it: --serve)."""
     settings = load(EdgeSettings, config)
@@ -163,8 +180,13 @@ def simulate(
         factor = parse_speed(speed)
     except ValueError as exc:
         fail(f"--speed: {exc}")
-    begin = _parse_start(start, days)
-    end = begin + timedelta(days=days)
+    the_site = site or settings.edge.site
+    if live and start is None:
+        begin = _live_start(settings.data_dir, machines, seed, the_site, days)
+        end = datetime.now(UTC)
+    else:
+        begin = _parse_start(start, days)
+        end = begin + timedelta(days=days)
     truth_file = ground_truth or settings.data_dir / "ground-truth.json"
     wear = WEAR_PROFILES if profiles.strip() == "all" else profiles.split(",")
     try:
@@ -172,12 +194,20 @@ def simulate(
             machines,
             seed=seed,
             start=begin,
-            site=site or settings.edge.site,
+            site=the_site,
             degrading=degrading,
             profiles=[p.strip() for p in wear],  # type: ignore[misc]
         )
     except ValueError as exc:
         fail(f"--profiles: {exc}" if "profiles" in str(exc) else str(exc))
+    if plant is not None:
+        from analytics.plant import PlantError, load_plant
+        from runhours.fleet import follow_plant
+
+        try:
+            specs = follow_plant(specs, load_plant(plant))
+        except PlantError as exc:
+            fail(str(exc))
     try:
         plan = plan_fleet(machines, *raise_open_files_limit(), processes=processes)
     except FleetError as exc:
@@ -195,11 +225,12 @@ def simulate(
         folder = edge_dir_of(credentials)
         broker_for = functools.partial(machine_broker, folder, base=settings.broker)
     try:
-        running = _run(
-            settings, specs, plan, begin, end, factor, sample_interval, truth_file, show,
-            broker_for,
+        result = asyncio.run(
+            _run(
+                settings, specs, plan, begin, end, factor, sample_interval, truth_file,
+                show, broker_for, live,
+            )
         )  # fmt: skip
-        result = asyncio.run(running)
     except (FleetError, EdgeBufferError, SecurityError) as exc:
         fail(str(exc))
     except asyncio.CancelledError:
@@ -304,6 +335,7 @@ async def _run(
     truth_file: Path,
     progress: bool,
     broker_for: Callable[[MachineRef], Broker] | None = None,
+    live: bool = False,
 ) -> FleetRun:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -331,38 +363,71 @@ async def _run(
         progress=progress,
         stop=stop,
         broker_for=broker_for,
+        live=live,
+        caught_up=_caught_up if live else None,
     )
+
+
+def _caught_up(run: FleetRun) -> None:
+    console.print(
+        f"caught up with now: {run.published:,} samples published in {run.wall_seconds:.1f} s; "
+        "running live (SIGTERM or Ctrl-C stops)",
+        highlight=False,
+    )
+
+
+def _live_start(data_dir: Path, machines: int, seed: int, site: str, days: float) -> datetime:
+    """The start of a live simulation: the one kept for the same fleet, else today's
+    midnight (UTC) less ``days``, kept for the next run."""
+    import json
+
+    path = data_dir / "simulate-live.json"
+    fleet_id = {"machines": machines, "seed": seed, "site": site, "days": days}
+    try:
+        kept = json.loads(path.read_text())
+        if {k: kept.get(k) for k in fleet_id} == fleet_id:
+            return datetime.fromisoformat(kept["start"]).astimezone(UTC)
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    begin = today - timedelta(days=days)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**fleet_id, "start": begin.isoformat()}) + "\n")
+    return begin
 
 
 def _report(result: FleetRun) -> None:
     """Every machine's row for a small fleet; for a large one, totals per kind and the
     machines with samples dropped or left in their buffers (the worst first)."""
-    columns = ("produced", "published", "dropped", "buffered")
+    figures = [
+        Col("produced", right=True),
+        Col("published", right=True),
+        Col("dropped", right=True),
+        Col("buffered", right=True),
+    ]
+    cols = [Col("machine"), Col("kind", drop=2), Col("line", drop=1), *figures]
     if len(result.machines) <= ROWS:
-        table = Table("machine", "kind", "line", *columns)
-        for m in result.machines:
-            table.add_row(m.spec.machine, m.spec.kind, m.spec.line, *_figures([m]))
-        table.add_section()
-        table.add_row("total", "", "", *_figures(result.machines))
-        console.print(table)
+        rows = [[m.spec.machine, m.spec.kind, m.spec.line, *_figures([m])] for m in result.machines]
+        rows.append(["total", "", "", *_figures(result.machines)])
+        console.print(fit_table(console, cols, rows, sections=[len(rows) - 1]))
     else:
-        kinds = Table("kind", "machines", *columns)
+        kinds = []
         for kind in sorted({m.spec.kind for m in result.machines}):
             of_kind = [m for m in result.machines if m.spec.kind == kind]
-            kinds.add_row(kind, f"{len(of_kind):,}", *_figures(of_kind))
-        kinds.add_section()
-        kinds.add_row("total", f"{len(result.machines):,}", *_figures(result.machines))
-        console.print(kinds)
+            kinds.append([kind, f"{len(of_kind):,}", *_figures(of_kind)])
+        kinds.append(["total", f"{len(result.machines):,}", *_figures(result.machines)])
+        by_kind = [Col("kind"), Col("machines", right=True), *figures]
+        console.print(fit_table(console, by_kind, kinds, sections=[len(kinds) - 1]))
         worst = sorted(
             (m for m in result.machines if m.dropped or m.buffered),
             key=lambda m: (m.dropped + m.buffered, m.spec.machine),
             reverse=True,
         )
         if worst:
-            table = Table("machine", "kind", "line", *columns, title="the worst machines")
-            for m in worst[:ROWS]:
-                table.add_row(m.spec.machine, m.spec.kind, m.spec.line, *_figures([m]))
-            console.print(table)
+            rows = [
+                [m.spec.machine, m.spec.kind, m.spec.line, *_figures([m])] for m in worst[:ROWS]
+            ]
+            console.print(fit_table(console, cols, rows, title="the worst machines"))
             if len(worst) > ROWS:
                 console.print(f"… and {len(worst) - ROWS:,} more machines with samples not sent")
         else:

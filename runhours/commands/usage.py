@@ -11,8 +11,6 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
-from rich import box
-from rich.table import Table
 
 from analytics.counters import CounterRules, CounterTolerance, describe_counts, list_anomalies
 from analytics.machines import MachineError
@@ -22,6 +20,7 @@ from analytics.usage import Usage
 from contract import STATES
 from contract.settings import RunhoursSettings
 from runhours.commands._common import ConfigOption, console, fail, load
+from runhours.commands._tables import Col, duration, fit_table
 from store import InfluxClient, InfluxError
 
 
@@ -67,10 +66,6 @@ def usage_json(
 
 
 _SHORT = {"off": "off", "idle": "idle", "running": "run", "fault": "fault", "maintenance": "maint"}
-
-
-def _hours(seconds: float | None) -> str:
-    return "" if seconds is None else f"{seconds / 3600:.3f}"
 
 
 @app.callback(invoke_without_command=True)
@@ -216,34 +211,41 @@ def usage(
     else:
         sites = sorted({u.site for u in rows})
         several = len(sites) > 1  # one site: named in the title, the rows show bare ids
-        table = Table(
-            title=f"hours per state {lo.isoformat()} – {hi.isoformat()} ({tz})"
-            + ("" if several or not sites or not sites[0] else f", site {sites[0]}"),
-            box=box.SIMPLE_HEAD,
-            pad_edge=False,
-            collapse_padding=True,
+        title = f"time per state {lo.isoformat()} – {hi.isoformat()} ({tz})" + (
+            "" if several or not sites or not sites[0] else f", site {sites[0]}"
         )
-        for name in ("machine", "from", *(_SHORT[s] for s in STATES), "known", "gaps", "meter"):
-            table.add_column(
-                name, no_wrap=True, justify="left" if name in ("machine", "from") else "right"
-            )
-        table.add_column("flags")
+        cols = [
+            Col("machine"),
+            Col("from"),
+            *(Col(_SHORT[s], right=True) for s in STATES),
+            Col("known", right=True),
+            Col("gaps", right=True, drop=2),
+            Col("meter", right=True, drop=1),
+        ]
+        cells = []
+        flagged = []
         for u in rows:
+            name = f"{u.site}/{u.machine}" if several and u.site else u.machine
             flags = []
             if u.counter_anomalies:
                 flags.append(f"meter: {describe_counts(u.counter_anomalies)}")
             if u.counter_mismatch(tolerance):
                 flags.append("meter ≠ states")
-            table.add_row(
-                f"{u.site}/{u.machine}" if several and u.site else u.machine,
-                u.start.strftime("%m-%d %H:%M"),
-                *(_hours(u.state_seconds[s]) for s in STATES),
-                f"{u.coverage * 100:.1f}%",
-                str(u.gaps),
-                _hours(u.counter_seconds),
-                ", ".join(flags),
+            if flags:
+                flagged.append(f"{name} {u.start:%m-%d %H:%M}: {', '.join(flags)}")
+            cells.append(
+                [
+                    name,
+                    u.start.strftime("%m-%d %H:%M"),
+                    *(duration(u.state_seconds[s]) for s in STATES),
+                    f"{u.coverage * 100:.1f}%",
+                    str(u.gaps),
+                    duration(u.counter_seconds),
+                ]
             )
-        console.print(table)
+        console.print(fit_table(console, cols, cells, title=title))
+        for line in flagged:
+            console.print(line, highlight=False)
         for u in rows:
             for text in list_anomalies(u.counter_events, u.counter_anomalies, zone_info):
                 console.print(f"{u.site}/{u.machine}: hour meter {text}", highlight=False)

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from runhours.commands._common import ConfigOption, console, err_console, fail, load
+from runhours.commands._tables import Col, fit_table
 
 app = typer.Typer(
     help="Alert console users: viewers read, operators also acknowledge, resolve and record "
@@ -156,9 +156,9 @@ def list_(file: FileOption = None, config: ConfigOption = None) -> None:
         users = list_users(path)
     except AuthError as exc:
         fail(str(exc))
-    table = Table("user", "role", "browser login", "API tokens", title=str(path))
-    for user in users:
-        table.add_row(
-            user.name, user.role, "yes" if user.password else "no", ", ".join(user.tokens) or "-"
-        )
-    console.print(table)
+    rows = [
+        [user.name, user.role, "yes" if user.password else "no", ", ".join(user.tokens) or "-"]
+        for user in users
+    ]
+    cols = [Col("user"), Col("role"), Col("password"), Col("API tokens", figure=False)]
+    console.print(fit_table(console, cols, rows, title=str(path)))
