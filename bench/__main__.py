@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from bench import analytics, billing, edge, ingest
+from bench import analytics, billing, edge, fleet, ingest
 
 
 def main() -> int:
@@ -18,6 +18,7 @@ def main() -> int:
         ("edge", edge, ["--backlog", "1000000"]),
         ("analytics", analytics, ["--machines", "1000"]),
         ("billing", billing, ["--machines", "20"]),
+        ("fleet", fleet, ["--machines", "1000", "10000", "--hours", "1"]),
     ):
         print(f"== bench.{name}", flush=True)
         failed += module.main(argv) != 0

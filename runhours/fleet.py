@@ -3,9 +3,13 @@
 ``run_fleet`` steps one ``SimClock`` (real time, a speed factor, or as fast as possible),
 hands each machine's new readings to its own ``EdgeAgent`` (one MQTT client each, one
 buffer file each), then drains the agents and writes the ground truth. At full speed the
-simulation pauses while any buffer holds ``high_water`` samples or more, so memory and
-disk stay bounded however fast the simulators are. With ``live``, a simulation that
-reaches ``end`` (now) goes on in real time until stopped: the plant keeps running.
+simulation pauses while any buffer holds ``high_water`` samples or more (fewer per agent in
+a large fleet: about ``FLEET_HIGH_WATER`` in all), so memory and disk stay bounded however
+fast the simulators are; within a step it hands the loop back every ``YIELD_S``, so the
+agents keep publishing and answering the broker while thousands of machines are stepped.
+Fleets too large for one process are split by ``runhours.fleet_workers``. With ``live``, a
+simulation that reaches ``end`` (now) goes on in real time until stopped: the plant keeps
+running.
 
 ``simulator_source`` is the same stepping for a single agent (``runhours edge`` with
 ``[edge.source] type = "simulator"``).
@@ -17,7 +21,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -43,6 +47,8 @@ from simulators import MachineSim, MachineSpec, SimClock, write_ground_truth
 log = logging.getLogger("runhours.fleet")
 
 HIGH_WATER = 5000  # buffered samples per agent before the simulation pauses
+FLEET_HIGH_WATER = 1_000_000  # … and in all: a large fleet pauses at fewer per agent
+YIELD_S = 0.02  # longest stretch of stepping simulators without handing the loop back
 MAX_STEP = timedelta(hours=1)  # simulated time per step at full speed
 PACED_STEP_WALL_S = 0.5  # wall time per step when paced
 
@@ -64,6 +70,26 @@ class MachineRun:
 
 
 @dataclass(frozen=True)
+class Resources:
+    """What simulating cost: processes, the sum of their peak RSS, and their CPU time."""
+
+    processes: int
+    peak_rss_bytes: int
+    cpu_seconds: float
+
+
+@dataclass(frozen=True)
+class FleetProgress:
+    """Where a running fleet stands (what the progress display and worker processes show)."""
+
+    machines: int
+    connected: int
+    simulated_s: float
+    produced: int
+    published: int
+
+
+@dataclass(frozen=True)
 class FleetRun:
     """What ``run_fleet`` did."""
 
@@ -73,6 +99,7 @@ class FleetRun:
     wall_seconds: float
     ground_truth: Path | None
     interrupted: bool
+    resources: Resources | None = None  # measured by ``runhours.fleet_workers``
 
     @property
     def produced(self) -> int:
@@ -89,22 +116,6 @@ class FleetRun:
     @property
     def dropped(self) -> int:
         return sum(m.dropped for m in self.machines)
-
-
-def follow_plant(specs: Sequence[MachineSpec], plant: Plant) -> list[MachineSpec]:
-    """The specs working their site's schedules, with the plant file's ideal cycles (a
-    machine the plant file says nothing about keeps its own)."""
-    out = []
-    for spec in specs:
-        plan = plant.plan(MachineKey(spec.site, spec.machine))
-        out.append(
-            dataclasses.replace(
-                spec,
-                calendar=plan.schedule or spec.calendar,
-                ideal_cycle_s=plan.ideal_cycle_s or spec.ideal_cycle_s,
-            )
-        )
-    return out
 
 
 def step_for(speed: float | None) -> timedelta:
@@ -128,6 +139,22 @@ async def simulator_source(
             yield readings
 
 
+def follow_plant(specs: Sequence[MachineSpec], plant: Plant) -> list[MachineSpec]:
+    """The specs working their site's schedules, with the plant file's ideal cycles (a
+    machine the plant file says nothing about keeps its own)."""
+    out = []
+    for spec in specs:
+        plan = plant.plan(MachineKey(spec.site, spec.machine))
+        out.append(
+            dataclasses.replace(
+                spec,
+                calendar=plan.schedule or spec.calendar,
+                ideal_cycle_s=plan.ideal_cycle_s or spec.ideal_cycle_s,
+            )
+        )
+    return out
+
+
 async def run_fleet(
     settings: EdgeSettings,
     specs: Sequence[MachineSpec],
@@ -143,6 +170,8 @@ async def run_fleet(
     drain_timeout: float = 300.0,
     stop: asyncio.Event | None = None,
     broker_for: Callable[[MachineRef], Broker] | None = None,
+    report: Callable[[FleetProgress], None] | None = None,
+    ready: Callable[[], Awaitable[None]] | None = None,
     live: bool = False,
     caught_up: Callable[[FleetRun], None] | None = None,
 ) -> FleetRun:
@@ -151,15 +180,19 @@ async def run_fleet(
     Every agent uses ``settings.broker``, or its machine's own identity from
     ``broker_for`` (``runhours.security.credentials.machine_broker``).
 
+    Buffers live under ``<data_dir>/edge/``; samples an earlier, interrupted simulation left
+    there are discarded (counted as dropped) so the figures describe this run alone. Raises
+    ``FleetError`` when the agents cannot reach the broker within ``connect_timeout``.
+    Setting ``stop`` ends the simulation early; what was produced is still drained, until
+    every sample is acknowledged or none was for ``drain_timeout`` seconds. ``report`` is
+    called with the progress (at least every step, every 0.2 s while connecting and
+    draining); ``ready`` is awaited once every agent is connected, before the simulated
+    clock starts (worker processes start together).
+
     ``live``: once ``end`` is reached and every agent has published what it holds, the
     ground truth so far is written and ``caught_up`` gets the figures of that first phase;
     then the simulation follows the wall clock (``end`` should be about now) until
     ``stop`` is set.
-
-    Buffers live under ``<data_dir>/edge/``; samples an earlier, interrupted simulation left
-    there are discarded (counted as dropped) so the figures describe this run alone. Raises
-    ``FleetError`` when the agents cannot reach the broker within ``connect_timeout``.
-    Setting ``stop`` ends the simulation early; what was produced is still drained.
     """
     if not start < end:
         raise ValueError(f"end ({end.isoformat()}) must be after start ({start.isoformat()})")
@@ -170,6 +203,8 @@ async def run_fleet(
     runs: list[asyncio.Task[None]] = []
     produced = [0] * len(sims)
     reached = start
+    # A large fleet pauses at fewer samples per agent: about FLEET_HIGH_WATER in all.
+    limit = max(1, min(high_water, FLEET_HIGH_WATER // max(1, len(specs))))
     try:
         for spec in specs:
             ref = MachineRef(spec.site, spec.line, spec.machine)
@@ -180,48 +215,74 @@ async def run_fleet(
                 )
             broker = broker_for(ref) if broker_for is not None else settings.broker
             agents.append(EdgeAgent(ref, buffer, broker, settings.edge.agent_options()))
-        runs = [asyncio.create_task(agent.run()) for agent in agents]
-        connected = await asyncio.gather(*(a.wait_connected(connect_timeout) for a in agents))
-        if not all(connected):
-            errors = {a.last_error for a in agents if not a.connected} - {None}
-            raise FleetError(
-                f"cannot reach the MQTT broker at {settings.broker.url} within "
-                f"{connect_timeout:g} s ({'; '.join(sorted(e for e in errors if e)) or 'no answer'});"
-                " is it running (`runhours services up`) and is RUNHOURS_MQTT_URL right?"
+        with FleetDisplay(progress, (end - start).total_seconds(), len(agents)) as bar:
+
+            def show() -> None:
+                now = FleetProgress(
+                    len(agents),
+                    sum(a.connected for a in agents),
+                    (reached - start).total_seconds(),
+                    sum(produced),
+                    _published(agents),
+                )
+                bar.update(now)
+                if report is not None:
+                    report(now)
+
+            runs = [asyncio.create_task(agent.run()) for agent in agents]
+            connecting: asyncio.Future[list[bool]] = asyncio.gather(
+                *(a.wait_connected(connect_timeout) for a in agents)
             )
-        clock = SimClock(start, speed)
-        step = step_for(speed)
-        with _Progress(progress, (end - start).total_seconds()) as bar:
+            await _while_pending(connecting, show)
+            if not all(connecting.result()):
+                errors = {a.last_error for a in agents if not a.connected} - {None}
+                down = sum(not a.connected for a in agents)
+                raise FleetError(
+                    f"{down} of {len(agents)} agents cannot reach the MQTT broker at "
+                    f"{settings.broker.url} within {connect_timeout:g} s "
+                    f"({'; '.join(sorted(e for e in errors if e)) or 'no answer'});"
+                    " is it running (`runhours services up`) and is RUNHOURS_MQTT_URL right?"
+                )
+            show()
+            if ready is not None:
+                await ready()
+            clock = SimClock(start, speed)
+            step = step_for(speed)
             t = start
             while t < end and not stop.is_set():
                 t = min(t + step, end)
                 await clock.sleep_until(t)
+                handed_back = time.monotonic()
                 for i, (sim, agent) in enumerate(zip(sims, agents, strict=True)):
                     produced[i] += agent.submit(sim.advance(t))
+                    if time.monotonic() - handed_back >= YIELD_S:
+                        await asyncio.sleep(0)  # the agents publish and answer the broker
+                        handed_back = time.monotonic()
                 reached = t
-                bar.update((t - start).total_seconds(), sum(produced), _published(agents))
-                if any(a.buffer.count >= high_water for a in agents):
-                    await _all_below(agents, high_water, stop)
-            await _drain(agents, drain_timeout, lambda: bar.update(
-                (reached - start).total_seconds(), sum(produced), _published(agents)
-            ))  # fmt: skip
-        if live and not stop.is_set():
-            if ground_truth is not None:
-                _write_truth(ground_truth, sims)
-            if caught_up is not None:
-                caught_up(_figures(specs, produced, agents, start, reached, wall0, ground_truth))
-            t = reached
-            step = step_for(1.0)
-            while not stop.is_set():
-                t += step
-                delay = (t - datetime.now(UTC)).total_seconds()
-                if delay > 0 and await _stopped(stop, delay):
-                    break
-                await asyncio.sleep(0)  # catching up with the clock: still let agents publish
-                for i, (sim, agent) in enumerate(zip(sims, agents, strict=True)):
-                    produced[i] += agent.submit(sim.advance(t))
-                reached = t
-            await _drain(agents, drain_timeout, lambda: None)
+                show()
+                if any(a.buffer.count >= limit for a in agents):
+                    await _all_below(agents, limit, stop)
+            await _drain(agents, drain_timeout, show)
+            show()
+            if live and not stop.is_set():
+                if ground_truth is not None:
+                    _write_truth(ground_truth, sims)
+                if caught_up is not None:
+                    caught_up(
+                        _figures(specs, produced, agents, start, reached, wall0, ground_truth)
+                    )
+                t = reached
+                step = step_for(1.0)
+                while not stop.is_set():
+                    t += step
+                    delay = (t - datetime.now(UTC)).total_seconds()
+                    if delay > 0 and await _stopped(stop, delay):
+                        break
+                    await asyncio.sleep(0)  # catching up with the clock: let agents publish
+                    for i, (sim, agent) in enumerate(zip(sims, agents, strict=True)):
+                        produced[i] += agent.submit(sim.advance(t))
+                    reached = t
+                await _drain(agents, drain_timeout, lambda: None)
         for agent in agents:
             agent.stop()
         await asyncio.gather(*runs)
@@ -258,18 +319,6 @@ def _write_truth(path: Path, sims: Sequence[MachineSim]) -> None:
     write_ground_truth(path, [sim.truth for sim in sims])
 
 
-async def _drain(agents: Sequence[EdgeAgent], timeout: float, tick: Callable[[], None]) -> None:
-    """Wait until every agent has published what it holds (or ``timeout``)."""
-    drain: asyncio.Future[Any] = asyncio.gather(*(a.drain(timeout) for a in agents))
-    try:
-        while not drain.done():
-            tick()
-            await asyncio.wait({drain}, timeout=0.2)
-    finally:
-        await _cancel(drain)
-    tick()
-
-
 async def _stopped(stop: asyncio.Event, seconds: float) -> bool:
     """Sleep ``seconds``, or less if ``stop`` is set; whether it was."""
     try:
@@ -277,6 +326,31 @@ async def _stopped(stop: asyncio.Event, seconds: float) -> bool:
     except TimeoutError:
         return False
     return True
+
+
+async def _while_pending(future: asyncio.Future[Any], show: Callable[[], None]) -> None:
+    """Wait for ``future``, showing the progress every 0.2 s meanwhile."""
+    while not future.done():
+        show()
+        await asyncio.wait({future}, timeout=0.2)
+
+
+async def _drain(
+    agents: Sequence[EdgeAgent], stalled_after: float, show: Callable[[], None]
+) -> None:
+    """Wait until every agent's buffer is empty, or nothing was acknowledged for
+    ``stalled_after`` seconds (a large fleet may take long to drain, and that is fine)."""
+    drain: asyncio.Future[Any] = asyncio.gather(*(a.drain() for a in agents))
+    loop = asyncio.get_running_loop()
+    published, since = _published(agents), loop.time()
+    try:
+        while not drain.done() and loop.time() - since < stalled_after:
+            show()
+            await asyncio.wait({drain}, timeout=min(0.2, stalled_after))
+            if (now := _published(agents)) != published:
+                published, since = now, loop.time()
+    finally:
+        await _cancel(drain)
 
 
 def _published(agents: Sequence[EdgeAgent]) -> int:
@@ -303,10 +377,11 @@ async def _cancel(*futures: asyncio.Future[Any]) -> None:
     await asyncio.gather(*futures, return_exceptions=True)
 
 
-class _Progress:
-    """A rich progress display (simulated hours, samples published), or nothing."""
+class FleetDisplay:
+    """A rich progress display (agents connected, simulated hours, samples published), or
+    nothing. Three lines however large the fleet."""
 
-    def __init__(self, enabled: bool, total_seconds: float) -> None:
+    def __init__(self, enabled: bool, total_seconds: float, machines: int) -> None:
         self._bar = (
             Progress(
                 TextColumn("{task.description:<10}"),
@@ -318,13 +393,17 @@ class _Progress:
             if enabled
             else None
         )
-        self._total_h = max(1, round(total_seconds / 3600))
-        self._sim = self._pub = TaskID(0)
+        # Hours, or minutes for a run shorter than two hours.
+        self._per, self._unit = (3600, "hours") if total_seconds >= 7200 else (60, "minutes")
+        self._total = max(1, round(total_seconds / self._per))
+        self._machines = machines
+        self._con = self._sim = self._pub = TaskID(0)
 
-    def __enter__(self) -> _Progress:
+    def __enter__(self) -> FleetDisplay:
         if self._bar is not None:
             self._bar.start()
-            self._sim = self._bar.add_task("simulated", total=self._total_h, unit="hours")
+            self._con = self._bar.add_task("connected", total=self._machines, unit="agents")
+            self._sim = self._bar.add_task("simulated", total=self._total, unit=self._unit)
             self._pub = self._bar.add_task("published", total=0, unit="samples")
         return self
 
@@ -332,7 +411,9 @@ class _Progress:
         if self._bar is not None:
             self._bar.stop()
 
-    def update(self, simulated_s: float, produced: int, published: int) -> None:
+    def update(self, now: FleetProgress) -> None:
         if self._bar is not None:
-            self._bar.update(self._sim, completed=min(self._total_h, round(simulated_s / 3600)))
-            self._bar.update(self._pub, total=produced, completed=published)
+            self._bar.update(self._con, completed=now.connected)
+            done = min(self._total, round(now.simulated_s / self._per))
+            self._bar.update(self._sim, completed=done)
+            self._bar.update(self._pub, total=now.produced, completed=now.published)

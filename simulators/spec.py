@@ -27,6 +27,23 @@ _PREFIX: dict[MachineKind, str] = {"cnc_mill": "cnc", "pump": "pump", "compresso
 CNC_IDEAL_CYCLE_S = (90.0, 120.0, 75.0, 150.0)
 
 
+MACHINES_PER_LINE = 4
+
+
+def line_id(index: int) -> str:
+    """The ``index``-th line's id: ``line-a`` … ``line-z``, ``line-aa`` … ``line-zz``,
+    ``line-aaa`` …, as spreadsheet columns count (bijective base 26): distinct and valid for
+    any index (``line-`` plus 59 letters covers 26**59 lines)."""
+    if index < 0:
+        raise ValueError(f"line index must be >= 0, got {index}")
+    letters = ""
+    n = index + 1
+    while n:
+        n, digit = divmod(n - 1, 26)
+        letters = chr(ord("a") + digit) + letters
+    return f"line-{letters}"
+
+
 def _require_aware(value: datetime, what: str) -> None:
     if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{what} must be a timezone-aware datetime, got {value!r}")
@@ -135,8 +152,10 @@ def fleet(
     """``n`` machines of mixed kinds over a few lines, ``degrading`` of them wearing out.
 
     Kinds rotate CNC mill, pump, compressor; four machines share a line (``line-a``,
-    ``line-b``, ...). CNC mills count parts (ideal cycles ``CNC_IDEAL_CYCLE_S`` in turn).
-    Each degrading machine fails on a weekday 3-5 days after ``start``
+    ``line-b``, ... ``line-z``, ``line-aa``, ...: ``line_id``), machines are numbered per kind
+    (``cnc-01`` … ``cnc-99``, ``cnc-100`` …), so every id stays valid at any size. CNC mills
+    count parts (ideal cycles ``CNC_IDEAL_CYCLE_S`` in turn). Each degrading machine fails on
+    a weekday 3-5 days after ``start``
     (always within the first 6 days), between 09:00 and 19:00 local time so the failure
     happens in a shift while the machine is observable; its wear starts 2.5-4 days before.
     Its wear profile is drawn from ``profiles``; for all but ``accelerating`` the slow
@@ -181,7 +200,7 @@ def fleet(
                 machine=f"{_PREFIX[kind]}-{counts[kind]:02d}",
                 kind=kind,
                 site=site,
-                line=f"line-{chr(ord('a') + index // 4)}",
+                line=line_id(index // MACHINES_PER_LINE),
                 seed=seed * 1000 + index,
                 timezone=timezone,
                 degradation=degradation,

@@ -728,7 +728,7 @@ def test_simulate_command_runs_a_small_fleet(
     result = CliRunner().invoke(cli, args, env={**env, "COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "cnc-01" in result.output and "comp-01" in result.output
-    published = int(result.output.split(" samples published")[0].split()[-1])
+    published = int(result.output.split(" samples published")[0].split()[-1].replace(",", ""))
     assert published >= 3 * 6 * 360
     assert wait_until(lambda: sum(sub.per_machine().values()) == published, 10)
     assert len(read_ground_truth(truth)) == 3

@@ -21,19 +21,31 @@ from edge.config import EdgeSettings, parse_speed
 from edge.mqtt import Broker
 from runhours.commands._common import ConfigOption, console, fail, load
 from runhours.commands._tables import Col, fit_table
-from runhours.fleet import FleetError, FleetRun, run_fleet
+from runhours.fleet import FleetError, FleetRun, MachineRun
+from runhours.fleet_workers import (
+    FleetPlan,
+    describe,
+    plan_fleet,
+    raise_open_files_limit,
+    run_fleet_workers,
+)
 from runhours.security import SecurityError
 from simulators import WEAR_PROFILES, MachineSpec, fleet
 
 if TYPE_CHECKING:
     from simulators.opcua_server import OpcuaSecurity
 
+MAX_MACHINES = 10_000
+ROWS = 20  # a fleet up to this size gets a row per machine; a larger one its worst only
+
 app = typer.Typer(
     help="Simulate a fleet of machines (CNC mills, pumps, compressors; one wearing out a "
     "bearing) and publish their telemetry through one edge agent per machine, like real "
     "edge devices: on-disk buffer, QoS 1, retained status. Writes the ground truth (true "
     "seconds per state per hour, degradation onset and failure) to a JSON file. Reads the "
-    "shared settings (RUNHOURS_MQTT_URL, RUNHOURS_DATA_DIR, \\[edge] batching).",
+    "shared settings (RUNHOURS_MQTT_URL, RUNHOURS_DATA_DIR, \\[edge] batching). Up to "
+    "10,000 machines: a large fleet is split across processes as the open-files limit "
+    "requires (3 files per machine): simulators/README.md, docs/performance.md.",
 )
 
 
@@ -54,7 +66,9 @@ def _parse_start(value: str | None, days: float) -> datetime:
 
 @app.callback(invoke_without_command=True)
 def simulate(
-    machines: Annotated[int, typer.Option(min=1, max=10_000, help="Fleet size.")] = 12,
+    machines: Annotated[
+        int, typer.Option(min=1, max=MAX_MACHINES, help="Fleet size (at most 10,000).")
+    ] = 12,
     days: Annotated[float, typer.Option(min=0.001, help="Simulated days.")] = 1.0,
     speed: Annotated[
         str, typer.Option(help="'max' (as fast as publishing allows) or a factor, 1 = real time.")
@@ -128,6 +142,15 @@ def simulate(
         Path | None, typer.Option(help="--serve opcua: server certificate.")
     ] = None,
     opcua_key: Annotated[Path | None, typer.Option(help="--serve opcua: its private key.")] = None,
+    processes: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Worker processes, each running its share of the machines' edge agents "
+            "(default: as few as the open-files limit allows, 3 files per machine, at most "
+            "5,000 machines each).",
+        ),
+    ] = None,
     live: Annotated[
         bool,
         typer.Option(
@@ -185,10 +208,14 @@ def simulate(
             specs = follow_plant(specs, load_plant(plant))
         except PlantError as exc:
             fail(str(exc))
+    try:
+        plan = plan_fleet(machines, *raise_open_files_limit(), processes=processes)
+    except FleetError as exc:
+        fail(str(exc))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     console.print(
-        f"simulating {machines} machines, {begin:%Y-%m-%d %H:%M} → {end:%Y-%m-%d %H:%M} UTC, "
-        f"speed {speed}, seed {seed} → {settings.broker.url}"
+        f"simulating {machines:,} machines in {describe(plan)}, {begin:%Y-%m-%d %H:%M} → "
+        f"{end:%Y-%m-%d %H:%M} UTC, speed {speed}, seed {seed} → {settings.broker.url}"
     )
     show = sys.stdout.isatty() if progress is None else progress
     broker_for = None
@@ -200,8 +227,8 @@ def simulate(
     try:
         result = asyncio.run(
             _run(
-                settings, specs, begin, end, factor, sample_interval, truth_file, show,
-                broker_for, live,
+                settings, specs, plan, begin, end, factor, sample_interval, truth_file,
+                show, broker_for, live,
             )
         )  # fmt: skip
     except (FleetError, EdgeBufferError, SecurityError) as exc:
@@ -300,6 +327,7 @@ def _serve(
 async def _run(
     settings: EdgeSettings,
     specs: list[MachineSpec],
+    plan: FleetPlan,
     begin: datetime,
     end: datetime,
     speed: float | None,
@@ -323,9 +351,10 @@ async def _run(
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
-    return await run_fleet(
+    return await run_fleet_workers(
         settings,
         specs,
+        plan,
         start=begin,
         end=end,
         speed=speed,
@@ -368,43 +397,61 @@ def _live_start(data_dir: Path, machines: int, seed: int, site: str, days: float
 
 
 def _report(result: FleetRun) -> None:
-    rows = [
-        [
-            m.spec.machine,
-            m.spec.kind,
-            m.spec.line,
-            f"{m.produced:,}",
-            f"{m.published:,}",
-            f"{m.dropped:,}",
-            f"{m.buffered:,}",
-        ]
-        for m in result.machines
-    ]
-    rows.append(
-        [
-            "total",
-            "",
-            "",
-            f"{result.produced:,}",
-            f"{result.published:,}",
-            f"{result.dropped:,}",
-            f"{result.buffered:,}",
-        ]
-    )
-    cols = [
-        Col("machine"),
-        Col("kind", drop=2),
-        Col("line", drop=1),
+    """Every machine's row for a small fleet; for a large one, totals per kind and the
+    machines with samples dropped or left in their buffers (the worst first)."""
+    figures = [
         Col("produced", right=True),
         Col("published", right=True),
         Col("dropped", right=True),
         Col("buffered", right=True),
     ]
-    console.print(fit_table(console, cols, rows, sections=[len(rows) - 1]))
+    cols = [Col("machine"), Col("kind", drop=2), Col("line", drop=1), *figures]
+    if len(result.machines) <= ROWS:
+        rows = [[m.spec.machine, m.spec.kind, m.spec.line, *_figures([m])] for m in result.machines]
+        rows.append(["total", "", "", *_figures(result.machines)])
+        console.print(fit_table(console, cols, rows, sections=[len(rows) - 1]))
+    else:
+        kinds = []
+        for kind in sorted({m.spec.kind for m in result.machines}):
+            of_kind = [m for m in result.machines if m.spec.kind == kind]
+            kinds.append([kind, f"{len(of_kind):,}", *_figures(of_kind)])
+        kinds.append(["total", f"{len(result.machines):,}", *_figures(result.machines)])
+        by_kind = [Col("kind"), Col("machines", right=True), *figures]
+        console.print(fit_table(console, by_kind, kinds, sections=[len(kinds) - 1]))
+        worst = sorted(
+            (m for m in result.machines if m.dropped or m.buffered),
+            key=lambda m: (m.dropped + m.buffered, m.spec.machine),
+            reverse=True,
+        )
+        if worst:
+            rows = [
+                [m.spec.machine, m.spec.kind, m.spec.line, *_figures([m])] for m in worst[:ROWS]
+            ]
+            console.print(fit_table(console, cols, rows, title="the worst machines"))
+            if len(worst) > ROWS:
+                console.print(f"… and {len(worst) - ROWS:,} more machines with samples not sent")
+        else:
+            console.print("every machine: every sample acknowledged, none dropped")
     rate = result.published / result.wall_seconds if result.wall_seconds else 0.0
     if result.interrupted:
         console.print(f"interrupted at {result.end:%Y-%m-%d %H:%M} UTC")
     console.print(
-        f"{result.published} samples published in {result.wall_seconds:.1f} s "
+        f"{result.published:,} samples published in {result.wall_seconds:.1f} s "
         f"({rate:,.0f} samples/s); ground truth: {result.ground_truth}"
+    )
+    if (used := result.resources) is not None:
+        per_machine = used.peak_rss_bytes / len(result.machines)
+        console.print(
+            f"simulator: {used.processes} process{'es' if used.processes > 1 else ''}, "
+            f"peak RSS {used.peak_rss_bytes / 2**20:,.0f} MiB ({per_machine / 1024:,.0f} KiB "
+            f"per machine), CPU {used.cpu_seconds:,.1f} s"
+        )
+
+
+def _figures(machines: list[MachineRun]) -> tuple[str, str, str, str]:
+    return (
+        f"{sum(m.produced for m in machines):,}",
+        f"{sum(m.published for m in machines):,}",
+        f"{sum(m.dropped for m in machines):,}",
+        f"{sum(m.buffered for m in machines):,}",
     )
