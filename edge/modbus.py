@@ -23,6 +23,7 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
 from contract import Sample, State, from_epoch_ms
+from contract.errors import RunhoursError
 from edge.buffer import SampleBuffer
 from edge.modbus_map import (
     ModbusSource,
@@ -50,7 +51,7 @@ class PollStats:
     connects: int = 0
 
 
-class ReadFailed(Exception):
+class ReadFailed(RunhoursError):
     """One request failed (no answer, an exception response, a lost connection)."""
 
 

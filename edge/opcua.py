@@ -32,6 +32,7 @@ from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.uaerrors import UaError
 
 from contract import STATES, Sample, State, from_epoch_ms, to_epoch_ms
+from contract.errors import RunhoursError
 from edge.opcua_config import COUNTER, NodeEntry, OpcuaMeter, OpcuaSource, OpcuaState, OpcuaValue
 from edge.readings import EdgeReading
 
@@ -50,7 +51,7 @@ class OpcuaStats:
     notifications: int = 0
 
 
-class ConnectionLost(Exception):
+class ConnectionLost(RunhoursError):
     """The server stopped answering, or closed the session."""
 
 

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+from contract.errors import RunhoursError
 from ingest.backoff import backoff_delay
 from store import (
     InfluxAuthError,
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class WriteAbandoned(Exception):
+class WriteAbandoned(RunhoursError):
     """Shutdown ran out of time while InfluxDB was still failing; nothing was acknowledged."""
 
 

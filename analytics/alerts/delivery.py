@@ -21,6 +21,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from analytics.alerts.store import AlertStore
 from contract import alert_topic
+from contract.errors import RunhoursError
 from contract.redact import scrub, url_origin
 from contract.settings import RunhoursSettings
 from store import InfluxClient, Point
@@ -49,7 +50,7 @@ STATUS = {
 }
 
 
-class DeliveryError(RuntimeError):
+class DeliveryError(RunhoursError, RuntimeError):
     """A channel could not deliver a transition; it will be retried."""
 
 

@@ -25,7 +25,7 @@ from runhours.demo import (
 from runhours.demo import run_demo as run
 from runhours.fleet import FleetError
 from runhours.security import SecurityError
-from runhours.services import LocalServices, ServiceError
+from runhours.services import LocalServices
 
 app = typer.Typer(
     help="The demo: start a local Mosquitto and InfluxDB (or use the ones configured), "
@@ -76,19 +76,16 @@ def demo(
         begin = day.replace(tzinfo=DEMO_ZONE).astimezone(UTC)
     services = LocalServices.from_settings(settings, secure=secure)
     console.rule("[bold]runhours demo")
-    try:
-        if secure:
-            for line in services.up(timeout=60):
-                console.print(f"created {line}", markup=False, highlight=False)
-            connections = Connections.secure(
-                settings, services, demo_fleet(settings, begin, machines, seed)
-            )
-        else:
-            for note in ensure_services(services):
-                console.print(note)
-            connections = Connections.open(settings)
-    except (ServiceError, SecurityError) as exc:
-        fail(str(exc))
+    if secure:
+        for line in services.up(timeout=60):
+            console.print(f"created {line}", markup=False, highlight=False)
+        connections = Connections.secure(
+            settings, services, demo_fleet(settings, begin, machines, seed)
+        )
+    else:
+        for note in ensure_services(services):
+            console.print(note)
+        connections = Connections.open(settings)
     analysis = connections.analysis
     broker = services.mqtt_url if secure else settings.mqtt_url
     identities = " (one identity per machine)" if secure else ""

@@ -15,14 +15,13 @@ from rich import box
 from rich.table import Table
 
 from analytics.counters import CounterRules, CounterTolerance, describe_counts, list_anomalies
-from analytics.machines import MachineError
-from analytics.periods import PeriodError, parse_instant, zone
-from analytics.rollups import StaleRollupsError, default_state_file, fleet_usage, refresh_rollups
+from analytics.periods import parse_instant, zone
+from analytics.rollups import default_state_file, fleet_usage, refresh_rollups
 from analytics.usage import Usage
 from contract import STATES
 from contract.settings import RunhoursSettings
 from runhours.commands._common import ConfigOption, console, fail, load
-from store import InfluxClient, InfluxError
+from store import InfluxClient
 
 
 class By(StrEnum):
@@ -146,34 +145,28 @@ def usage(
     A sample's state holds until the next sample, at most 5 minutes; time past that is unknown (a gap). The hour meter's resets, wraps, glitches and jumps are listed (docs/billing.md). The hourly rollups are first brought up to date with what the ingest wrote.
     """
     settings = load(RunhoursSettings, config)
-    try:
-        zone_info = zone(tz)
-        lo, hi = parse_instant(start, zone_info), parse_instant(end, zone_info)
-        if hi <= lo:
-            fail(f"--to ({hi.isoformat()}) must be after --from ({lo.isoformat()})")
-    except PeriodError as exc:
-        fail(str(exc))
+    zone_info = zone(tz)
+    lo, hi = parse_instant(start, zone_info), parse_instant(end, zone_info)
+    if hi <= lo:
+        fail(f"--to ({hi.isoformat()}) must be after --from ({lo.isoformat()})")
     tolerance = CounterTolerance(Decimal(str(tolerance_pct)) / 100, Decimal(str(tolerance_s)))
     rules = CounterRules(
         reset_below_ms=round(counter_reset_below * 1000),
         modulus_ms=round(counter_modulus * 1000) if counter_modulus else None,
     )
-    try:
-        with InfluxClient.from_settings(settings) as client:
-            if not from_raw:
-                refresh_rollups(client, state_file=default_state_file(settings.data_dir))
-            rows = fleet_usage(
-                client,
-                lo,
-                hi,
-                machines=machine or None,
-                by=by.value if by else None,
-                tz=zone_info,
-                from_raw=from_raw,
-                rules=rules,
-            )
-    except (InfluxError, MachineError, StaleRollupsError) as exc:
-        fail(str(exc))
+    with InfluxClient.from_settings(settings) as client:
+        if not from_raw:
+            refresh_rollups(client, state_file=default_state_file(settings.data_dir))
+        rows = fleet_usage(
+            client,
+            lo,
+            hi,
+            machines=machine or None,
+            by=by.value if by else None,
+            tz=zone_info,
+            from_raw=from_raw,
+            rules=rules,
+        )
     if fmt == UsageFormat.json:
         typer.echo(json.dumps(usage_json(rows, tolerance, zone_info), indent=2, ensure_ascii=False))
     elif fmt == UsageFormat.csv:
