@@ -21,8 +21,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+from contract.backoff import backoff_delay
 from contract.errors import RunhoursError
-from ingest.backoff import backoff_delay
 from store import (
     InfluxAuthError,
     InfluxClient,
