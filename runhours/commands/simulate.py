@@ -17,12 +17,10 @@ import typer
 from rich.table import Table
 
 from contract import MachineRef
-from edge.buffer import EdgeBufferError
 from edge.config import EdgeSettings, parse_speed
 from edge.mqtt import Broker
 from runhours.commands._common import ConfigOption, console, fail, load
-from runhours.fleet import FleetError, FleetRun, run_fleet
-from runhours.security import SecurityError
+from runhours.fleet import FleetRun, run_fleet
 from simulators import WEAR_PROFILES, MachineSpec, fleet
 
 if TYPE_CHECKING:
@@ -171,8 +169,6 @@ def simulate(
         result = asyncio.run(
             _run(settings, specs, begin, end, factor, sample_interval, truth_file, show, broker_for)
         )
-    except (FleetError, EdgeBufferError, SecurityError) as exc:
-        fail(str(exc))
     except asyncio.CancelledError:
         fail("aborted: samples not yet published were left in the buffers", code=130)
     _report(result)
