@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-from datetime import UTC, tzinfo
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich import box
-from rich.table import Table
 
-from analytics.counters import CounterRules, CounterTolerance, describe_counts, list_anomalies
+from analytics.counters import CounterRules, CounterTolerance
 from analytics.periods import parse_instant, zone
 from analytics.rollups import default_state_file, fleet_usage, refresh_rollups
-from analytics.usage import Usage
-from contract import STATES
+from analytics.usage_formats import anomaly_lines, usage_csv, usage_json, usage_table
 from contract.settings import RunhoursSettings
 from runhours.commands._common import ConfigOption, console, fail, load
 from store import InfluxClient
@@ -40,36 +34,6 @@ app = typer.Typer(
     help="Seconds per state per machine over a time range (from the hourly rollups).",
     no_args_is_help=True,
 )
-
-
-def usage_json(
-    rows: list[Usage], tolerance: CounterTolerance, tz: tzinfo = UTC
-) -> list[dict[str, Any]]:
-    """The JSON form: one object per machine and bucket (documented in docs/billing.md)."""
-    return [
-        {
-            "site": u.site,
-            "machine": u.machine,
-            "start": u.start.isoformat(),
-            "end": u.end.isoformat(),
-            "state_seconds": {state: u.state_seconds[state] for state in STATES},
-            "known_seconds": u.known_seconds,
-            "coverage": round(u.coverage, 6),
-            "gaps": u.gaps,
-            "counter_seconds": u.counter_seconds,
-            "counter_reset": u.counter_reset,
-            "counter_mismatch": u.counter_mismatch(tolerance),
-            "counter_anomalies": list(list_anomalies(u.counter_events, u.counter_anomalies, tz)),
-        }
-        for u in rows
-    ]
-
-
-_SHORT = {"off": "off", "idle": "idle", "running": "run", "fault": "fault", "maintenance": "maint"}
-
-
-def _hours(seconds: float | None) -> str:
-    return "" if seconds is None else f"{seconds / 3600:.3f}"
 
 
 @app.callback(invoke_without_command=True)
@@ -170,73 +134,8 @@ def usage(
     if fmt == UsageFormat.json:
         typer.echo(json.dumps(usage_json(rows, tolerance, zone_info), indent=2, ensure_ascii=False))
     elif fmt == UsageFormat.csv:
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(
-            [
-                "site",
-                "machine",
-                "start",
-                "end",
-                *(f"{s}_s" for s in STATES),
-                "known_s",
-                "coverage",
-                "gaps",
-                "counter_s",
-                "counter_reset",
-                "counter_mismatch",
-                "counter_anomalies",
-            ]
-        )
-        for item in usage_json(rows, tolerance, zone_info):
-            writer.writerow(
-                [
-                    item["site"],
-                    item["machine"],
-                    item["start"],
-                    item["end"],
-                    *(item["state_seconds"][s] for s in STATES),
-                    item["known_seconds"],
-                    item["coverage"],
-                    item["gaps"],
-                    "" if item["counter_seconds"] is None else item["counter_seconds"],
-                    item["counter_reset"],
-                    item["counter_mismatch"],
-                    "; ".join(item["counter_anomalies"]),
-                ]
-            )
-        typer.echo(out.getvalue(), nl=False)
+        typer.echo(usage_csv(rows, tolerance, zone_info), nl=False)
     else:
-        sites = sorted({u.site for u in rows})
-        several = len(sites) > 1  # one site: named in the title, the rows show bare ids
-        table = Table(
-            title=f"hours per state {lo.isoformat()} – {hi.isoformat()} ({tz})"
-            + ("" if several or not sites or not sites[0] else f", site {sites[0]}"),
-            box=box.SIMPLE_HEAD,
-            pad_edge=False,
-            collapse_padding=True,
-        )
-        for name in ("machine", "from", *(_SHORT[s] for s in STATES), "known", "gaps", "meter"):
-            table.add_column(
-                name, no_wrap=True, justify="left" if name in ("machine", "from") else "right"
-            )
-        table.add_column("flags")
-        for u in rows:
-            flags = []
-            if u.counter_anomalies:
-                flags.append(f"meter: {describe_counts(u.counter_anomalies)}")
-            if u.counter_mismatch(tolerance):
-                flags.append("meter ≠ states")
-            table.add_row(
-                f"{u.site}/{u.machine}" if several and u.site else u.machine,
-                u.start.strftime("%m-%d %H:%M"),
-                *(_hours(u.state_seconds[s]) for s in STATES),
-                f"{u.coverage * 100:.1f}%",
-                str(u.gaps),
-                _hours(u.counter_seconds),
-                ", ".join(flags),
-            )
-        console.print(table)
-        for u in rows:
-            for text in list_anomalies(u.counter_events, u.counter_anomalies, zone_info):
-                console.print(f"{u.site}/{u.machine}: hour meter {text}", highlight=False)
+        console.print(usage_table(rows, tolerance, lo, hi, tz))
+        for line in anomaly_lines(rows, zone_info):
+            console.print(line, highlight=False)
