@@ -19,6 +19,22 @@ from runhours.security import SecurityDir
 from runhours.services import LocalServices, free_port
 from store import InfluxClient
 
+# A test that uses one of these (directly or through `settings`, `influx`, …) needs a real
+# Mosquitto or InfluxDB: it is marked `services`. The first three are this file's; the
+# others start a private broker or database in their module (test_edge, test_deploy_*,
+# test_security_demo). A test that starts services inside its body marks itself.
+# `pytest -m "not services and not slow"` then runs the fast rest (README.md, Development).
+SERVICE_FIXTURES = frozenset(
+    {"services", "secure_services", "own_services"}
+    | {"tls_broker", "acl_broker", "broker", "influxdb", "secure_run"}
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.services)
+
 
 def _start(root: Path) -> LocalServices:
     services = LocalServices(root, mqtt_port=free_port(), influx_port=free_port())

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from contract.settings import RunhoursSettings
 from runhours.services import LocalServices, free_port
 
@@ -26,6 +28,7 @@ def runhours(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
     )
 
 
+@pytest.mark.services
 def test_services_up_status_down(tmp_path: Path) -> None:
     ports = ["--mqtt-port", str(free_port()), "--influx-port", str(free_port())]
     env = {"RUNHOURS_DATA_DIR": str(tmp_path)}
