@@ -11,6 +11,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -40,6 +41,23 @@ def _start(root: Path) -> LocalServices:
     services = LocalServices(root, mqtt_port=free_port(), influx_port=free_port())
     services.up(timeout=60)
     return services
+
+
+@pytest.fixture(autouse=True)
+def _close_influx_clients(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every InfluxClient a test makes is closed when the test ends: tests make them freely,
+    and an open one's pooled sockets would be reported as leaked (warnings are errors)."""
+    made: list[InfluxClient] = []
+    init = InfluxClient.__init__
+
+    def tracked(self: InfluxClient, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(InfluxClient, "__init__", tracked)
+    yield
+    for client in made:
+        client.close()
 
 
 @pytest.fixture(scope="session")
