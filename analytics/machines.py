@@ -12,12 +12,12 @@ from collections.abc import Iterable, Sequence
 from typing import NamedTuple, TypeVar
 
 from contract import validate_id
-from contract.errors import ContractError
+from contract.errors import ContractError, RunhoursError
 from store import InfluxClient, quote_ident, quote_string
 from store.schema import TAG_MACHINE, TAG_SITE, TELEMETRY
 
 
-class MachineError(ValueError):
+class MachineError(RunhoursError, ValueError):
     """A machine name is malformed, or a bare id names machines at several sites."""
 
 

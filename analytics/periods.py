@@ -16,6 +16,7 @@ from typing import Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from contract import from_epoch_ms, to_epoch_ms
+from contract.errors import RunhoursError
 
 PeriodKind = Literal["month", "quarter", "week"]
 BucketSize = Literal["hour", "day", "month"]
@@ -28,7 +29,7 @@ _QUARTER = re.compile(r"(\d{4})-Q([1-4])")
 _WEEK = re.compile(r"(\d{4})-W(\d{2})")
 
 
-class PeriodError(ValueError):
+class PeriodError(RunhoursError, ValueError):
     """A period label, time or zone could not be understood; the message says how to write it."""
 
 

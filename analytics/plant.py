@@ -43,11 +43,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from analytics.alerts.durations import Duration
 from analytics.machines import MachineKey
 from analytics.shifts import Schedule, ScheduleError, Shift, parse_clock, parse_span, weekday
 from contract import STATES, State
 from contract.settings import describe_validation_error, read_toml
+from contract.times import Duration
 
 DEFAULT_PLANT = Path(__file__).resolve().parents[1] / "examples" / "plant.toml"
 REASON_CODE = re.compile(r"[A-Za-z0-9_.-]{1,32}")

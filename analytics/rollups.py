@@ -69,6 +69,7 @@ from analytics.usage import (
     telemetry_fields,
 )
 from contract import STATES, from_epoch_ms
+from contract.errors import RunhoursError
 from store import InfluxClient, Point, quote_ident, quote_string
 from store.lineprotocol import FieldValue
 from store.schema import (
@@ -134,7 +135,7 @@ def _where_ids(machines: Sequence[str]) -> str:
     )
 
 
-class StaleRollupsError(RuntimeError):
+class StaleRollupsError(RunhoursError, RuntimeError):
     """``usage_hourly`` holds points of an older version in a range being read."""
 
     def __init__(self, machines: Sequence[str], start_ms: int, end_ms: int) -> None:

@@ -32,7 +32,6 @@ from analytics.alerts.delivery import (
     Sender,
     WebhookSender,
 )
-from analytics.alerts.durations import Duration
 from analytics.alerts.engine import evaluate
 from analytics.alerts.model import Transition
 from analytics.alerts.rules import DEFAULT_RULES, RuleSet, load_rules
@@ -44,7 +43,9 @@ from analytics.floor_points import default_floor_state, refresh_floor
 from analytics.plant import DEFAULT_PLANT, Plant, load_plant
 from analytics.rollups import default_state_file, refresh_rollups
 from contract import from_epoch_ms, to_epoch_ms
+from contract.errors import RunhoursError
 from contract.settings import RunhoursSettings
+from contract.times import Duration
 from store import InfluxClient
 
 if TYPE_CHECKING:
@@ -106,7 +107,7 @@ class AnalyticsSettings(RunhoursSettings):
         return default if default.exists() else None
 
 
-class ServiceBusy(RuntimeError):
+class ServiceBusy(RunhoursError, RuntimeError):
     """Another analytics service already runs on this data directory."""
 
 

@@ -23,11 +23,11 @@ from runhours.backtest import SimulatedFleet, failures_from_truth
 from simulators import MachineSim, fleet
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="101-120", help="e.g. 101-120")
     parser.add_argument("--rules", type=Path, default=DEFAULT_RULES)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     lo, _, hi = args.seeds.partition("-")
     seeds = range(int(lo), int(hi or lo) + 1)
     rules = load_rules(args.rules).conditions_only()
@@ -84,7 +84,8 @@ def main() -> None:
         f"false alarms {len(total.false_alarms)} ({total.false_alarm_rate or 0:.2f} per 100 "
         "machine-days)"
     )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -18,10 +18,11 @@ from urllib.parse import quote, unquote, urlsplit
 from pydantic import SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from contract.errors import RunhoursError
 from contract.redact import MASK, masked_url
 
 
-class SettingsError(ValueError):
+class SettingsError(RunhoursError, ValueError):
     """A configuration file or variable is invalid; the message names the field."""
 
 

@@ -16,13 +16,14 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from contract.errors import RunhoursError
 from contract.settings import read_toml
 
 # Billing period → Grafana's relative range for "this period so far".
 PERIODS = {"month": "now/M", "quarter": "now/fQ", "week": "now/w"}
 
 
-class ContractsFileError(ValueError):
+class ContractsFileError(RunhoursError, ValueError):
     """The contracts file is missing, not TOML, or lacks a key the dashboards need."""
 
 

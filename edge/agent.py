@@ -41,12 +41,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-
-import aiomqtt
 
 from contract import (
     INGEST_STATE_SUBSCRIPTION,
@@ -60,8 +57,9 @@ from contract import (
     status_topic,
     telemetry_topic,
 )
+from contract.backoff import backoff_delay
 from edge.buffer import Batch, EdgeBufferError, SampleBuffer
-from edge.mqtt import Broker, Client, NoSubscribers
+from edge.mqtt import Broker, Client, MqttError, NoSubscribers, Will
 from edge.readings import Reading
 from edge.wire import telemetry_payload
 
@@ -211,20 +209,20 @@ class EdgeAgent:
             raise RuntimeError("EdgeAgent.run() is already running")
         self._running = True
         opts = self.options
-        delay = opts.reconnect_min
+        failures = 0  # in a row, since the last connection that worked for a while
         unheard = False  # in an episode of 0x10 answers (logged once)
         try:
             while not self._stopping.is_set():
                 connects = self._connects
                 try:
                     await self._session()
-                except (aiomqtt.MqttError, OSError, EdgeBufferError) as exc:
+                except (MqttError, OSError, EdgeBufferError) as exc:
                     # EdgeBufferError: the disk is full and the buffer cannot even assign a
                     # message; try again after the backoff (it says so in its own log).
                     self.last_error = str(exc) or type(exc).__name__
                     episode = isinstance(exc, NoSubscribers)
                     if self._connects > connects and not episode:
-                        delay = opts.reconnect_min  # it worked for a while: start over
+                        failures = 0  # it worked for a while: start over
                     if not (episode and unheard):
                         log.warning(
                             "%s: broker %s: %s (%d samples buffered)",
@@ -236,18 +234,16 @@ class EdgeAgent:
                     unheard = episode
                 if self._stopping.is_set():
                     break
-                pause = random.uniform(delay / 2, delay)
+                pause = backoff_delay(failures, opts.reconnect_min, opts.reconnect_max)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), pause)
-                delay = min(delay * 2, opts.reconnect_max)
+                failures += 1
         finally:
             self._running = False
 
     async def _session(self) -> None:
         """One connection: status, publishing until stop or failure, clean offline on stop."""
-        will = aiomqtt.Will(
-            self.status_topic, self._status_payload(online=False), qos=1, retain=True
-        )
+        will = Will(self.status_topic, self._status_payload(online=False), qos=1, retain=True)
         client = self.broker.client(
             self.client_id,
             will=will,
@@ -405,7 +401,7 @@ class EdgeAgent:
                 timeout=self.options.publish_timeout,
                 require_subscriber=True,
             )
-        except aiomqtt.MqttError as exc:
+        except MqttError as exc:
             if isinstance(exc, NoSubscribers):
                 self._no_subscriber += 1
             if not failed.done():
@@ -427,10 +423,10 @@ class EdgeAgent:
 
     async def _watch(self, client: Client) -> None:
         """Follows the ingest states; ends (raising MqttError) when the connection drops."""
-        async for message in client.messages:
+        async for message in client.messages():
             try:
-                worker = parse_ingest_state_topic(str(message.topic))
-                if not isinstance(message.payload, bytes) or not message.payload:
+                worker = parse_ingest_state_topic(message.topic)
+                if not message.payload:
                     self._ingests.pop(worker, None)  # cleared
                     state = None
                 else:

@@ -57,6 +57,7 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 from contract import ContractError, encode_sample
+from contract.errors import RunhoursError
 from edge.readings import Reading
 
 log = logging.getLogger("runhours.edge.buffer")
@@ -87,7 +88,7 @@ CREATE TABLE IF NOT EXISTS messages (     -- assigned, not yet acknowledged: res
 """
 
 
-class EdgeBufferError(RuntimeError):
+class EdgeBufferError(RunhoursError, RuntimeError):
     """The buffer file cannot be opened or used."""
 
 

@@ -25,6 +25,7 @@ from pydantic import (
 
 from contract import MachineRef
 from contract.settings import RunhoursSettings
+from contract.times import parse_duration
 from contract.topics import ID_PATTERN
 from edge.agent import AgentOptions
 from edge.buffer import SampleBuffer
@@ -33,26 +34,18 @@ from edge.mqtt import Broker
 from edge.opcua_config import OpcuaSource
 from edge.sources import CsvColumns
 
-_DURATION = re.compile(r"(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>ms|s|m|h|d|w)?")
-_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_SECONDS = re.compile(r"\d+(?:\.\d+)?")
 
 
-def parse_duration(value: Any) -> float:
-    """Seconds from a number or a string such as ``"90s"``, ``"15m"``, ``"12h"``, ``"7d"``."""
-    if isinstance(value, bool):
-        raise ValueError("must be a duration such as 30, '90s', '15m', '12h' or '7d'")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str) and (match := _DURATION.fullmatch(value.strip())):
-        seconds = float(match["n"]) * _UNIT_S[match["unit"] or "s"]
-    else:
-        raise ValueError(
-            f"{value!r} is not a duration: use seconds or a string such as '90s', '15m', "
-            "'12h', '7d'"
-        )
-    if not seconds > 0:
+def seconds(value: Any) -> float:
+    """Seconds (> 0) from a number or a duration such as ``"90s"``, ``"15m"``, ``"7d"``
+    (``contract.times``, the one reader of durations). A bare number in a string (``"30"``,
+    as an environment variable gives it) is seconds."""
+    bare = isinstance(value, str) and _SECONDS.fullmatch(value.strip())
+    duration = parse_duration(float(value) if bare else value).total_seconds()
+    if not duration > 0:
         raise ValueError(f"duration must be positive, got {value!r}")
-    return seconds
+    return duration
 
 
 def parse_speed(value: Any) -> float | None:
@@ -70,7 +63,7 @@ def parse_speed(value: Any) -> float | None:
     return speed
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
+Duration = Annotated[float, BeforeValidator(seconds)]
 Speed = Annotated[float | None, BeforeValidator(parse_speed)]
 Id = Annotated[str, Field(pattern=f"^{ID_PATTERN.pattern}$")]  # anchored: a full match
 

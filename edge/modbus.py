@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -23,6 +22,8 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
 from contract import Sample, State, from_epoch_ms
+from contract.backoff import backoff_delay
+from contract.errors import RunhoursError
 from edge.buffer import SampleBuffer
 from edge.modbus_map import (
     ModbusSource,
@@ -50,7 +51,7 @@ class PollStats:
     connects: int = 0
 
 
-class ReadFailed(Exception):
+class ReadFailed(RunhoursError):
     """One request failed (no answer, an exception response, a lost connection)."""
 
 
@@ -147,9 +148,9 @@ class ModbusPoller:
 
     async def _backoff(self) -> None:
         opts = self.options
-        attempt = max(self._missed_in_outage - 1, 0)
-        ceiling = min(opts.reconnect_max, opts.reconnect_min * 2.0 ** min(attempt, 30))
-        await asyncio.sleep(random.uniform(ceiling / 2, ceiling))
+        await asyncio.sleep(
+            backoff_delay(self._missed_in_outage - 1, opts.reconnect_min, opts.reconnect_max)
+        )
 
     async def _read(self, client: AsyncModbusTcpClient, read: Read) -> list[int]:
         call: Any = {

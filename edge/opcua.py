@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -32,6 +31,8 @@ from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.uaerrors import UaError
 
 from contract import STATES, Sample, State, from_epoch_ms, to_epoch_ms
+from contract.backoff import backoff_delay
+from contract.errors import RunhoursError
 from edge.opcua_config import COUNTER, NodeEntry, OpcuaMeter, OpcuaSource, OpcuaState, OpcuaValue
 from edge.readings import EdgeReading
 
@@ -50,7 +51,7 @@ class OpcuaStats:
     notifications: int = 0
 
 
-class ConnectionLost(Exception):
+class ConnectionLost(RunhoursError):
     """The server stopped answering, or closed the session."""
 
 
@@ -283,9 +284,9 @@ class OpcuaReader:
 
     async def _backoff(self) -> None:
         opts = self.options
-        attempt = max(self._failures - 1, 0)
-        ceiling = min(opts.reconnect_max, opts.reconnect_min * 2.0 ** min(attempt, 30))
-        await asyncio.sleep(random.uniform(ceiling / 2, ceiling))
+        await asyncio.sleep(
+            backoff_delay(self._failures - 1, opts.reconnect_min, opts.reconnect_max)
+        )
 
 
 def _filter(deadband: float) -> ua.DataChangeFilter:

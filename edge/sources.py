@@ -34,6 +34,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from contract import STATES, Sample, State, to_epoch_ms
+from contract.errors import RunhoursError
 from contract.payloads import VALUE_NAME
 from edge.agent import EdgeAgent
 from edge.readings import EdgeReading, Reading
@@ -42,7 +43,7 @@ COUNTER_COLUMNS = frozenset({"run_seconds_total", "parts_total", "parts_good_tot
 CHUNK = 500  # readings per hand-over at full speed
 
 
-class SourceError(ValueError):
+class SourceError(RunhoursError, ValueError):
     """A source cannot be read; the message names the file, line and column."""
 
 

@@ -49,6 +49,7 @@ from contract import (
     encode_ingest_state,
     ingest_state_topic,
 )
+from contract.errors import RunhoursError
 from ingest.config import IngestSettings
 from ingest.deadletter import DeadLetter, DeadLetterStore, deadletter_id, deadletter_payload
 from ingest.decode import STATUS_LEAF, Decoded, decode_message
@@ -91,7 +92,7 @@ CAUSE_WINDOW_S = 120.0  # a broker drop or restart this recent explains a new ga
 GAP_LOG_INTERVAL_S = 10.0  # at most one gap warning per interval; the rest are summed
 
 
-class IngestError(RuntimeError):
+class IngestError(RunhoursError, RuntimeError):
     """The ingest could not start, or stopped because of an unexpected failure."""
 
 

@@ -21,7 +21,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from ingest.backoff import backoff_delay
+from contract.backoff import backoff_delay
+from contract.errors import RunhoursError
 from store import (
     InfluxAuthError,
     InfluxClient,
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class WriteAbandoned(Exception):
+class WriteAbandoned(RunhoursError):
     """Shutdown ran out of time while InfluxDB was still failing; nothing was acknowledged."""
 
 

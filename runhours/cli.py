@@ -1,9 +1,18 @@
-"""The one command line: ``runhours <command>``. Each command lives in runhours/commands/."""
+"""The one command line: ``runhours <command>``. Each command lives in runhours/commands/.
+
+Errors are met here, once: a :class:`contract.errors.RunhoursError` from any command ends it
+with ``error: <message>`` on standard error and the error's exit code (2); anything else is a
+bug and keeps its traceback.
+"""
 
 from __future__ import annotations
 
-import typer
+from typing import Any
 
+import typer
+from typer.core import TyperGroup
+
+from contract.errors import RunhoursError
 from runhours.commands import (
     alerts,
     analytics,
@@ -24,8 +33,21 @@ from runhours.commands import (
     usage,
     users,
 )
+from runhours.commands._common import fail
+
+
+class _Commands(TyperGroup):
+    """The root command group: turns a ``RunhoursError`` into a clean exit."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RunhoursError as exc:
+            fail(str(exc), exc.exit_code)
+
 
 app = typer.Typer(
+    cls=_Commands,
     help="runhours: meter machine run-hours, bill them per hour, warn before machines fail.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,

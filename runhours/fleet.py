@@ -39,6 +39,7 @@ from rich.progress import (
 from analytics.machines import MachineKey
 from analytics.plant import Plant
 from contract import MachineRef
+from contract.errors import RunhoursError
 from edge import EdgeAgent, Reading
 from edge.config import EdgeSettings
 from edge.mqtt import Broker
@@ -53,7 +54,7 @@ MAX_STEP = timedelta(hours=1)  # simulated time per step at full speed
 PACED_STEP_WALL_S = 0.5  # wall time per step when paced
 
 
-class FleetError(RuntimeError):
+class FleetError(RunhoursError, RuntimeError):
     """The fleet could not run (e.g. the broker is unreachable)."""
 
 

@@ -39,6 +39,7 @@ from analytics.usage import (
     load_samples,
 )
 from contract import STATES, from_epoch_ms, to_epoch_ms
+from contract.errors import RunhoursError
 from dashboards.signals import SIGNALS, STATE_COLORS
 from dashboards.thresholds import THRESHOLDS
 from store import InfluxClient
@@ -64,7 +65,7 @@ _TITLES = {s.name: (s.title, s.unit.removeprefix("suffix:").strip()) for s in SI
 _UNIT_TEXT = {"celsius": "°C", "amp": "A", "rotrpm": "rpm", "pressurebar": "bar"}
 
 
-class ReportError(ValueError):
+class ReportError(RunhoursError, ValueError):
     """The report cannot be made as asked (bad range, unknown machine, bad file type)."""
 
 

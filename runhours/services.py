@@ -26,13 +26,14 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from contract.errors import RunhoursError
 from contract.settings import RunhoursSettings
 from runhours.security.layout import Meta, SecurityDir
 
 DEPLOY_DIR = Path(__file__).resolve().parent.parent / "deploy"
 
 
-class ServiceError(RuntimeError):
+class ServiceError(RunhoursError, RuntimeError):
     """A service could not be started or did not become ready."""
 
 
@@ -145,6 +146,7 @@ class Service:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # outlives `runhours services up`
             )
+        _STARTED[process.pid] = process
         self.pid_file.write_text(f"{process.pid}\n")
         self.wait_ready(timeout, process)
 
@@ -182,7 +184,18 @@ class Service:
         self.stop(timeout=0, sig=signal.SIGKILL)
 
 
+# The daemons this process started, until they are stopped: Python would otherwise warn, when
+# a Popen object is collected, that its process still runs (it is meant to, detached).
+_STARTED: dict[int, subprocess.Popen[bytes]] = {}
+
+
 def _reap(pid: int) -> None:
+    """Collect the exit status of ``pid`` if it is our child and has ended (no zombie)."""
+    child = _STARTED.get(pid)
+    if child is not None:
+        if child.poll() is not None:
+            del _STARTED[pid]
+        return
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
 

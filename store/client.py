@@ -17,11 +17,12 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from contract.errors import RunhoursError
 from store.influxql import quote_ident
 from store.lineprotocol import Point, encode_points
 
 
-class InfluxError(RuntimeError):
+class InfluxError(RunhoursError, RuntimeError):
     """Any failure talking to InfluxDB."""
 
 

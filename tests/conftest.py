@@ -11,6 +11,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,11 +20,44 @@ from runhours.security import SecurityDir
 from runhours.services import LocalServices, free_port
 from store import InfluxClient
 
+# A test that uses one of these (directly or through `settings`, `influx`, …) needs a real
+# Mosquitto or InfluxDB: it is marked `services`. The first three are this file's; the
+# others start a private broker or database in their module (test_edge, test_deploy_*,
+# test_security_demo). A test that starts services inside its body marks itself.
+# `pytest -m "not services and not slow"` then runs the fast rest (README.md, Development).
+SERVICE_FIXTURES = frozenset(
+    {"services", "secure_services", "own_services"}
+    | {"tls_broker", "acl_broker", "broker", "influxdb", "secure_run"}
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.services)
+
 
 def _start(root: Path) -> LocalServices:
     services = LocalServices(root, mqtt_port=free_port(), influx_port=free_port())
     services.up(timeout=60)
     return services
+
+
+@pytest.fixture(autouse=True)
+def _close_influx_clients(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every InfluxClient a test makes is closed when the test ends: tests make them freely,
+    and an open one's pooled sockets would be reported as leaked (warnings are errors)."""
+    made: list[InfluxClient] = []
+    init = InfluxClient.__init__
+
+    def tracked(self: InfluxClient, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(InfluxClient, "__init__", tracked)
+    yield
+    for client in made:
+        client.close()
 
 
 @pytest.fixture(scope="session")

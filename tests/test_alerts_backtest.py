@@ -77,6 +77,7 @@ def show(board: Scoreboard) -> str:
     return "\n".join(lines)
 
 
+@pytest.mark.slow
 def test_the_shipped_rules_meet_the_targets_on_20_seeds(runs: list[Run]) -> None:
     rules = load_rules(DEFAULT_RULES)
     board = score(runs, rules)
@@ -92,6 +93,7 @@ def test_the_shipped_rules_meet_the_targets_on_20_seeds(runs: list[Run]) -> None
     assert total.false_alarm_rate is not None and total.false_alarm_rate <= 1.0
 
 
+@pytest.mark.slow
 def test_one_seed_through_the_real_pipeline_scores_as_in_process(
     runs: list[Run],
     settings: RunhoursSettings,
@@ -345,6 +347,7 @@ def test_a_bad_failures_file_names_the_line(tmp_path: Path, text: str, error: st
     assert result.exit_code == 2 and "--failures:" in result.output
 
 
+@pytest.mark.slow
 def test_backtest_simulate_in_the_cli_is_the_in_process_run(runs: list[Run]) -> None:
     result = CliRunner().invoke(
         app, ["alerts", "backtest", "--simulate", str(PIPELINE_SEED), "--format", "json"]

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from contract.settings import RunhoursSettings
 from runhours.services import LocalServices, free_port
 
@@ -26,6 +28,7 @@ def runhours(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
     )
 
 
+@pytest.mark.services
 def test_services_up_status_down(tmp_path: Path) -> None:
     ports = ["--mqtt-port", str(free_port()), "--influx-port", str(free_port())]
     env = {"RUNHOURS_DATA_DIR": str(tmp_path)}
@@ -69,7 +72,8 @@ def test_demo_publishes_stores_bills_and_alerts(settings: RunhoursSettings) -> N
     assert published == stored and int(published.replace(",", "")) > 4 * 2 * 8640
     assert "lost: 0" in out
     assert "PBH-001" in out and "PBH-002" in out
-    rows = list(csv.DictReader((settings.data_dir / "demo" / "billing-week.csv").open()))
+    with (settings.data_dir / "demo" / "billing-week.csv").open() as exported:
+        rows = list(csv.DictReader(exported))
     # Every contract machine gets a line; only the 4 simulated ones have data behind it.
     metered = {r["machine"] for r in rows if r["kind"] == "usage" and r["coverage_pct"] != "0.00"}
     assert metered == {"cnc-01", "cnc-02", "pump-01", "comp-01"}

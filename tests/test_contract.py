@@ -139,3 +139,19 @@ def test_an_ingest_state_serves_its_own_site_or_every_site() -> None:
     assert parse_ingest_state_topic("runhours/v1/ingest/ingest-1/state") == "ingest-1"
     with pytest.raises(ContractError, match="site"):
         decode_ingest_state(b'{"online": true, "ts": 1, "site": "a b"}')
+
+
+def test_backoff_doubles_from_initial_to_the_cap_with_equal_jitter() -> None:
+    import random
+
+    from contract.backoff import backoff_delay
+
+    ceilings = [backoff_delay(n, 0.5, 30.0, jitter=False) for n in range(10)]
+    assert ceilings == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0, 30.0]
+    assert backoff_delay(-1, 0.5, 30.0, jitter=False) == 0.5  # never below the first delay
+    assert backoff_delay(10**6, 0.5, 30.0, jitter=False) == 30.0  # no overflow
+    rng = random.Random(7)
+    for attempt, ceiling in enumerate(ceilings):
+        delays = [backoff_delay(attempt, 0.5, 30.0, rng) for _ in range(200)]
+        assert all(ceiling / 2 <= d <= ceiling for d in delays)
+        assert len(set(delays)) > 100  # spread, not lockstep

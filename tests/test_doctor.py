@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from contract.settings import RunhoursSettings
@@ -39,6 +40,7 @@ def test_doctor_passes_a_healthy_deployment_and_names_a_missing_ingest(
     assert "kept all" not in output  # --burst 0 skips the probe
 
 
+@pytest.mark.services
 def test_doctor_catches_a_broker_queue_limit_before_it_drops_data(
     tmp_path: Path, test_id: str
 ) -> None:

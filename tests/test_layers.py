@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # package → the runhours packages it may import (besides itself); docs/design.md "Layers".
 ALLOWED: dict[str, frozenset[str]] = {
     "contract": frozenset(),
-    "store": frozenset(),
+    "store": frozenset({"contract"}),  # the error root (contract/errors.py)
     "simulators": frozenset({"contract"}),
     "edge": frozenset({"contract"}),
     "ingest": frozenset({"contract", "store"}),

@@ -452,6 +452,8 @@ def test_simulate_serve_writes_edge_configs_that_read_the_served_machines(tmp_pa
     finally:
         server.send_signal(signal.SIGTERM)
         assert server.wait(20) == 0
+        assert server.stdout is not None
+        server.stdout.close()
     assert (tmp_path / "truth.json").exists()
 
 

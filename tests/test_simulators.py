@@ -332,6 +332,7 @@ def _collect(sim: MachineSim, readings: list[Reading], stats: MachineStats) -> N
         stats.readings += 1
 
 
+@pytest.mark.slow
 def test_fleet_week_generates_fast(fleet_week: FleetWeek) -> None:
     total = sum(s.readings for s in fleet_week.stats.values())
     # 12 machines x 7 days x 8640 grid readings, plus one per state change.
@@ -340,6 +341,7 @@ def test_fleet_week_generates_fast(fleet_week: FleetWeek) -> None:
     assert fleet_week.seconds < 30.0  # ~3 s on 2 cores; generous for a loaded CI machine
 
 
+@pytest.mark.slow
 def test_degrading_machine_crosses_alarm_before_failing(fleet_week: FleetWeek) -> None:
     degrading = [sim for sim in fleet_week.sims if sim.spec.degradation is not None]
     assert len(degrading) == 1
@@ -362,6 +364,7 @@ def test_degrading_machine_crosses_alarm_before_failing(fleet_week: FleetWeek) -
     assert truth.degradation_onset == sim.spec.degradation.onset  # type: ignore[union-attr]
 
 
+@pytest.mark.slow
 def test_healthy_machines_stay_below_2_8_mm_s(fleet_week: FleetWeek) -> None:
     healthy = [sim for sim in fleet_week.sims if sim.spec.degradation is None]
     assert len(healthy) == 11
@@ -370,6 +373,7 @@ def test_healthy_machines_stay_below_2_8_mm_s(fleet_week: FleetWeek) -> None:
     assert {sim.spec.kind for sim in healthy} == {"cnc_mill", "pump", "compressor"}
 
 
+@pytest.mark.slow
 def test_hour_meters_are_monotonic_and_count_true_running_seconds(fleet_week: FleetWeek) -> None:
     for sim in fleet_week.sims:
         stats = fleet_week.stats[sim.spec.machine]

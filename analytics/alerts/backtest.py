@@ -29,13 +29,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from analytics.alerts.durations import parse_time
 from analytics.alerts.engine import evaluate
 from analytics.alerts.model import Alert
 from analytics.alerts.replay import collect_alerts
 from analytics.alerts.rules import CONDITION_KINDS, RuleSet
 from analytics.alerts.source import WindowSource
-from analytics.alerts.window import DataWindow, align
+from analytics.alerts.window import DataWindow, grid_span
+from contract.errors import RunhoursError
+from contract.times import parse_time
 from store import InfluxClient
 
 ANY = "(any rule)"
@@ -43,7 +44,7 @@ DEFAULT_HORIZON = timedelta(days=7)
 DEFAULT_AFTER = timedelta(days=1)
 
 
-class FailuresError(ValueError):
+class FailuresError(RunhoursError, ValueError):
     """A failures file cannot be read; the message names the line and column."""
 
 
@@ -265,16 +266,8 @@ def backtest(
 ) -> Scoreboard:
     """Replay stored telemetry in ``[start, end)`` through the threshold and anomaly rules
     and score them against ``failures``."""
-    if start.tzinfo is None or end.tzinfo is None:
-        raise ValueError("backtest: --from and --to need a time zone (e.g. 2026-03-02T00:00Z)")
-    if end <= start:
-        raise ValueError(
-            f"backtest: --to ({end.isoformat()}) must be after --from ({start.isoformat()})"
-        )
     conditions = rules.conditions_only()
-    lo, hi = align(start, rules.step), align(end, rules.step)
-    if hi < end:
-        hi += rules.step
+    lo, hi = grid_span(start, end, rules.step, "backtest")
     window = WindowSource(client, conditions).load(lo, hi)
     run = Run("", replay_window(conditions, window), failures, machine_days(window))
     return score([run], conditions, horizon=horizon, after=after)

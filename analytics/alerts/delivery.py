@@ -21,6 +21,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from analytics.alerts.store import AlertStore
 from contract import alert_topic
+from contract.backoff import backoff_delay
+from contract.errors import RunhoursError
 from contract.redact import scrub, url_origin
 from contract.settings import RunhoursSettings
 from store import InfluxClient, Point
@@ -49,7 +51,7 @@ STATUS = {
 }
 
 
-class DeliveryError(RuntimeError):
+class DeliveryError(RunhoursError, RuntimeError):
     """A channel could not deliver a transition; it will be retried."""
 
 
@@ -173,11 +175,6 @@ class MqttSender:
         self._client.disconnect()
 
 
-def backoff(attempt: int, base: float = 0.5, cap: float = 30.0) -> float:
-    """Delay before retry number ``attempt`` (1, 2, …): doubling from ``base`` up to ``cap``."""
-    return float(min(cap, base * 2 ** max(0, attempt - 1)))
-
-
 class OutboxWorker:
     """A thread delivering one channel's history rows in order, retrying with backoff."""
 
@@ -237,7 +234,11 @@ class OutboxWorker:
                     self.sender.send(item.seq, item.body)
                 except Exception as exc:
                     attempts = self.store.failed(self.channel, str(exc))
-                    delay = backoff(attempts, self.base_delay, self.max_delay)
+                    # attempts counts from 1; doubling from base_delay, no jitter (one worker per
+                    # channel: nothing to spread).
+                    delay = backoff_delay(
+                        attempts - 1, self.base_delay, self.max_delay, jitter=False
+                    )
                     log.warning(
                         "outbox %s: attempt %d failed (%s); retry in %.1f s",
                         self.channel,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from contract import MachineRef, from_epoch_ms, to_epoch_ms, validate_id
+from contract.errors import RunhoursError
 from store import InfluxClient, Point, quote_ident, quote_string, time_literal
 from store.schema import (
     FIELD_BY,
@@ -29,7 +30,7 @@ KIND = re.compile(r"[a-z][a-z0-9_]{0,63}")
 CLOCK_SKEW = timedelta(minutes=5)  # how far ahead of this host's clock a record may lie
 
 
-class MaintenanceError(ValueError):
+class MaintenanceError(RunhoursError, ValueError):
     """A maintenance record cannot be made (unknown machine, bad kind, naive time)."""
 
 

@@ -16,7 +16,7 @@ from analytics.alerts.engine import evaluate
 from analytics.alerts.model import Alert, Transition
 from analytics.alerts.rules import CONDITION_KINDS, RuleSet, load_rules
 from analytics.alerts.source import WindowSource
-from analytics.alerts.window import align
+from analytics.alerts.window import grid_span
 from store import InfluxClient
 
 
@@ -42,16 +42,7 @@ def collect_alerts(transitions: list[Transition]) -> list[Alert]:
 
 def replay(client: InfluxClient, rules: RuleSet, start: datetime, end: datetime) -> Replay:
     """Evaluate ``rules`` over ``[start, end)`` (widened to the step grid) from scratch."""
-    if start.tzinfo is None or end.tzinfo is None:
-        raise ValueError("replay: --from and --to need a time zone (e.g. 2026-03-02T00:00Z)")
-    if end <= start:
-        raise ValueError(
-            f"replay: --to ({end.isoformat()}) must be after --from ({start.isoformat()})"
-        )
-    lo = align(start, rules.step)
-    hi = align(end, rules.step)
-    if hi < end:
-        hi += rules.step
+    lo, hi = grid_span(start, end, rules.step, "replay")
     window = WindowSource(client, rules).load(lo, hi)
     result = evaluate(rules, window)
     # Alerts still firing at the end: their latest snapshot (last value) from the state.

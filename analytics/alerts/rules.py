@@ -31,9 +31,10 @@ from pydantic import (
     model_validator,
 )
 
-from analytics.alerts.durations import Duration
 from contract import STATES, State
+from contract.errors import RunhoursError
 from contract.settings import read_toml
+from contract.times import Duration
 
 Severity = Literal["info", "warning", "critical"]
 SEVERITIES: tuple[Severity, ...] = ("info", "warning", "critical")
@@ -43,7 +44,7 @@ VALUE_NAME = r"^[a-z][a-z0-9_]{0,63}$"
 _RUNNING: tuple[State, ...] = ("running",)
 
 
-class RulesError(ValueError):
+class RulesError(RunhoursError, ValueError):
     """The rules file is missing, not TOML, or invalid; the message names the field."""
 
 

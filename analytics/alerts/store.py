@@ -40,6 +40,7 @@ from analytics.alerts.model import (
     alert_to_row,
 )
 from contract import from_epoch_ms, to_epoch_ms
+from contract.errors import RunhoursError
 
 STORE_FILE = "alerts.sqlite3"
 
@@ -118,7 +119,7 @@ _ENGINE_COLUMNS = (
 )
 
 
-class AlertError(ValueError):
+class AlertError(RunhoursError, ValueError):
     """An operator action that cannot be done (unknown id, already resolved, …)."""
 
 

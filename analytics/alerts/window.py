@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from contract import MachineRef, to_epoch_ms
+from contract.times import require_range
 
 
 @dataclass(frozen=True)
@@ -100,3 +101,13 @@ def align(ts: datetime, step: timedelta) -> datetime:
     step_ms = int(step / timedelta(milliseconds=1))
     ms = to_epoch_ms(ts)
     return ts - timedelta(milliseconds=ms % step_ms)
+
+
+def grid_span(
+    start: datetime, end: datetime, step: timedelta, what: str
+) -> tuple[datetime, datetime]:
+    """``[start, end)`` widened to the step grid; ``what`` (``replay``) names the caller in
+    the :class:`contract.times.TimeError` for a naive or empty range."""
+    require_range(start, end, what)
+    lo, hi = align(start, step), align(end, step)
+    return lo, hi if hi == end else hi + step

@@ -30,6 +30,7 @@ from analytics.counters import CounterRules
 from analytics.machines import MachineError, parse_machine, same_machine_possible
 from analytics.periods import PeriodKind, local_instant, local_midnight, to_ms, zone
 from contract import State, validate_id
+from contract.errors import RunhoursError
 from contract.settings import read_toml
 
 RoundingMode = Literal["half_up", "half_even", "up", "down"]
@@ -38,7 +39,7 @@ Proration = Literal["none", "daily"]
 Bound = date | datetime
 
 
-class ContractsError(ValueError):
+class ContractsError(RunhoursError, ValueError):
     """The contracts file is missing, not TOML, or invalid; the message names each field."""
 
 

@@ -21,10 +21,11 @@ from analytics.machines import MachineError, MachineKey, resolve_machines
 from analytics.periods import Period, calendar_period, custom_period, period_kind
 from analytics.rollups import refresh_rollups, usage_series
 from analytics.usage import STATE_CODE, UsageSeries, first_events
+from contract.errors import RunhoursError
 from store import InfluxClient
 
 
-class BillingError(ValueError):
+class BillingError(RunhoursError, ValueError):
     """A billing run cannot proceed; the message says why and what to do."""
 
 

@@ -18,6 +18,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from analytics.billing.statements import LINE_KINDS, Line, LineKind, Statement
+from contract.errors import RunhoursError
 
 LEDGER_FILE = Path("billing") / "ledger.sqlite3"
 
@@ -60,7 +61,7 @@ _ADDED_COLUMNS = {
 }
 
 
-class LedgerError(RuntimeError):
+class LedgerError(RunhoursError, RuntimeError):
     """The ledger could not be read or written; the message names the file."""
 
 

@@ -30,6 +30,8 @@ from typing import Literal
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from contract.errors import RunhoursError
+
 Role = Literal["viewer", "operator"]
 ROLES: tuple[Role, ...] = ("viewer", "operator")
 USER_NAME = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
@@ -39,7 +41,7 @@ SESSION_SECONDS = 12 * 3600
 _hasher = PasswordHasher()  # argon2id, RFC 9106 low-memory profile (argon2-cffi's default)
 
 
-class AuthError(ValueError):
+class AuthError(RunhoursError, ValueError):
     """The users file, a user name, a role or a password is invalid; the message says why."""
 
 

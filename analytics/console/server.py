@@ -13,10 +13,11 @@ from analytics.console.api import create_app
 from analytics.console.auth import Authenticator, AuthError, is_loopback
 from analytics.downtime import DowntimeStore
 from analytics.plant import Plant
+from contract.errors import RunhoursError
 from store import InfluxClient
 
 
-class ConsoleError(RuntimeError):
+class ConsoleError(RunhoursError, RuntimeError):
     """The console cannot be served as configured; the message says how to fix it."""
 
 

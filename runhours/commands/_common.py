@@ -1,14 +1,15 @@
-"""Helpers every command shares: the --config option and clean error exits."""
+"""Helpers every command shares: the --config option, the consoles and clean error exits."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, NoReturn, TypeVar
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from contract.settings import RunhoursSettings, SettingsError, load_settings
+from contract.settings import load_settings
 
 console = Console()
 err_console = Console(stderr=True)
@@ -24,17 +25,13 @@ ConfigOption = Annotated[
     ),
 ]
 
-S = TypeVar("S", bound=RunhoursSettings)
-
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    """``error: <message>`` on standard error (the message as written: ``[edge]`` stays), exit."""
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
 
-def load(cls: type[S], config: Path | None, **overrides: object) -> S:
-    """Settings from the config file and the environment, or a clean error exit."""
-    try:
-        return load_settings(cls, config, **overrides)
-    except SettingsError as exc:
-        fail(str(exc))
+# Settings from the config file and the environment; a bad one raises SettingsError, which
+# the CLI reports (runhours/cli.py).
+load = load_settings

@@ -40,21 +40,15 @@ def _settings(config: Path | None):  # type: ignore[no-untyped-def]
 
 
 def _rules(path: Path):  # type: ignore[no-untyped-def]
-    from analytics.alerts import RulesError, load_rules
+    from analytics.alerts import load_rules
 
-    try:
-        return load_rules(path)
-    except RulesError as exc:
-        fail(str(exc))
+    return load_rules(path)
 
 
 def _time(text: str, what: str) -> datetime:
-    from analytics.alerts.durations import parse_time
+    from contract.times import parse_time
 
-    try:
-        return parse_time(text, what)
-    except ValueError as exc:
-        fail(str(exc))
+    return parse_time(text, what)
 
 
 def _fmt(ts: datetime | None) -> str:
@@ -105,18 +99,15 @@ def evaluate(
     {"id", "rule", "machine", "severity", "started_at", "resolved_at", "value"}.
     """
     from analytics.alerts import replay
-    from store import InfluxClient, InfluxError
+    from store import InfluxClient
 
     if output not in ("table", "json", "csv"):
         fail(f"--format {output!r}: use table, json or csv")
     settings = _settings(config)
     ruleset = _rules(rules or settings.rules_file)
     lo, hi = _time(start, "--from"), _time(end, "--to")
-    try:
-        with InfluxClient.from_settings(settings) as client:
-            result = replay(client, ruleset, lo, hi)
-    except (InfluxError, ValueError) as exc:
-        fail(str(exc))
+    with InfluxClient.from_settings(settings) as client:
+        result = replay(client, ruleset, lo, hi)
     if output == "json":
         print(json.dumps([a.summary_json() for a in result.alerts], indent=2))
         return
@@ -243,15 +234,15 @@ def backtest(
     """
     from analytics.alerts.backtest import Scoreboard, score
     from analytics.alerts.backtest import backtest as run_backtest
-    from analytics.alerts.durations import parse_duration
+    from contract.times import TimeError, parse_duration
     from runhours.backtest import BACKTEST_START, SimulatedFleet, simulated_runs
-    from store import InfluxClient, InfluxError
+    from store import InfluxClient
 
     if output not in ("table", "json"):
         fail(f"--format {output!r}: use table or json")
     try:
         window, grace = parse_duration(horizon), parse_duration(after)
-    except ValueError as exc:
+    except TimeError as exc:
         fail(f"--horizon/--after: {exc}")
     settings = _settings(config)
     ruleset = _rules(rules or settings.rules_file)
@@ -270,19 +261,16 @@ def backtest(
         if start is None or end is None:
             fail("--from and --to are required (or --simulate SEEDS)")
         known = _failures(failures) if failures is not None else []
-        try:
-            with InfluxClient.from_settings(settings) as client:
-                board = run_backtest(
-                    client,
-                    ruleset,
-                    _time(start, "--from"),
-                    _time(end, "--to"),
-                    known,
-                    horizon=window,
-                    after=grace,
-                )
-        except (InfluxError, ValueError) as exc:
-            fail(str(exc))
+        with InfluxClient.from_settings(settings) as client:
+            board = run_backtest(
+                client,
+                ruleset,
+                _time(start, "--from"),
+                _time(end, "--to"),
+                known,
+                horizon=window,
+                after=grace,
+            )
     if output == "json":
         print(json.dumps(board.to_json(), indent=2))
         return
@@ -390,13 +378,10 @@ def ack(
 
     The acknowledgement is kept across restarts and delivered to the alert's channels.
     """
-    from analytics.alerts import AlertError, AlertStore
+    from analytics.alerts import AlertStore
 
     settings = _settings(config)
-    try:
-        alert = AlertStore.in_data_dir(settings.data_dir).ack(alert_id, by, note)
-    except AlertError as exc:
-        fail(str(exc))
+    alert = AlertStore.in_data_dir(settings.data_dir).ack(alert_id, by, note)
     console.print(f"acknowledged {alert.id} ({alert.rule} on {alert.machine}) by {alert.acked_by}")
 
 
@@ -414,13 +399,10 @@ def resolve(
     If its condition still holds, a new alert is raised once it has held for the
     rule's `for` again.
     """
-    from analytics.alerts import AlertError, AlertStore
+    from analytics.alerts import AlertStore
 
     settings = _settings(config)
-    try:
-        alert = AlertStore.in_data_dir(settings.data_dir).resolve(alert_id, by, note)
-    except AlertError as exc:
-        fail(str(exc))
+    alert = AlertStore.in_data_dir(settings.data_dir).resolve(alert_id, by, note)
     console.print(f"resolved {alert.id} ({alert.rule} on {alert.machine})")
 
 
@@ -442,22 +424,19 @@ def serve(
     console users (`runhours users add`) every route needs a login (docs/security.md).
     """
     from analytics.alerts import AlertStore
-    from analytics.console import ConsoleError, ConsoleServer
+    from analytics.console import ConsoleServer
     from store import InfluxClient
 
     settings = _settings(config)
-    try:
-        server = ConsoleServer(
-            AlertStore.in_data_dir(settings.data_dir),
-            InfluxClient.from_settings(settings),
-            host,
-            port,
-            users_file=settings.users_file,
-            tls_cert=settings.analytics.tls_cert_file,
-            tls_key=settings.analytics.tls_key_file,
-        )
-    except ConsoleError as exc:
-        fail(str(exc))
+    server = ConsoleServer(
+        AlertStore.in_data_dir(settings.data_dir),
+        InfluxClient.from_settings(settings),
+        host,
+        port,
+        users_file=settings.users_file,
+        tls_cert=settings.analytics.tls_cert_file,
+        tls_key=settings.analytics.tls_key_file,
+    )
     logins = "logins required" if server.authenticated else "no logins: loopback only"
     console.print(f"alert console on {server.url}/ ({logins})")
     server.serve()

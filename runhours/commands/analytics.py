@@ -52,8 +52,7 @@ def analytics(
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Run the analytics service in the foreground (see HELP)."""
-    from analytics.alerts import RulesError
-    from analytics.service import AnalyticsService, AnalyticsSettings, ServiceBusy
+    from analytics.service import AnalyticsService, AnalyticsSettings
 
     level = getattr(logging, log_level.upper(), None)
     if not isinstance(level, int):
@@ -84,10 +83,7 @@ def analytics(
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
-    try:
-        service = AnalyticsService(settings)
-    except (RulesError, ServiceBusy) as exc:
-        fail(str(exc))
+    service = AnalyticsService(settings)
     try:
         service.start_delivery()
         service.start_http()
@@ -99,7 +95,5 @@ def analytics(
             f"{settings.analytics.interval:g} s"
         )
         service.run(stop)
-    except RuntimeError as exc:
-        fail(str(exc))
     finally:
         service.close()

@@ -18,7 +18,6 @@ from rich.table import Table
 
 from analytics.billing import (
     BillingError,
-    ContractsError,
     Ledger,
     LedgerError,
     Statement,
@@ -28,7 +27,6 @@ from analytics.billing import (
 )
 from analytics.billing.explain import explain_line, explanation_json
 from analytics.billing.formats import dec
-from analytics.machines import MachineError
 from analytics.periods import PeriodError, calendar_period, custom_period, parse_instant, zone
 from analytics.rollups import (
     StaleRollupsError,
@@ -178,10 +176,7 @@ def export(
     Each machine's hours in the billable states are metered within its effective dates, rounded, rated (flat or graduated tiers, over-use multiplier), with a true-up line when the contract's minimum is not reached. Notes (coverage gaps, hour-meter disagreements) go to standard error.
     """
     settings = load(RunhoursSettings, config)
-    try:
-        chosen = load_contracts(contracts)
-    except ContractsError as exc:
-        fail(str(exc))
+    chosen = load_contracts(contracts)
     if contract:
         unknown = sorted(set(contract) - {c.id for c in chosen})
         if unknown:
@@ -284,30 +279,24 @@ def explain(
     Per local day: seconds per state, unknown time with each gap's start and end, the hour meter against the state hours with every anomaly, and the raw samples read. Then the rounding, the bands (tier, allowance) with their rates, the true-up, and checks that the days add up exactly to the statement line (exit 1 if one does not: the rollups are stale, rebuild them).
     """
     settings = load(RunhoursSettings, config)
-    try:
-        chosen = next((c for c in load_contracts(contracts) if c.id == contract), None)
-    except ContractsError as exc:
-        fail(str(exc))
+    chosen = next((c for c in load_contracts(contracts) if c.id == contract), None)
     if chosen is None:
         fail(f"--contract {contract}: not in {contracts}")
-    try:
-        if (period is None) == (start is None or end is None):
-            fail("give --period, or --from and --to")
-        if period is not None:
-            span = calendar_period(period, chosen.zone)
-            if span.kind != chosen.period:
-                fail(f"{chosen.id} bills per {chosen.period}, not per {span.kind} ({period})")
-        else:
-            assert start is not None and end is not None
-            span = custom_period(
-                parse_instant(start, chosen.zone), parse_instant(end, chosen.zone), chosen.zone
-            )
-        with InfluxClient.from_settings(settings) as client:
-            if not from_raw:
-                refresh_rollups(client, state_file=default_state_file(settings.data_dir))
-            explanation = explain_line(client, chosen, span, machine, from_raw=from_raw)
-    except (BillingError, PeriodError, InfluxError, StaleRollupsError) as exc:
-        fail(str(exc))
+    if (period is None) == (start is None or end is None):
+        fail("give --period, or --from and --to")
+    if period is not None:
+        span = calendar_period(period, chosen.zone)
+        if span.kind != chosen.period:
+            fail(f"{chosen.id} bills per {chosen.period}, not per {span.kind} ({period})")
+    else:
+        assert start is not None and end is not None
+        span = custom_period(
+            parse_instant(start, chosen.zone), parse_instant(end, chosen.zone), chosen.zone
+        )
+    with InfluxClient.from_settings(settings) as client:
+        if not from_raw:
+            refresh_rollups(client, state_file=default_state_file(settings.data_dir))
+        explanation = explain_line(client, chosen, span, machine, from_raw=from_raw)
     if fmt == ExplainFormat.json:
         text = json.dumps(explanation_json(explanation), indent=2, ensure_ascii=False)
         typer.echo(text)
@@ -346,18 +335,12 @@ def rebuild(
     The rollups follow the ingest's log of what it wrote by themselves; run this after writing telemetry some other way (a backfill, an import), to repair a range, or to migrate rollups written by an older runhours ahead of time (billing and `runhours usage` recompute those for the hours they read).
     """
     settings = load(RunhoursSettings, config)
-    try:
-        zone_info = zone(tz)
-        lo, hi = parse_instant(start, zone_info), parse_instant(end, zone_info)
-    except PeriodError as exc:
-        fail(str(exc))
+    zone_info = zone(tz)
+    lo, hi = parse_instant(start, zone_info), parse_instant(end, zone_info)
     if hi <= lo:
         fail(f"--to ({hi.isoformat()}) must be after --from ({lo.isoformat()})")
-    try:
-        with InfluxClient.from_settings(settings) as client:
-            hours = rebuild_rollups(client, lo, hi, machine or None)
-    except (InfluxError, MachineError) as exc:
-        fail(str(exc))
+    with InfluxClient.from_settings(settings) as client:
+        hours = rebuild_rollups(client, lo, hi, machine or None)
     console.print(f"rebuilt {hours} machine-hours of usage rollups")
 
 
@@ -367,10 +350,7 @@ def check(contracts: ContractsOption) -> None:
 
     Refused, among others: a machine under two contracts at the same time (both contracts and the overlap are named), numbers that are not exact decimals, unknown currencies.
     """
-    try:
-        items = load_contracts(contracts)
-    except ContractsError as exc:
-        fail(str(exc))
+    items = load_contracts(contracts)
     for c in items:
         if c.rate_per_hour is not None:
             rate = f"{c.rate_per_hour} {c.currency}/h"

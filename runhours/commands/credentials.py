@@ -8,9 +8,9 @@ from typing import Annotated
 import typer
 
 from contract.settings import RunhoursSettings
-from runhours.commands._common import ConfigOption, console, err_console, fail, load
+from runhours.commands._common import ConfigOption, console, err_console, load
 from runhours.commands._tables import Col, fit_table
-from runhours.security import SecurityDir, SecurityError
+from runhours.security import SecurityDir
 
 app = typer.Typer(
     help="Broker identities, one per machine: `add` writes the machine's password entry "
@@ -61,10 +61,7 @@ OutOption = Annotated[
 
 def _security(config: Path | None, directory: Path | None) -> SecurityDir:
     root = directory or load(RunhoursSettings, config).data_dir / "security"
-    try:
-        return SecurityDir(root).require()
-    except SecurityError as exc:
-        fail(str(exc))
+    return SecurityDir(root).require()
 
 
 def _machines(config: Path | None, directory: Path | None):  # type: ignore[no-untyped-def]
@@ -76,10 +73,7 @@ def _machines(config: Path | None, directory: Path | None):  # type: ignore[no-u
 def _ref(text: str):  # type: ignore[no-untyped-def]
     from runhours.security.credentials import parse_machine
 
-    try:
-        return parse_machine(text)
-    except SecurityError as exc:
-        fail(str(exc))
+    return parse_machine(text)
 
 
 def _issue(
@@ -95,16 +89,13 @@ def _issue(
 ) -> None:
     machines = _machines(config, directory)
     ref = _ref(machine)
-    try:
-        made = machines.add(
-            ref,
-            kind=None if cert is None else "certificate" if cert else "password",
-            replace=rotate,
-            ca_path=ca_path,
-            broker_host=broker_host,
-        )
-    except SecurityError as exc:
-        fail(str(exc))
+    made = machines.add(
+        ref,
+        kind=None if cert is None else "certificate" if cert else "password",
+        replace=rotate,
+        ca_path=ca_path,
+        broker_host=broker_host,
+    )
     verb = "rotated" if rotate else "added"
     err_console.print(
         f"{verb} {made.kind} identity {made.user}; settings for its edge agent: "
@@ -166,19 +157,16 @@ def init(
 
     security = SecurityDir(directory)
     names = broker_name or []
-    try:
-        if compose:
-            specs = simulated(fleet, start=datetime(2026, 1, 1, tzinfo=UTC), site=site)
-            refs = [MachineRef(s.site, s.line, s.machine) for s in specs]
-            created = init_compose(security, public_names=names, database=database, fleet=refs)
-        else:
-            meta = security.meta() if security.exists else Meta(influx_db=database)
-            if names:
-                meta.broker_host = names[0]
-                meta.broker_names = list(dict.fromkeys([*meta.broker_names, *names]))
-            created = security.init(meta)
-    except (SecurityError, ValueError) as exc:
-        fail(str(exc))
+    if compose:
+        specs = simulated(fleet, start=datetime(2026, 1, 1, tzinfo=UTC), site=site)
+        refs = [MachineRef(s.site, s.line, s.machine) for s in specs]
+        created = init_compose(security, public_names=names, database=database, fleet=refs)
+    else:
+        meta = security.meta() if security.exists else Meta(influx_db=database)
+        if names:
+            meta.broker_host = names[0]
+            meta.broker_names = list(dict.fromkeys([*meta.broker_names, *names]))
+        created = security.init(meta)
     for line in created:
         console.print(f"created {line}", markup=False, highlight=False)
     console.print(
@@ -232,10 +220,7 @@ def revoke(
     or its certificate (added to the CRL: refused from its next connection on)."""
     machines = _machines(config, directory)
     ref = _ref(machine)
-    try:
-        gone = machines.revoke(ref)
-    except SecurityError as exc:
-        fail(str(exc))
+    gone = machines.revoke(ref)
     console.print(f"revoked {gone.kind} identity {gone.user}\n{machines.reload()}", highlight=False)
 
 

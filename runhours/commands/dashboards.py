@@ -12,17 +12,16 @@ import typer
 from contract.settings import RunhoursSettings
 from dashboards import (
     GENERATED_DIR,
-    ContractsFileError,
     build_all,
     read_contracts,
     render,
     write_all,
 )
 from dashboards.check import check_all, panel_failures
-from runhours.commands._common import ConfigOption, console, fail, load
+from runhours.commands._common import ConfigOption, console, load
 from runhours.commands._tables import Col, fit_table
 from runhours.report import parse_time
-from store import InfluxClient, InfluxError
+from store import InfluxClient
 
 app = typer.Typer(
     help="Grafana dashboards as code: build the provisioned JSON, check every query.",
@@ -42,11 +41,8 @@ ContractsOption = Annotated[
 
 
 def _boards(contracts: Path | None) -> dict[str, str]:
-    try:
-        views = read_contracts(contracts) if contracts is not None else []
-        return {name: render(board) for name, board in build_all(views).items()}
-    except ContractsFileError as exc:
-        fail(str(exc))
+    views = read_contracts(contracts) if contracts is not None else []
+    return {name: render(board) for name, board in build_all(views).items()}
 
 
 @app.command()
@@ -63,11 +59,8 @@ def build(
     fails when they are stale, so run this after changing anything under dashboards/. A
     deployment with contracts builds its own copy: --contracts FILE --out DIR.
     """
-    try:
-        views = read_contracts(contracts) if contracts is not None else []
-        paths = write_all(out, views)
-    except ContractsFileError as exc:
-        fail(str(exc))
+    views = read_contracts(contracts) if contracts is not None else []
+    paths = write_all(out, views)
     for path in paths:
         console.print(f"wrote {path}")
 
@@ -94,10 +87,7 @@ def check(
     boards = {name: json.loads(text) for name, text in _boards(contracts).items()}
     client = InfluxClient.from_settings(settings)
     with client:
-        try:
-            outcomes = check_all(client, boards, start=start, end=end)
-        except InfluxError as exc:
-            fail(str(exc))
+        outcomes = check_all(client, boards, start=start, end=end)
     rows = [
         [
             outcome.query.dashboard.removesuffix(".json"),

@@ -37,16 +37,13 @@ class ListFormat(StrEnum):
 
 
 def _select(config: ConfigOption, since: str | None, reason: str | None):  # type: ignore[no-untyped-def]
-    from analytics.alerts.durations import parse_time
+    from contract.times import parse_time
     from ingest import IngestSettings
     from ingest.deadletter import DeadLetterStore
 
     settings = load(IngestSettings, config)
     store = DeadLetterStore(settings.data_dir / "deadletters")
-    try:
-        start = parse_time(since, "--since") if since else None
-    except ValueError as exc:
-        fail(str(exc))
+    start = parse_time(since, "--since") if since else None
     letters = [
         d
         for d in store.letters()
@@ -139,7 +136,7 @@ def replay(
     make rollups recompute. Each replayed id is recorded and skipped next time. Exit code 1
     when some still fail."""
     from ingest.replay import replay_deadletters
-    from store import InfluxClient, InfluxError
+    from store import InfluxClient
 
     settings, store, letters = _select(config, since, reason)
     if ids:
@@ -147,18 +144,15 @@ def replay(
         letters = [d for d in letters if d.id in wanted]
         if missing := wanted - {d.id for d in letters}:
             fail(f"no such dead letter: {', '.join(sorted(missing))}")
-    try:
-        with InfluxClient.from_settings(settings) as client:
-            report = replay_deadletters(
-                store,
-                client,
-                letters,
-                max_message_bytes=settings.ingest.max_message_bytes,
-                again=again,
-                dry_run=dry_run,
-            )
-    except InfluxError as exc:
-        fail(str(exc))
+    with InfluxClient.from_settings(settings) as client:
+        report = replay_deadletters(
+            store,
+            client,
+            letters,
+            max_message_bytes=settings.ingest.max_message_bytes,
+            again=again,
+            dry_run=dry_run,
+        )
     verb = "would replay" if dry_run else "replayed"
     console.print(
         f"{verb} {len(report.replayed)} dead letter(s) ({report.points} points); "

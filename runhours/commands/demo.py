@@ -33,7 +33,7 @@ from runhours.demo import (
 )
 from runhours.fleet import FleetError
 from runhours.security import SecurityError
-from runhours.services import LocalServices, ServiceError
+from runhours.services import LocalServices
 
 app = typer.Typer(
     help="The demo: start a local Mosquitto and InfluxDB (or use the ones configured), "
@@ -53,7 +53,7 @@ app = typer.Typer(
 
 
 def _seconds(text: str) -> float:
-    from analytics.alerts.durations import parse_duration
+    from contract.times import parse_duration
 
     try:
         return parse_duration(text).total_seconds()
@@ -134,19 +134,16 @@ def demo(
     limit = _seconds(live_for) if live_for else None
     services = LocalServices.from_settings(settings, secure=secure)
     console.rule("[bold]runhours demo")
-    try:
-        if secure:
-            for line in services.up(timeout=60):
-                console.print(f"created {line}", markup=False, highlight=False)
-            connections = Connections.secure(
-                settings, services, demo_fleet(settings, begin, machines, seed)
-            )
-        else:
-            for note in ensure_services(services):
-                console.print(note)
-            connections = Connections.open(settings)
-    except (ServiceError, SecurityError) as exc:
-        fail(str(exc))
+    if secure:
+        for line in services.up(timeout=60):
+            console.print(f"created {line}", markup=False, highlight=False)
+        connections = Connections.secure(
+            settings, services, demo_fleet(settings, begin, machines, seed)
+        )
+    else:
+        for note in ensure_services(services):
+            console.print(note)
+        connections = Connections.open(settings)
     analysis = connections.analysis
     broker = services.mqtt_url if secure else settings.mqtt_url
     identities = " (one identity per machine)" if secure else ""

@@ -34,14 +34,14 @@ def doctor(
     the broker dropped messages, does its queue keep a burst for an offline session (a
     queue limit would drop data in an outage), and was anything lost recently. Exit code
     1 on any warning or failure."""
-    from analytics.alerts.durations import parse_duration
     from contract.settings import RunhoursSettings
+    from contract.times import TimeError, parse_duration
     from runhours.doctor import run_checks
 
     settings = load(RunhoursSettings, config)
     try:
         window = parse_duration(since)
-    except ValueError as exc:
+    except TimeError as exc:
         fail(f"--since: {exc}")
     if burst < 0:
         fail("--burst must be 0 or more")

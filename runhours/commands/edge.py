@@ -12,12 +12,11 @@ import typer
 
 from contract.settings import SettingsError
 from edge import Reading
-from edge.buffer import EdgeBufferError, SampleBuffer
+from edge.buffer import SampleBuffer
 from edge.config import CsvSource, EdgeSettings, SimulatorSource
 from edge.modbus_map import ModbusSource
 from edge.opcua_config import OpcuaSource
 from edge.service import SourceFactory, csv_factory, modbus_factory, opcua_factory, serve
-from edge.sources import SourceError
 from runhours.commands._common import ConfigOption, console, fail, load
 from runhours.fleet import simulator_source
 from simulators import MACHINE_KINDS, MachineSim, MachineSpec, SimClock
@@ -68,22 +67,19 @@ def edge(
     )
     source = settings.edge.source
     until_end = isinstance(source, CsvSource) and source.until_end
-    try:
-        live = isinstance(source, ModbusSource | OpcuaSource)
-        if isinstance(source, CsvSource):
-            factory = csv_factory(source)
-        elif isinstance(source, ModbusSource):
-            factory = modbus_factory(source)
-        elif isinstance(source, OpcuaSource):
-            factory = opcua_factory(source)
-        else:
-            factory = _simulator_factory(settings, source)
-        ref = "/".join(settings.edge.ref)
-        until = "the end of the file" if until_end else "Ctrl-C"
-        console.print(f"edge agent {ref} → {settings.broker.url} (until {until})")
-        stats = asyncio.run(serve(settings, factory, live=live, until_end=until_end))
-    except (SettingsError, SourceError, EdgeBufferError) as exc:
-        fail(str(exc))
+    live = isinstance(source, ModbusSource | OpcuaSource)
+    if isinstance(source, CsvSource):
+        factory = csv_factory(source)
+    elif isinstance(source, ModbusSource):
+        factory = modbus_factory(source)
+    elif isinstance(source, OpcuaSource):
+        factory = opcua_factory(source)
+    else:
+        factory = _simulator_factory(settings, source)
+    ref = "/".join(settings.edge.ref)
+    until = "the end of the file" if until_end else "Ctrl-C"
+    console.print(f"edge agent {ref} → {settings.broker.url} (until {until})")
+    stats = asyncio.run(serve(settings, factory, live=live, until_end=until_end))
     console.print(
         f"stopped: {stats.submitted} samples taken, {stats.published} published, "
         f"{stats.dropped} dropped, {stats.buffered} still buffered"

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from runhours.commands._common import ConfigOption, console, fail, load
+from runhours.commands._common import ConfigOption, console, load
 
 app = typer.Typer(
     help="Maintenance records: work done on a machine, stored in InfluxDB (measurement "
@@ -35,18 +35,15 @@ def record(
     """Record maintenance on a machine. The machine must have sent telemetry (its site and
     line are taken from there). Service-interval alerts of that kind clear at the next
     evaluation, and replays see the record too."""
-    from analytics.alerts import MaintenanceError, record_maintenance
-    from analytics.alerts.durations import parse_time
+    from analytics.alerts import record_maintenance
     from analytics.service import AnalyticsSettings
-    from store import InfluxClient, InfluxError
+    from contract.times import parse_time
+    from store import InfluxClient
 
     settings = load(AnalyticsSettings, config)
-    try:
-        when = parse_time(at, "--at") if at else None
-        with InfluxClient.from_settings(settings) as client:
-            entry = record_maintenance(client, machine, kind, when, note, by)
-    except (MaintenanceError, InfluxError, ValueError) as exc:
-        fail(str(exc))
+    when = parse_time(at, "--at") if at else None
+    with InfluxClient.from_settings(settings) as client:
+        entry = record_maintenance(client, machine, kind, when, note, by)
     console.print(
         f"recorded {entry.kind} on {entry.ref.machine} ({entry.ref.site}/{entry.ref.line}) "
         f"at {entry.at.isoformat()}"

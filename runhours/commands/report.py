@@ -8,9 +8,9 @@ from typing import Annotated
 import typer
 
 from contract.settings import RunhoursSettings
-from runhours.commands._common import ConfigOption, console, fail, load
+from runhours.commands._common import ConfigOption, console, load
 from runhours.report import ReportError, fetch_report, parse_time, write_report
-from store import InfluxClient, InfluxError
+from store import InfluxClient
 
 app = typer.Typer(
     help="Plot a machine's signals, states and alerts into a PNG or a self-contained HTML "
@@ -46,15 +46,12 @@ def report(
 ) -> None:
     """Write a report of one machine over a time range (reads InfluxDB)."""
     settings = load(RunhoursSettings, config)
-    try:
-        start, end = parse_time(since), parse_time(until)
-        if out.suffix.lower() not in (".png", ".html", ".htm"):
-            raise ReportError(f"{out}: use a .png or .html file name")
-        with InfluxClient.from_settings(settings) as client:
-            data = fetch_report(client, machine, start, end, site=site)
-        write_report(data, out)
-    except (ReportError, InfluxError) as exc:
-        fail(str(exc))
+    start, end = parse_time(since), parse_time(until)
+    if out.suffix.lower() not in (".png", ".html", ".htm"):
+        raise ReportError(f"{out}: use a .png or .html file name")
+    with InfluxClient.from_settings(settings) as client:
+        data = fetch_report(client, machine, start, end, site=site)
+    write_report(data, out)
     known = sum(s for state, s in data.seconds_by_state().items() if state != "unknown")
     console.print(
         f"wrote {out}: {len(data.signals)} signals, {len(data.alerts)} alert transitions, "

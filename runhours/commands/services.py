@@ -8,10 +8,9 @@ from typing import Annotated
 import typer
 
 from contract.settings import RunhoursSettings
-from runhours.commands._common import ConfigOption, console, fail, load
+from runhours.commands._common import ConfigOption, console, load
 from runhours.commands._tables import Col, fit_table
-from runhours.security import SecurityError
-from runhours.services import LocalServices, ServiceError
+from runhours.services import LocalServices
 
 app = typer.Typer(
     help="Start, stop and inspect a local Mosquitto and InfluxDB (from the Debian packages), "
@@ -68,10 +67,7 @@ def up(
 ) -> None:
     """Start both services (if not running) and wait until they answer."""
     pair = _services(config, mqtt_port, influx_port, secure, mtls_port)
-    try:
-        created = pair.up()
-    except (ServiceError, SecurityError) as exc:
-        fail(str(exc))
+    created = pair.up()
     for line in created:
         console.print(f"created {line}", markup=False, highlight=False)
     if pair.security is None:

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import typer
 
 from contract import MachineRef
-from edge.buffer import EdgeBufferError
 from edge.config import EdgeSettings, parse_speed
 from edge.mqtt import Broker
 from runhours.commands._common import ConfigOption, console, fail, load
@@ -29,7 +28,6 @@ from runhours.fleet_workers import (
     raise_open_files_limit,
     run_fleet_workers,
 )
-from runhours.security import SecurityError
 from simulators import WEAR_PROFILES, MachineSpec, fleet
 
 if TYPE_CHECKING:
@@ -231,8 +229,6 @@ def simulate(
                 show, broker_for, live,
             )
         )  # fmt: skip
-    except (FleetError, EdgeBufferError, SecurityError) as exc:
-        fail(str(exc))
     except asyncio.CancelledError:
         fail("aborted: samples not yet published were left in the buffers", code=130)
     _report(result)

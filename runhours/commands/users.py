@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from runhours.commands._common import ConfigOption, console, err_console, fail, load
+from runhours.commands._common import ConfigOption, console, err_console, load
 from runhours.commands._tables import Col, fit_table
 
 app = typer.Typer(
@@ -66,14 +66,10 @@ def add(
     config: ConfigOption = None,
 ) -> None:
     """Add a console user; asks for the password (twice) unless --password-stdin."""
-    from analytics.console import AuthError
     from runhours.security.users import add_user
 
     path = _path(config, file)
-    try:
-        add_user(path, name, role, None if no_password else _password(password_stdin))
-    except AuthError as exc:
-        fail(str(exc))
+    add_user(path, name, role, None if no_password else _password(password_stdin))
     console.print(f"added {role} {name} to {path}", highlight=False)
 
 
@@ -85,14 +81,10 @@ def passwd(
     config: ConfigOption = None,
 ) -> None:
     """Set a user's password (sessions already open stay open until they expire)."""
-    from analytics.console import AuthError
     from runhours.security.users import set_password
 
     path = _path(config, file)
-    try:
-        set_password(path, name, _password(password_stdin))
-    except AuthError as exc:
-        fail(str(exc))
+    set_password(path, name, _password(password_stdin))
     console.print(f"password of {name} changed", highlight=False)
 
 
@@ -102,13 +94,9 @@ def token(name: NameArgument, file: FileOption = None, config: ConfigOption = No
 
     Scripts send it as `Authorization: Bearer <token>`.
     """
-    from analytics.console import AuthError
     from runhours.security.users import add_token
 
-    try:
-        token_id, value = add_token(_path(config, file), name)
-    except AuthError as exc:
-        fail(str(exc))
+    token_id, value = add_token(_path(config, file), name)
     err_console.print(f"token {token_id} for {name} (shown once; revoke: runhours users "
                       f"revoke-token {name} {token_id}):", highlight=False)  # fmt: skip
     print(value)
@@ -122,40 +110,28 @@ def revoke_token(
     config: ConfigOption = None,
 ) -> None:
     """Revoke one API token of a user."""
-    from analytics.console import AuthError
     from runhours.security.users import revoke_token as revoke
 
-    try:
-        revoke(_path(config, file), name, token_id)
-    except AuthError as exc:
-        fail(str(exc))
+    revoke(_path(config, file), name, token_id)
     console.print(f"revoked token {token_id} of {name}", highlight=False)
 
 
 @app.command()
 def remove(name: NameArgument, file: FileOption = None, config: ConfigOption = None) -> None:
     """Remove a user: their sessions and tokens stop working at the next request."""
-    from analytics.console import AuthError
     from runhours.security.users import remove_user
 
-    try:
-        remove_user(_path(config, file), name)
-    except AuthError as exc:
-        fail(str(exc))
+    remove_user(_path(config, file), name)
     console.print(f"removed {name}", highlight=False)
 
 
 @app.command("list")
 def list_(file: FileOption = None, config: ConfigOption = None) -> None:
     """List the users, their roles and token ids (no secrets)."""
-    from analytics.console import AuthError
     from runhours.security.users import list_users
 
     path = _path(config, file)
-    try:
-        users = list_users(path)
-    except AuthError as exc:
-        fail(str(exc))
+    users = list_users(path)
     rows = [
         [user.name, user.role, "yes" if user.password else "no", ", ".join(user.tokens) or "-"]
         for user in users

@@ -5,7 +5,8 @@ certificates, InfluxDB users with least privilege, and the files that hold them.
 docs/security.md for what each role may do.
 """
 
+from runhours.security.errors import SecurityError
 from runhours.security.files import new_secret, write_private
-from runhours.security.layout import SecurityDir, SecurityError
+from runhours.security.layout import SecurityDir
 
 __all__ = ["SecurityDir", "SecurityError", "new_secret", "write_private"]

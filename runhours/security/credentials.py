@@ -22,8 +22,9 @@ from contract import ContractError, MachineRef, validate_id
 from contract.settings import load_settings
 from edge.config import EdgeSettings
 from edge.mqtt import Broker
+from runhours.security.errors import SecurityError
 from runhours.security.files import new_secret, render_toml, write_private
-from runhours.security.layout import SecurityDir, SecurityError
+from runhours.security.layout import SecurityDir
 from runhours.security.mosquitto import reload_broker
 from runhours.security.tls import read_certificate
 

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from runhours.security.errors import SecurityError
 from runhours.security.files import (
     PRIVATE,
     new_secret,
@@ -33,10 +34,6 @@ from runhours.security.mosquitto import PasswordFile, check_password
 from runhours.security.tls import CertificateAuthority
 
 Privilege = Literal["WRITE", "READ", "ALL", "ADMIN"]
-
-
-class SecurityError(RuntimeError):
-    """The security directory is missing, incomplete or asked for something it refuses."""
 
 
 @dataclass(frozen=True)

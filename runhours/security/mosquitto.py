@@ -15,6 +15,7 @@ import os
 import signal
 from pathlib import Path
 
+from runhours.security.errors import SecurityError
 from runhours.security.files import write_private
 
 ITERATIONS = 101  # mosquitto_passwd's default
@@ -60,7 +61,7 @@ class PasswordFile:
                 continue
             user, sep, hashed = line.partition(":")
             if not sep or not user:
-                raise ValueError(f"{self.path}:{number}: not user:hash")
+                raise SecurityError(f"{self.path}:{number}: not user:hash")
             users[user] = hashed
         return users
 
@@ -70,7 +71,7 @@ class PasswordFile:
     def set(self, user: str, password: str) -> None:
         """Add ``user`` or change its password."""
         if ":" in user or "\n" in user or not user:
-            raise ValueError(f"user name {user!r}: must be non-empty, without ':' or newlines")
+            raise SecurityError(f"user name {user!r}: must be non-empty, without ':' or newlines")
         entries = self.entries()
         entries[user] = hash_password(password)
         self._write(entries)

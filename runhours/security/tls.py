@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from runhours.security.errors import SecurityError
 from runhours.security.files import write_private
 
 CA_DAYS = 3650
@@ -105,7 +106,7 @@ class CertificateAuthority:
         cert = x509.load_pem_x509_certificate(self.cert_file.read_bytes())
         key = serialization.load_pem_private_key(self.key_file.read_bytes(), password=None)
         if not isinstance(key, ec.EllipticCurvePrivateKey):
-            raise ValueError(f"{self.key_file}: not an EC key")
+            raise SecurityError(f"{self.key_file}: not an EC key")
         return cert, key
 
     def issue(

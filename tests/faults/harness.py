@@ -198,7 +198,14 @@ class TcpProxy:
         )
         ready.set()
         self._loop.run_forever()
+        # Stopped (close): end the relays and close every socket and the loop itself.
         server.close()
+        tasks = asyncio.all_tasks(self._loop)
+        for task in tasks:
+            task.cancel()
+        self._loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        self._loop.run_until_complete(server.wait_closed())
+        self._loop.close()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if not self._open:
@@ -242,7 +249,7 @@ class SlowHttpProxy:
     """An HTTP relay to InfluxDB that holds every request ``delay`` seconds first."""
 
     def __init__(self, target: str, delay: float) -> None:
-        upstream = httpx.Client(base_url=target, timeout=60)
+        upstream = self._upstream = httpx.Client(base_url=target, timeout=60)
         self.requests = 0
 
         proxy = self
@@ -287,6 +294,7 @@ class SlowHttpProxy:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+        self._upstream.close()
 
 
 class StockMosquitto(Mosquitto):

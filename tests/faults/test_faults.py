@@ -260,6 +260,7 @@ def test_a_full_edge_buffer_drops_the_oldest_counted_as_edge_drops(
     assert {r["machine"]: int(r["d"]) for r in statuses} == by_machine  # reported as edge drops
 
 
+@pytest.mark.services
 def test_a_stock_broker_that_drops_a_burst_has_every_lost_sample_reported(
     test_id: str, tmp_path: Path
 ) -> None:

@@ -1,4 +1,6 @@
-"""Durations as people write them in rule files: ``"90s"``, ``"10m"``, ``"1h30m"``, ``"7d"``."""
+"""Durations and times as people write them: ``"90s"``, ``"10m"``, ``"1h30m"``, ``"7d"``;
+``2026-03-02T08:00Z``, ``now``, ``now-7d``. One reader for rule files, settings and options.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +11,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, PlainSerializer
+
+from contract.errors import RunhoursError
+
+
+class TimeError(RunhoursError, ValueError):
+    """A duration or time that cannot be read; the message says what was given and why."""
+
 
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _UNITS = {
@@ -26,15 +35,15 @@ def parse_duration(value: Any) -> timedelta:
     if isinstance(value, timedelta):
         return value
     if isinstance(value, bool):
-        raise ValueError("must be a duration such as '90s', '10m', '2h' or '7d'")
+        raise TimeError("must be a duration such as '90s', '10m', '2h' or '7d'")
     if isinstance(value, int | float):
         if not math.isfinite(value):
-            raise ValueError(f"{value} is not a finite duration")
+            raise TimeError(f"{value} is not a finite duration")
         if value < 0:
-            raise ValueError(f"negative duration: {value}")
+            raise TimeError(f"negative duration: {value}")
         return _bounded(value, lambda: timedelta(seconds=value))
     if not isinstance(value, str):
-        raise ValueError("must be a duration such as '90s', '10m', '2h' or '7d'")
+        raise TimeError("must be a duration such as '90s', '10m', '2h' or '7d'")
     text = value.strip().replace(" ", "")
     parts: list[tuple[float, timedelta]] = []
     pos = 0
@@ -44,7 +53,7 @@ def parse_duration(value: Any) -> timedelta:
         parts.append((float(match.group(1)), _UNITS[match.group(2)]))
         pos = match.end()
     if not text or pos != len(text):
-        raise ValueError(
+        raise TimeError(
             f"{value!r} is not a duration: use a number and a unit (ms, s, m, h, d, w), "
             "e.g. '90s', '10m', '1h30m', '7d'"
         )
@@ -52,11 +61,11 @@ def parse_duration(value: Any) -> timedelta:
 
 
 def _bounded(shown: object, make: Callable[[], timedelta]) -> timedelta:
-    """``make()``, or a ValueError naming the input when it exceeds what a timedelta holds."""
+    """``make()``, or a TimeError naming the input when it exceeds what a timedelta holds."""
     try:
         return make()
     except OverflowError:
-        raise ValueError(f"{shown} is too long (at most {timedelta.max.days} days)") from None
+        raise TimeError(f"{shown} is too long (at most {timedelta.max.days} days)") from None
 
 
 def format_duration(value: timedelta) -> str:
@@ -91,10 +100,21 @@ def parse_time(text: str, what: str = "time", now: datetime | None = None) -> da
     try:
         ts = datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError(
+        raise TimeError(
             f"{what}: {text!r} is not a time; use RFC 3339 with a zone "
             "(2026-03-02T08:00:00Z), 'now' or 'now-7d'"
         ) from None
     if ts.tzinfo is None:
-        raise ValueError(f"{what}: {text!r} has no time zone; add one, e.g. {text}Z")
+        raise TimeError(f"{what}: {text!r} has no time zone; add one, e.g. {text}Z")
     return ts.astimezone(UTC)
+
+
+def require_range(start: datetime, end: datetime, what: str) -> None:
+    """Raise :class:`TimeError` unless ``[start, end)`` is aware and not empty; ``what``
+    (e.g. ``replay``) names whose ``--from``/``--to`` they are."""
+    if start.tzinfo is None or end.tzinfo is None:
+        raise TimeError(f"{what}: --from and --to need a time zone (e.g. 2026-03-02T00:00Z)")
+    if end <= start:
+        raise TimeError(
+            f"{what}: --to ({end.isoformat()}) must be after --from ({start.isoformat()})"
+        )
