@@ -76,6 +76,10 @@ def _open(port: int) -> bool:
         return False
 
 
+def _default_sighup() -> None:
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Broker]:
     secrets = SecurityDir(tmp_path / "secrets")
@@ -113,6 +117,9 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
             env=env,
             stdout=log,
             stderr=log,
+            # A shell cannot trap a signal ignored when it started (POSIX): under nohup
+            # SIGHUP is, and the reload would never happen. Docker starts it as default.
+            preexec_fn=_default_sighup,
         )
     try:
         # Ready once the broker listens and the entrypoint has set its SIGHUP trap.

@@ -4,6 +4,8 @@
 # its user with mode 0600 (the broker drops root before reading them); on SIGHUP
 # (`docker compose kill -s HUP mosquitto`, after `runhours credentials add|revoke`)
 # they are copied again and the broker reloads its password file, ACL and CRL.
+# A shell cannot trap a signal that was ignored when it started (POSIX): start it with
+# SIGHUP at its default (Docker does; `nohup` does not).
 set -eu
 SOURCE=${SOURCE:-/run/runhours}
 TARGET=${TARGET:-/mosquitto/config/secrets}
