@@ -54,6 +54,9 @@ class Figures:
     reported_lost: int
     edge_dropped: int
     note: str = ""
+    # Still in the edge buffers when the run ended (not acknowledged within its drain):
+    # never part of "accounted", shown so a shortfall says whether samples were held or gone.
+    edge_buffered: int = 0
 
     @property
     def accounted(self) -> bool:
@@ -65,7 +68,9 @@ class Figures:
         return (
             f"{self.scenario:<44} produced {self.produced:>7}  stored {self.stored:>7}  "
             f"duplicated {self.duplicated}  reported lost {self.reported_lost:>5}  "
-            f"edge dropped {self.edge_dropped:>5}  {self.note}"
+            f"edge dropped {self.edge_dropped:>5}  "
+            + (f"edge buffered {self.edge_buffered}  " if self.edge_buffered else "")
+            + self.note
         )
 
 
@@ -90,6 +95,7 @@ def settle(
         for m in run.machines:
             produced[m.spec.machine] = produced.get(m.spec.machine, 0) + m.produced
     dropped = sum(run.dropped for run in runs)
+    buffered = sum(run.buffered for run in runs)
 
     def take() -> Figures:
         stored = influx.count("telemetry", "state")
@@ -101,6 +107,7 @@ def settle(
             net_gap_samples(influx),
             dropped,
             note,
+            buffered,
         )
 
     deadline = time.monotonic() + timeout
