@@ -397,24 +397,15 @@ def fetch_rows(
     counter_col = (
         1 + fields.index(FIELD_RUN_SECONDS_TOTAL) if FIELD_RUN_SECONDS_TOTAL in fields else None
     )
-    code_of = STATE_CODE.get
     for start in range(lo_ms, hi_ms, _FETCH_CHUNK_MS):
         stop = min(start + _FETCH_CHUNK_MS, hi_ms)
         for series in client.query_series(
             f"SELECT {select} FROM {quote_ident(TELEMETRY)} WHERE {key_clause(machine)} "
             f"AND time >= {start}ms AND time < {stop}ms"
         ):
-            rows = series.values
-            ts.extend(row[0] for row in rows)
-            if state_col is None:
-                codes.extend([NO_STATE] * len(rows))
-            else:
-                codes.extend(code_of(row[state_col], NO_STATE) for row in rows)
-            if counter_col is not None:
-                for row in rows:
-                    if row[counter_col] is not None:
-                        counter_ts.append(row[0])
-                        counter_values.append(row[counter_col])
+            _append_rows(
+                series.values, state_col, counter_col, (ts, codes, counter_ts, counter_values)
+            )
     return ts, codes, counter_ts, counter_values
 
 
@@ -593,7 +584,6 @@ def _fetch_rows_by_id(
     counter_col = (
         1 + fields.index(FIELD_RUN_SECONDS_TOTAL) if FIELD_RUN_SECONDS_TOTAL in fields else None
     )
-    code_of = STATE_CODE.get
     only = _ids_clause(names)
     for start in range(lo_ms, hi_ms, _FETCH_CHUNK_MS):
         stop = min(start + _FETCH_CHUNK_MS, hi_ms)
@@ -604,17 +594,9 @@ def _fetch_rows_by_id(
             ts, codes, counter_ts, counter_values = out.setdefault(
                 series.tags[TAG_MACHINE], ([], [], [], [])
             )
-            rows = series.values
-            ts.extend(row[0] for row in rows)
-            if state_col is None:
-                codes.extend([NO_STATE] * len(rows))
-            else:
-                codes.extend(code_of(row[state_col], NO_STATE) for row in rows)
-            if counter_col is not None:
-                for row in rows:
-                    if row[counter_col] is not None:
-                        counter_ts.append(row[0])
-                        counter_values.append(row[counter_col])
+            _append_rows(
+                series.values, state_col, counter_col, (ts, codes, counter_ts, counter_values)
+            )
     return out
 
 
@@ -711,3 +693,25 @@ def machine_usage(
     )
     # Keep the caller's datetimes (and zone) rather than the UTC round trip.
     return replace(series.usage(0), start=start, end=end)
+
+
+def _append_rows(
+    rows: list[list[Any]],
+    state_col: int | None,
+    counter_col: int | None,
+    into: tuple[list[int], list[int], list[int], list[float]],
+) -> None:
+    """Append query rows (time first) to one machine's columns: times, state codes, and
+    the counter's readings where the row has one."""
+    ts, codes, counter_ts, counter_values = into
+    ts.extend(row[0] for row in rows)
+    if state_col is None:
+        codes.extend([NO_STATE] * len(rows))
+    else:
+        code_of = STATE_CODE.get
+        codes.extend(code_of(row[state_col], NO_STATE) for row in rows)
+    if counter_col is not None:
+        for row in rows:
+            if row[counter_col] is not None:
+                counter_ts.append(row[0])
+                counter_values.append(row[counter_col])
