@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from contract import ContractError, MachineRef, Status, Telemetry, to_epoch_ms
 from ingest.sequence import Gap, Hole
@@ -157,6 +158,18 @@ def gap_point(gap: Gap, cause: str, worker: str) -> Point:
     if gap.samples is not None:
         fields[FIELD_SAMPLES] = float(gap.samples)
     return Point(INGEST_GAPS, machine_tags(gap.ref), fields, gap.key_ns)
+
+
+def gap_copy(row: Mapping[str, Any]) -> Point:
+    """The ``ingest_gaps`` point a query row (``SELECT *``, ``epoch="ns"``) was read from:
+    same series, time and fields (numbers are floats, the rest strings)."""
+    tags = {tag: row[tag] for tag in (TAG_SITE, TAG_LINE, TAG_MACHINE)}
+    fields: dict[str, FieldValue] = {
+        name: value if isinstance(value, str) else float(value)
+        for name, value in row.items()
+        if name != "time" and name not in tags and value is not None
+    }
+    return Point(INGEST_GAPS, tags, fields, int(row["time"]))
 
 
 def recovery_point(hole: Hole) -> Point:

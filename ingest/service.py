@@ -57,6 +57,7 @@ from ingest.metrics import IngestMetrics, IngestStats
 from ingest.mqtt import SYS_TOPICS, connect_properties, make_client, subscriptions
 from ingest.points import (
     MachineHour,
+    gap_copy,
     gap_point,
     recovery_point,
     sequence_point,
@@ -82,6 +83,7 @@ from store.schema import (
     INGEST_STATS,
     TAG_SITE,
     TAG_WORKER,
+    ingest_state_database,
 )
 
 log = logging.getLogger(__name__)
@@ -127,6 +129,9 @@ class IngestService:
         self.metrics = IngestMetrics()
         self.metrics_port: int | None = None
         self._influx = InfluxClient.from_settings(settings)
+        # Where the ingest keeps the copy of its bookkeeping it reads back at start: its
+        # account needs no READ on the telemetry (store/schema.py, docs/security.md).
+        self._state_db = self._influx.sibling(ingest_state_database(settings.influx_db))
         self._abandon = threading.Event()  # shutdown deadline passed: stop retrying
         self._writer = InfluxWriter(
             self._influx,
@@ -189,10 +194,11 @@ class IngestService:
         if self._started:
             raise IngestError("this IngestService was already started; create a new one")
         self._started = True
-        try:
-            self._influx.ensure_database()
-        except InfluxError as exc:  # the writer creates it later (404 → create → retry)
-            log.warning("cannot create database %r yet: %s", self.settings.influx_db, exc)
+        for client in (self._influx, self._state_db):
+            try:
+                client.ensure_database()
+            except InfluxError as exc:  # the writer creates it later (404 → create → retry)
+                log.warning("cannot create database %r yet: %s", client.database, exc)
         if self.options.metrics_port:
             self.metrics_port = self.metrics.serve(
                 self.options.metrics_port, self.options.metrics_addr
@@ -238,6 +244,7 @@ class IngestService:
             self._sparkplug_host.close()
         self.metrics.close()
         self._influx.close()
+        self._state_db.close()
         self._deadletters.close()
         return self.stats
 
@@ -520,9 +527,14 @@ class IngestService:
         return batch
 
     def _handle(self, batch: list[Delivery]) -> None:
-        """Follow the sequences, write the points and the bookkeeping in one request (on a
-        400: isolate the bad messages, then the bookkeeping alone), store the dead letters,
-        then acknowledge."""
+        """Follow the sequences, write the ingest's state copy, then the points and the
+        bookkeeping in one request (on a 400: isolate the bad messages, then the
+        bookkeeping alone), store the dead letters, then acknowledge.
+
+        The state copy goes first: if the process dies between the two writes, the restart
+        resumes from it, treats the redelivered messages as duplicates (their points are
+        written anyway) and rewrites the gaps the main database may lack (``_restore_sequences``).
+        The other order would detect those gaps again, under new keys: counted twice."""
         if not self._restored:
             self._writer.call(self._restore_sequences, "reading where the sequences stand")
         refused = {id(d): d.decoded.error for d in batch if not d.decoded.valid}
@@ -535,7 +547,19 @@ class IngestService:
             touched.update(delivery.decoded.touched)
 
         def bookkeeping() -> bytes:  # stamped when the write lands: a retry cannot hide it
-            return self._bookkeeping(touched, gap_points, moved, time.time_ns())
+            now_ns = time.time_ns()
+            markers = touched_markers(touched, now_ns)
+            return encode_points(markers + self._state_points(gap_points, moved, now_ns))
+
+        if self._tracker is not None:
+            try:
+                self._writer.write(
+                    lambda: encode_points(self._state_points(gap_points, moved, time.time_ns())),
+                    precision="ns",
+                    to=self._state_db,
+                )
+            except InfluxWriteRejected as exc:
+                log.error("InfluxDB rejected the ingest's state points: %s", exc)
 
         lines = b"\n".join(d.decoded.lines for d in good if d.decoded.lines)
         try:
@@ -557,20 +581,17 @@ class IngestService:
         for delivery in batch:
             self._ack(delivery)
 
-    def _bookkeeping(
-        self,
-        touched: Counter[MachineHour],
-        gap_points: list[Point],
-        moved: set[MachineRef],
-        now_ns: int,
-    ) -> bytes:
-        points = touched_markers(touched, now_ns) + gap_points
+    def _state_points(
+        self, gap_points: list[Point], moved: set[MachineRef], now_ns: int
+    ) -> list[Point]:
+        """The gaps found and where the moved machines' sequences stand."""
+        points = list(gap_points)
         if self._tracker is not None:
             for ref in sorted(moved):
                 high = self._tracker.high(ref)
                 if high is not None:
                     points.append(sequence_point(ref, *high, self.options.client_id, now_ns))
-        return encode_points(points)
+        return points
 
     def _store_deadletters(
         self, deliveries: list[Delivery], reasons: dict[int, str | None]
@@ -698,20 +719,23 @@ class IngestService:
         self._gap_log_at = now
 
     def _restore_sequences(self) -> None:
-        """Resume each machine's sequence from InfluxDB (``ingest_sequence``, open
-        ``ingest_gaps``); raises ``InfluxError`` while InfluxDB cannot answer (the writer's
-        ``call`` retries it)."""
+        """Resume each machine's sequence from the ingest's state database
+        (``ingest_sequence``, open ``ingest_gaps``), and rewrite its recent gaps into the
+        main database, which may lack the last batch's (see ``_handle``; same series and
+        time, so rewriting is idempotent). Raises ``InfluxError`` while InfluxDB cannot
+        answer (the writer's ``call`` retries it)."""
         tracker = self._tracker
         assert tracker is not None
         site = self.options.site
         where = "" if site == "+" else f" WHERE {TAG_SITE} = {quote_string(site)}"
         also = "" if site == "+" else f" AND {TAG_SITE} = {quote_string(site)}"
         self._influx.ensure_database()
-        rows = self._influx.query_rows(
+        self._state_db.ensure_database()
+        rows = self._state_db.query_rows(
             f'SELECT last("seq") AS seq, last("end_offset") AS end_offset '
             f"FROM {INGEST_SEQUENCE}{where} GROUP BY site, line, machine"
         )
-        gaps = self._influx.query_rows(
+        gaps = self._state_db.query_rows(
             f"SELECT * FROM {INGEST_GAPS} WHERE time > now() - {GAP_RESTORE_DAYS}d{also} "
             "GROUP BY site, line, machine",
             epoch="ns",
@@ -720,6 +744,9 @@ class IngestService:
             end = int(row["end_offset"])
             ref = MachineRef(row["site"], row["line"], row["machine"])
             tracker.restore(ref, int(row["seq"]), None if end < 0 else end)
+        # Writes nothing the main database does not already hold, but what the last batch
+        # before a crash may have left out (see ``_handle``).
+        self._influx.write_lines(encode_points(map(gap_copy, gaps)), precision="ns")
         reopened = 0
         for row in gaps:
             messages, recovered = int(row["messages"]), int(row["recovered_messages"] or 0)

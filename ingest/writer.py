@@ -67,21 +67,32 @@ class InfluxWriter:
         self.in_outage = False  # writes have failed for outage_after seconds (and go on)
         self._rng = random.Random()
 
-    def write(self, body: bytes | Callable[[], bytes], precision: str = "ms") -> None:
+    def write(
+        self,
+        body: bytes | Callable[[], bytes],
+        precision: str = "ms",
+        *,
+        to: InfluxClient | None = None,
+    ) -> None:
         """Write until InfluxDB took it; raise ``InfluxWriteRejected`` on a 400, or
         ``WriteAbandoned`` once ``abandon`` is set. A callable body is encoded afresh for
-        each attempt (markers stamped with the wall time of the write that lands)."""
+        each attempt (markers stamped with the wall time of the write that lands).
+        ``to``: a client for another database (default: this writer's)."""
+        client = to or self.client
 
         def attempt() -> None:
             started = time.monotonic()
-            self.client.write_lines(body() if callable(body) else body, precision)
+            client.write_lines(body() if callable(body) else body, precision)
             self._on_write(time.monotonic() - started)
 
-        self.call(attempt, "write")
+        self.call(attempt, "write", database=client)
 
-    def call(self, work: Callable[[], T], what: str = "request") -> T:
+    def call(
+        self, work: Callable[[], T], what: str = "request", *, database: InfluxClient | None = None
+    ) -> T:
         """Run ``work`` (one InfluxDB request) until it succeeds, with the retries, backoff
-        and outage reporting of ``write``; other errors (a 400) are raised at once."""
+        and outage reporting of ``write``; other errors (a 400) are raised at once. On a
+        404 the database of ``database`` (default: this writer's client) is created."""
         attempt = 0
         failing_since: float | None = None
         while True:
@@ -96,7 +107,7 @@ class InfluxWriter:
                 attempt = max(attempt, 62)  # no point hurrying: a human must fix it
             except InfluxQueryError as exc:  # 404: the database is missing (dropped?)
                 problem = f"{exc}; creating the database"
-                self._ensure_database()
+                self._ensure_database(database or self.client)
             else:
                 if failing_since is not None:
                     log.warning(
@@ -140,8 +151,8 @@ class InfluxWriter:
                 items[half:], lines
             )
 
-    def _ensure_database(self) -> None:
+    def _ensure_database(self, client: InfluxClient) -> None:
         try:
-            self.client.ensure_database()
+            client.ensure_database()
         except InfluxError as exc:
-            log.warning("cannot create database %r: %s", self.client.database, exc)
+            log.warning("cannot create database %r: %s", client.database, exc)

@@ -29,7 +29,7 @@ from contract import (
     parse_ingest_state_topic,
 )
 from contract.settings import RunhoursSettings
-from store import InfluxClient, InfluxError
+from store import InfluxClient, InfluxError, InfluxForbidden
 
 Status = Literal["ok", "warn", "fail"]
 PROBE_ROOT = f"{ROOT}/probe"  # the queue probe's own topics (docs/deploy.md, the ACL)
@@ -96,6 +96,13 @@ def check_influx(settings: RunhoursSettings) -> Check:
     try:
         with InfluxClient.from_settings(settings) as client:
             client.query("SHOW MEASUREMENTS LIMIT 1")
+    except InfluxForbidden:  # valid credentials: the ingest's account writes, never reads
+        return Check(
+            "InfluxDB",
+            "ok",
+            f"{settings.influx_url}, database {settings.influx_db!r} "
+            f"(user {settings.influx_user!r} may write it, not read it)",
+        )
     except InfluxError as exc:
         return Check("InfluxDB", "fail", str(exc))
     return Check("InfluxDB", "ok", f"{settings.influx_url}, database {settings.influx_db!r}")
@@ -203,6 +210,14 @@ def check_delivery(settings: RunhoursSettings, since: timedelta) -> Check:
     try:
         with InfluxClient.from_settings(settings) as client:
             machines, _ = delivery_status(client, start)
+    except InfluxForbidden:
+        return Check(
+            "delivery",
+            "warn",
+            f"not checked: user {settings.influx_user!r} may not read the database (the "
+            "ingest's account only writes); run the doctor again with an account that reads "
+            "it, e.g. RUNHOURS_INFLUX_USER=analytics and its password (docs/security.md)",
+        )
     except InfluxError as exc:
         return Check("delivery", "fail", str(exc))
     lost = [m for m in machines if m.troubled]

@@ -34,6 +34,10 @@ class InfluxAuthError(InfluxError):
     """401/403: credentials are missing or wrong; retrying will not help."""
 
 
+class InfluxForbidden(InfluxAuthError):
+    """403: the credentials are valid, the account lacks the privilege (docs/security.md)."""
+
+
 class InfluxWriteRejected(InfluxError):
     """400 on /write: some points are malformed or conflict with a field's type.
 
@@ -131,6 +135,20 @@ class InfluxClient:
         headers = {"Authorization": f"Token {token}"} if token else {}
         auth = httpx.BasicAuth(username, password or "") if username else None
         self._http = httpx.Client(base_url=self.url, headers=headers, auth=auth, timeout=timeout)
+        self._credentials = (username, password, token, timeout)
+
+    def sibling(self, database: str) -> InfluxClient:
+        """A client for another database on the same server, with the same credentials."""
+        username, password, token, timeout = self._credentials
+        return InfluxClient(
+            self.url,
+            database,
+            username=username,
+            password=password,
+            token=token,
+            timeout=timeout,
+            gzip_writes=self.gzip_writes,
+        )
 
     @classmethod
     def from_settings(cls, settings: InfluxSettings, *, timeout: float = 10.0) -> InfluxClient:
@@ -170,7 +188,7 @@ class InfluxClient:
             )
         if response.status_code == 403:
             who = f"user {self.username!r}" if self.username else "these credentials"
-            raise InfluxAuthError(
+            raise InfluxForbidden(
                 f"InfluxDB at {self.url}: {who} may not do this (403: "
                 f"{_error_text(response)}); an admin grants privileges (docs/security.md)"
             )

@@ -67,6 +67,14 @@ INGEST_SEQUENCE: Final = "ingest_sequence"
 FIELD_SEQ: Final = "seq"
 FIELD_END_OFFSET: Final = "end_offset"
 
+
+def ingest_state_database(database: str) -> str:
+    """The ingest's own database beside ``database``: a copy of its ``ingest_sequence`` and
+    ``ingest_gaps`` points, the only thing it reads back (at start), so that its account
+    may write telemetry without reading it (docs/security.md). Readers use ``database``."""
+    return f"{database}_ingest"
+
+
 # Ingest health, one point per worker every few seconds (tag `worker`): fields
 # `messages_received`, `messages_invalid`, `points_written` (running totals),
 # `write_latency_ms`, `batch_points`, `queue_depth`, and `broker_dropped` (the broker's

@@ -19,6 +19,7 @@ from contract.settings import RunhoursSettings
 from runhours.security import SecurityDir
 from runhours.services import LocalServices, free_port
 from store import InfluxClient
+from store.schema import ingest_state_database
 
 # A test that uses one of these (directly or through `settings`, `influx`, …) needs a real
 # Mosquitto or InfluxDB: it is marked `services`. The first three are this file's; the
@@ -125,4 +126,5 @@ def influx(settings: RunhoursSettings) -> Iterator[InfluxClient]:
     with InfluxClient(settings.influx_url, settings.influx_db) as client:
         client.ensure_database()
         yield client
-        client.query(f'DROP DATABASE "{settings.influx_db}"', epoch=None)
+        for database in (settings.influx_db, ingest_state_database(settings.influx_db)):
+            client.query(f'DROP DATABASE "{database}"', epoch=None)

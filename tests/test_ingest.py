@@ -48,9 +48,12 @@ from ingest import (
     telemetry_points,
     touched_markers,
 )
+from ingest.points import gap_point, sequence_point
+from ingest.sequence import Gap
 from runhours.cli import app as cli
 from runhours.services import LocalServices, free_port
 from store import InfluxClient, encode_points
+from store.schema import ingest_state_database
 from tests import test_edge
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -799,6 +802,43 @@ def test_sequence_gaps_are_reported_exactly_and_late_messages_recover_them(
     assert result.exit_code == 1, result.output  # something was lost
     assert "lost in transit 2 messages (10 samples)" in result.output
     assert f"{test_id}/l1/m-1" in result.output
+
+
+def test_a_restart_rewrites_the_gaps_a_crash_kept_from_the_main_database(
+    settings: RunhoursSettings, influx: InfluxClient, publisher: Publisher, test_id: str
+) -> None:
+    """The ingest writes its state copy first, then the points: a worker that died between
+    the two left a gap (seq 2-3) in its state database only. The next worker resumes from
+    the state, writes that gap into the main database (same point), and does not count it
+    again when the messages of the batch come back."""
+    ref = MachineRef(test_id, "l1", "m-1")
+    key_ns = time.time_ns() - 60_000_000_123  # found a minute ago
+    state = influx.sibling(ingest_state_database(settings.influx_db))
+    with state:
+        state.ensure_database()
+        state.write_lines(
+            encode_points(
+                [
+                    gap_point(Gap(ref, 2, 3, 10, key_ns), "unknown", "dead-worker"),
+                    sequence_point(ref, 4, 25, "dead-worker", time.time_ns()),
+                ]
+            ),
+            precision="ns",
+        )
+    assert influx.query_rows("SELECT * FROM ingest_gaps") == []
+    with IngestService(ingest_settings(settings)) as worker:
+        for seq in (4, 5):  # 4: redelivered (never acknowledged), 5: the next one
+            body = telemetry("m-1", seq, T0 + seq * 1000, offset=5 * seq)
+            publisher.publish(topic(test_id, "m-1"), body)
+        wait_for(
+            lambda: worker.stats.messages_received == 2 and worker.stats.held == 0, 10, "settled"
+        )
+        assert (worker.stats.gaps, worker.stats.duplicates) == (0, 1)
+    rows = influx.query_rows("SELECT * FROM ingest_gaps", epoch="ns")
+    assert [
+        (r["time"], r["first_seq"], r["last_seq"], r["samples"], r["worker"]) for r in rows
+    ] == [(key_ns, 2, 3, 10, "dead-worker")]
+    assert count(influx) == 5 * 2
 
 
 def test_dead_letters_are_stored_before_the_ack_and_replayed_once_the_cause_is_fixed(

@@ -12,6 +12,7 @@ from runhours.security.errors import SecurityError
 from runhours.security.layout import ROLES, SecurityDir
 from store import InfluxClient, InfluxError, quote_ident
 from store.client import InfluxAuthError
+from store.schema import ingest_state_database
 
 
 def _literal(text: str) -> str:
@@ -50,7 +51,9 @@ def ensure_users(security: SecurityDir, url: str, database: str) -> list[str]:
             done.append("created the InfluxDB admin user")
         except InfluxError as exc:
             raise SecurityError(f"InfluxDB at {url}: {scrub(str(exc), *passwords)}") from None
-        run(admin, f"CREATE DATABASE {quote_ident(database)}")
+        state = ingest_state_database(database)
+        for name in (database, state):
+            run(admin, f"CREATE DATABASE {quote_ident(name)}")
         existing = {row["user"] for row in admin.query_rows("SHOW USERS", epoch=None)}
         for role in ROLES:
             if role.influx in (None, "ADMIN"):
@@ -62,5 +65,11 @@ def ensure_users(security: SecurityDir, url: str, database: str) -> list[str]:
             else:
                 run(admin, f"CREATE USER {user} WITH PASSWORD {password}")
                 done.append(f"created InfluxDB user {role.name} ({role.influx} on {database})")
-            run(admin, f"GRANT {role.influx} ON {quote_ident(database)} TO {user}")
+            # GRANT replaces the privilege a user had on a database; REVOKE ALL first makes
+            # "none" (no influx_state) take effect on an older deployment too.
+            for name, privilege in ((database, role.influx), (state, role.influx_state)):
+                if privilege is None:
+                    run(admin, f"REVOKE ALL PRIVILEGES ON {quote_ident(name)} FROM {user}")
+                else:
+                    run(admin, f"GRANT {privilege} ON {quote_ident(name)} TO {user}")
     return done

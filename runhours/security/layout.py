@@ -38,25 +38,29 @@ Privilege = Literal["WRITE", "READ", "ALL", "ADMIN"]
 
 @dataclass(frozen=True)
 class Role:
-    """A service account: its broker user (if it uses the broker) and its InfluxDB rights.
+    """A service account: its broker user (if it uses the broker) and its InfluxDB rights,
+    on the database (``influx``) and on the ingest's state database beside it
+    (``influx_state``, store/schema.py).
 
-    InfluxDB 1.x grants per database, not per measurement: analytics reads telemetry and
-    writes its own measurements (rollups, alerts, maintenance), and the ingest writes
-    telemetry and reads back its own bookkeeping (``ingest_sequence``, ``ingest_gaps``, to
-    resume gap detection after a restart); 1.x can express either only as ALL on the
-    database (see docs/security.md)."""
+    InfluxDB 1.x grants per database, not per measurement. The ingest only writes the
+    database; it reads back nothing but its own bookkeeping, which it keeps in its state
+    database. Analytics reads telemetry and writes its own measurements (rollups, alerts,
+    maintenance): 1.x can express that only as ALL on the database (docs/security.md)."""
 
     name: str
     mqtt: bool
     influx: Privilege | None
     what: str
+    influx_state: Privilege | None = None
 
 
 ROLES: tuple[Role, ...] = (
-    Role("ingest", True, "ALL", "stores telemetry and statuses, writes dead letters"),
-    Role("analytics", True, "ALL", "alerts, rollups, maintenance; the alert console"),
-    Role("grafana", False, "READ", "dashboards (and `runhours dashboards check`): read only"),
-    Role("admin", False, "ADMIN", "creates the database and the users above; nothing else"),
+    Role("ingest", True, "WRITE", "stores telemetry and statuses, writes dead letters", "ALL"),
+    Role("analytics", True, "ALL", "alerts, rollups, maintenance; the alert console", "READ"),
+    Role(
+        "grafana", False, "READ", "dashboards (and `runhours dashboards check`): read only", "READ"
+    ),
+    Role("admin", False, "ADMIN", "creates the databases and the users above; nothing else"),
 )
 ROLES_BY_NAME = {role.name: role for role in ROLES}
 
