@@ -37,6 +37,7 @@ from ingest.config import IngestSettings
 from runhours.cli import app
 from runhours.security import SecurityDir
 from runhours.security.compose import init_compose
+from runhours.security.layout import ROLES
 from runhours.security.mosquitto import check_password
 from simulators import fleet
 
@@ -417,8 +418,17 @@ def test_database_users_have_one_role_each(compose: dict[str, Any], secrets: Sec
     # test_deploy_influxdb.py), with the passwords of the env file.
     script = _mounts(service)["/docker-entrypoint-initdb.d/runhours-users.sh"]
     assert script == "./deploy/influxdb/init-users.sh"
-    granted = dict(re.findall(r"^runhours_user (\w+) (\w+) ", (REPO / script).read_text(), re.M))
-    assert granted == {"ingest": "ALL", "analytics": "ALL", "grafana": "READ"}
+    # The same privileges as `runhours services up --secure` gives (runhours/security/layout.py).
+    lines = re.findall(
+        r'^runhours_user (\w+) (\w+) "[^"]*" ?(\w*)$', (REPO / script).read_text(), re.M
+    )
+    granted = {name: (privilege, state or None) for name, privilege, state in lines}
+    assert granted == {
+        role.name: (role.influx, role.influx_state)
+        for role in ROLES
+        if role.influx not in (None, "ADMIN")
+    }
+    assert granted["ingest"] == ("WRITE", "ALL")  # write-only on the telemetry
     for name in sorted(RUNHOURS_SERVICES - {"fleet"}):
         variables = _environment(compose["services"][name], secrets)
         assert urlsplit(variables["RUNHOURS_INFLUX_URL"]).netloc == "influxdb:8086"
