@@ -10,7 +10,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 COPY pyproject.toml README.md ./
-COPY contract ./contract
+COPY common ./common
+COPY wire ./wire
 COPY store ./store
 COPY simulators ./simulators
 COPY edge ./edge

@@ -27,9 +27,9 @@ from analytics.machines import MachineKey
 from analytics.plant import Plant, PlantError
 from analytics.shifts import ShiftRun
 from analytics.stops import Stop
-from contract import from_epoch_ms, to_epoch_ms
 from store import InfluxClient
 from store.schema import UNASSIGNED
+from wire import from_epoch_ms, to_epoch_ms
 
 STORE_FILE = "downtime.sqlite3"
 LOOK_AROUND = timedelta(days=1)  # a stop lies in one shift run: at most a day long

@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple, TypeVar
 
-from contract import validate_id
-from contract.errors import ContractError, RunhoursError
+from common.errors import RunhoursError
 from store import InfluxClient, quote_ident, quote_string
 from store.schema import TAG_MACHINE, TAG_SITE, TELEMETRY
+from wire import validate_id
+from wire.errors import WireError
 
 
 class MachineError(RunhoursError, ValueError):
@@ -44,7 +45,7 @@ def parse_machine(text: str) -> tuple[str | None, str]:
     try:
         machine = validate_id(parts[-1], "machine")
         site = validate_id(parts[0], "site") if len(parts) == 2 else None
-    except ContractError as exc:
+    except WireError as exc:
         raise MachineError(str(exc).split(": ", 1)[-1]) from None
     return site, machine
 

@@ -15,8 +15,8 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from contract import from_epoch_ms, to_epoch_ms
-from contract.errors import RunhoursError
+from common.errors import RunhoursError
+from wire import from_epoch_ms, to_epoch_ms
 
 PeriodKind = Literal["month", "quarter", "week"]
 BucketSize = Literal["hour", "day", "month"]

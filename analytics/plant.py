@@ -45,9 +45,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from analytics.machines import MachineKey
 from analytics.shifts import Schedule, ScheduleError, Shift, parse_clock, parse_span, weekday
-from contract import STATES, State
-from contract.settings import describe_validation_error, read_toml
-from contract.times import Duration
+from common.settings import describe_validation_error, read_toml
+from common.times import Duration
+from wire import STATES, State
 
 DEFAULT_PLANT = Path(__file__).resolve().parents[1] / "examples" / "plant.toml"
 REASON_CODE = re.compile(r"[A-Za-z0-9_.-]{1,32}")

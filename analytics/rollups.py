@@ -68,8 +68,7 @@ from analytics.usage import (
     series_from_samples,
     telemetry_fields,
 )
-from contract import STATES, from_epoch_ms
-from contract.errors import RunhoursError
+from common.errors import RunhoursError
 from store import InfluxClient, Point, quote_ident, quote_string
 from store.lineprotocol import FieldValue
 from store.schema import (
@@ -95,6 +94,7 @@ from store.schema import (
     USAGE_HOURLY,
     state_seconds_field,
 )
+from wire import STATES, from_epoch_ms
 
 STATE_FIELDS = [state_seconds_field(state) for state in STATES]
 COUNT_FIELDS = dict(

@@ -42,11 +42,11 @@ from analytics.downtime import DowntimeStore
 from analytics.floor_points import default_floor_state, refresh_floor
 from analytics.plant import DEFAULT_PLANT, Plant, load_plant
 from analytics.rollups import default_state_file, refresh_rollups
-from contract import from_epoch_ms, to_epoch_ms
-from contract.errors import RunhoursError
-from contract.settings import RunhoursSettings
-from contract.times import Duration
+from common.errors import RunhoursError
+from common.settings import RunhoursSettings
+from common.times import Duration
 from store import InfluxClient
+from wire import from_epoch_ms, to_epoch_ms
 
 if TYPE_CHECKING:
     from analytics.console.server import ConsoleServer

@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from analytics.usage import NO_STATE, Int8Array, effective_states
-from contract import STATES
+from wire import STATES
 
 IntArray = npt.NDArray[np.int64]
 RUNNING = STATES.index("running")

@@ -58,9 +58,9 @@ from analytics.machines import (
     resolve_machines,
 )
 from analytics.periods import as_datetime, to_ms
-from contract import STATES
 from store import InfluxClient, quote_ident
 from store.schema import FIELD_RUN_SECONDS_TOTAL, FIELD_STATE, TAG_MACHINE, TELEMETRY
+from wire import STATES
 
 Int8Array = npt.NDArray[np.int8]
 
@@ -267,7 +267,7 @@ class UsageSeries:
     """One machine's exact usage per bucket, in integer milliseconds (what billing sums).
 
     ``edges_ms`` has one more entry than there are buckets; ``state_ms`` columns follow
-    ``contract.STATES`` and ``counter_counts`` columns ``analytics.counters.ANOMALY_KINDS``.
+    ``wire.STATES`` and ``counter_counts`` columns ``analytics.counters.ANOMALY_KINDS``.
     Gaps: ``gap_count`` per bucket, and whether it starts / ends inside a gap (so that
     consecutive buckets add up, see :func:`gaps_by_bucket`).
     """

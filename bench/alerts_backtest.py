@@ -18,9 +18,9 @@ from pathlib import Path
 from analytics.alerts import DEFAULT_RULES, load_rules
 from analytics.alerts.backtest import ANY, Run, machine_days, replay_window, score
 from analytics.alerts.samples import window_from_samples
-from contract import MachineRef
 from runhours.backtest import SimulatedFleet, failures_from_truth
 from simulators import MachineSim, fleet
+from wire import MachineRef
 
 
 def main(argv: list[str] | None = None) -> int:

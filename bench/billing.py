@@ -27,9 +27,9 @@ import numpy as np
 from analytics.billing import build_statements, parse_contracts, to_csv
 from analytics.periods import calendar_period, zone
 from analytics.rollups import rebuild_rollups
-from contract import STATES
 from runhours.services import LocalServices, free_port
 from store import InfluxClient
+from wire import STATES
 
 BATCH = 50_000
 # How often the machines are in each state (a busy two-shift plant), and mean segment length.

@@ -31,7 +31,12 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from contract import (
+from edge import AgentOptions, Broker, EdgeAgent, EdgeReading, SampleBuffer
+from edge.buffer import Batch, encode_counters
+from edge.mqtt import Broker as MqttBroker
+from edge.wire import telemetry_payload
+from runhours.services import LocalServices, free_port
+from wire import (
     IngestState,
     MachineRef,
     Sample,
@@ -40,11 +45,6 @@ from contract import (
     from_epoch_ms,
     ingest_state_topic,
 )
-from edge import AgentOptions, Broker, EdgeAgent, EdgeReading, SampleBuffer
-from edge.buffer import Batch, encode_counters
-from edge.mqtt import Broker as MqttBroker
-from edge.wire import telemetry_payload
-from runhours.services import LocalServices, free_port
 
 SITE = "bench"
 T0 = 1_772_409_600_000

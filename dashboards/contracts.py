@@ -3,7 +3,7 @@
 The file is the billing engine's public format (``[[contract]]`` with ``id``,
 ``timezone``, ``billable_states``, ``minimum_hours`` and ``[[contract.machine]]`` ids,
 ``site/machine`` or bare); dashboards may not import the billing code, so this reads
-just those keys, through the same reader (``contract.settings.read_toml``, numbers as
+just those keys, through the same reader (``common.settings.read_toml``, numbers as
 exact decimals). Effective dates, terms, tiers and rounding are the billing export's
 business: the dashboard shows metered hours, the statement is the authority.
 """
@@ -16,8 +16,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from contract.errors import RunhoursError
-from contract.settings import read_toml
+from common.errors import RunhoursError
+from common.settings import read_toml
 
 # Billing period → Grafana's relative range for "this period so far".
 PERIODS = {"month": "now/M", "quarter": "now/fQ", "week": "now/w"}

@@ -2,7 +2,7 @@
 
 Every sample is committed to a SQLite buffer before it is published and removed only after
 the broker acknowledged the message that carried it (store-and-forward, at-least-once).
-May import only ``contract`` (docs/design.md); in-process fleets hand readings to ``submit``.
+May import only ``common`` and ``wire`` (docs/design.md); in-process fleets hand readings to ``submit``.
 
 >>> from edge import EdgeAgent, SampleBuffer, Broker, EdgeReading
 >>> agent = EdgeAgent(MachineRef("plant1", "line-a", "cnc-01"),

@@ -45,23 +45,23 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from contract import (
+from common.backoff import backoff_delay
+from edge.buffer import Batch, EdgeBufferError, SampleBuffer
+from edge.mqtt import Broker, Client, MqttError, NoSubscribers, Will
+from edge.readings import Reading
+from edge.wire import telemetry_payload
+from wire import (
     INGEST_STATE_SUBSCRIPTION,
-    ContractError,
     IngestState,
     MachineRef,
     Status,
+    WireError,
     decode_ingest_state,
     encode_status,
     parse_ingest_state_topic,
     status_topic,
     telemetry_topic,
 )
-from contract.backoff import backoff_delay
-from edge.buffer import Batch, EdgeBufferError, SampleBuffer
-from edge.mqtt import Broker, Client, MqttError, NoSubscribers, Will
-from edge.readings import Reading
-from edge.wire import telemetry_payload
 
 log = logging.getLogger("runhours.edge.agent")
 
@@ -431,7 +431,7 @@ class EdgeAgent:
                     state = None
                 else:
                     state = decode_ingest_state(message.payload)
-            except ContractError as exc:
+            except WireError as exc:
                 log.warning("%s: ignoring an ingest state: %s", self.ref.machine, exc)
                 continue
             before = self.ingest_online

@@ -56,9 +56,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from contract import ContractError, encode_sample
-from contract.errors import RunhoursError
+from common.errors import RunhoursError
 from edge.readings import Reading
+from wire import WireError, encode_sample
 
 log = logging.getLogger("runhours.edge.buffer")
 
@@ -75,7 +75,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS samples (
     id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: the historical watermark needs it
     added_ms INTEGER NOT NULL,             -- wall clock at append, for max_age
-    body BLOB NOT NULL,                    -- the sample's wire JSON (contract.encode_sample)
+    body BLOB NOT NULL,                    -- the sample's wire JSON (wire.encode_sample)
     counters BLOB                          -- the machine's counters at this sample, JSON
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -125,11 +125,11 @@ def encode_counters(counters: Mapping[str, float]) -> bytes | None:
     for name, value in counters.items():
         if name not in _CHECKED_NAMES:
             if not COUNTER_NAME.fullmatch(name):
-                raise ContractError(f"counters: name {name!r} must match [a-z][a-z0-9_]{{0,63}}")
+                raise WireError(f"counters: name {name!r} must match [a-z][a-z0-9_]{{0,63}}")
             _CHECKED_NAMES.add(name)
         number = float(value)
         if not math.isfinite(number):
-            raise ContractError(f"counters: {name!r} is not a finite number: {value}")
+            raise WireError(f"counters: {name!r} is not a finite number: {value}")
         parts.append(f'"{name}":{number!r}')
     return ("{" + ",".join(parts) + "}").encode()
 

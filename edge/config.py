@@ -23,23 +23,23 @@ from pydantic import (
     model_validator,
 )
 
-from contract import MachineRef
-from contract.settings import RunhoursSettings
-from contract.times import parse_duration
-from contract.topics import ID_PATTERN
+from common.settings import RunhoursSettings
+from common.times import parse_duration
 from edge.agent import AgentOptions
 from edge.buffer import SampleBuffer
 from edge.modbus_map import ModbusSource
 from edge.mqtt import Broker
 from edge.opcua_config import OpcuaSource
 from edge.sources import CsvColumns
+from wire import MachineRef
+from wire.topics import ID_PATTERN
 
 _SECONDS = re.compile(r"\d+(?:\.\d+)?")
 
 
 def seconds(value: Any) -> float:
     """Seconds (> 0) from a number or a duration such as ``"90s"``, ``"15m"``, ``"7d"``
-    (``contract.times``, the one reader of durations). A bare number in a string (``"30"``,
+    (``common.times``, the one reader of durations). A bare number in a string (``"30"``,
     as an environment variable gives it) is seconds."""
     bare = isinstance(value, str) and _SECONDS.fullmatch(value.strip())
     duration = parse_duration(float(value) if bare else value).total_seconds()

@@ -21,9 +21,8 @@ from typing import Any
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
-from contract import Sample, State, from_epoch_ms
-from contract.backoff import backoff_delay
-from contract.errors import RunhoursError
+from common.backoff import backoff_delay
+from common.errors import RunhoursError
 from edge.buffer import SampleBuffer
 from edge.modbus_map import (
     ModbusSource,
@@ -32,6 +31,7 @@ from edge.modbus_map import (
     unwrap,
 )
 from edge.readings import EdgeReading
+from wire import Sample, State, from_epoch_ms
 
 log = logging.getLogger("runhours.edge.modbus")
 

@@ -18,8 +18,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from contract import STATES, State
-from contract.payloads import VALUE_NAME
+from wire import STATES, State
+from wire.payloads import VALUE_NAME
 
 Table = Literal["holding", "input", "coil", "discrete"]
 RegisterType = Literal[

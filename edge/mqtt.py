@@ -32,8 +32,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
-from contract.errors import RunhoursError
-from contract.settings import MqttUrl, RunhoursSettings, tls_context
+from common.errors import RunhoursError
+from common.settings import MqttUrl, RunhoursSettings, tls_context
 
 
 class MqttError(RunhoursError):
@@ -493,7 +493,7 @@ class Broker:
         return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
 
     def tls_context(self) -> ssl.SSLContext | None:
-        """The TLS context (``contract.settings.tls_context``); ``None`` without TLS."""
+        """The TLS context (``common.settings.tls_context``); ``None`` without TLS."""
         if not self.tls:
             return None
         return tls_context(self.ca_file, self.cert_file, self.key_file, self.tls_insecure)

@@ -30,11 +30,11 @@ from asyncua.common.subscription import DataChangeEvent, StatusChangeEvent, Subs
 from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.uaerrors import UaError
 
-from contract import STATES, Sample, State, from_epoch_ms, to_epoch_ms
-from contract.backoff import backoff_delay
-from contract.errors import RunhoursError
+from common.backoff import backoff_delay
+from common.errors import RunhoursError
 from edge.opcua_config import COUNTER, NodeEntry, OpcuaMeter, OpcuaSource, OpcuaState, OpcuaValue
 from edge.readings import EdgeReading
+from wire import STATES, Sample, State, from_epoch_ms, to_epoch_ms
 
 log = logging.getLogger("runhours.edge.opcua")
 

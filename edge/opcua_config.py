@@ -9,8 +9,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from contract import State
-from contract.payloads import VALUE_NAME
+from wire import State
+from wire.payloads import VALUE_NAME
 
 COUNTER = "run_seconds_total"
 Security = Literal[

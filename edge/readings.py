@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import NamedTuple, Protocol
 
-from contract import Sample
+from wire import Sample
 
 
 class Reading(Protocol):

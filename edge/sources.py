@@ -2,7 +2,7 @@
 
 A source is an async iterator of reading lists (``AsyncIterator[Sequence[Reading]]``);
 ``feed`` hands them to an agent with backpressure. The edge's own source is a CSV replay;
-the simulator source is wired in ``runhours`` (edge may import only ``contract``).
+the simulator source is wired in ``runhours`` (edge may import only ``common`` and ``wire``).
 
 CSV replay format (a header row, then one sample per row, ordered by strictly increasing
 ``ts``)::
@@ -33,11 +33,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from contract import STATES, Sample, State, to_epoch_ms
-from contract.errors import RunhoursError
-from contract.payloads import VALUE_NAME
+from common.errors import RunhoursError
 from edge.agent import EdgeAgent
 from edge.readings import EdgeReading, Reading
+from wire import STATES, Sample, State, to_epoch_ms
+from wire.payloads import VALUE_NAME
 
 COUNTER_COLUMNS = frozenset({"run_seconds_total", "parts_total", "parts_good_total"})
 CHUNK = 500  # readings per hand-over at full speed

@@ -1,6 +1,6 @@
 """The ingest service: MQTT telemetry → validation → InfluxDB, at least once, no duplicates.
 
->>> from contract.settings import load_settings
+>>> from common.settings import load_settings
 >>> from ingest import IngestService, IngestSettings
 >>> settings = load_settings(IngestSettings, None, influx_db="runhours")
 >>> with IngestService(settings) as ingest:  # doctest: +SKIP

@@ -10,9 +10,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from contract import ContractError, State, validate_id
-from contract.payloads import VALUE_NAME
-from contract.settings import RunhoursSettings
+from common.settings import RunhoursSettings
+from wire import State, WireError, validate_id
+from wire.payloads import VALUE_NAME
 
 # MQTT 5 limits: Receive Maximum is a two-byte integer > 0, Session Expiry four bytes.
 RECEIVE_MAXIMUM_LIMIT = 65_535
@@ -185,7 +185,7 @@ class IngestOptions(BaseModel):
 def _id(value: str, what: str) -> str:
     try:
         return validate_id(value, what)
-    except ContractError as exc:
+    except WireError as exc:
         raise ValueError(str(exc).removeprefix(f"{what}: ")) from None
 
 

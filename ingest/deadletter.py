@@ -2,7 +2,7 @@
 
 Each one is first appended to a file under ``<data_dir>/deadletters/`` and fsync'd — only
 then is its original acknowledged — and then published (QoS 1, not retained) on
-``contract.deadletter_topic(original_topic)`` for whoever watches
+``wire.deadletter_topic(original_topic)`` for whoever watches
 ``runhours/v1/deadletter/#``. ``runhours deadletters list`` reads the files and
 ``runhours deadletters replay`` resubmits them once their cause is fixed.
 """

@@ -14,10 +14,10 @@ from typing import Any
 
 import orjson
 
-from contract import ContractError, MachineRef, decode_status, decode_telemetry, parse_topic
 from ingest.fastpath import fast_telemetry
 from ingest.points import MachineHour, status_point, telemetry_points, touched_hours
 from store import encode_points
+from wire import MachineRef, WireError, decode_status, decode_telemetry, parse_topic
 
 STATUS_LEAF = "/status"
 
@@ -116,7 +116,7 @@ def decode_message(
             offset=message.offset,
             samples=len(message.samples),
         )
-    except ContractError as exc:
+    except WireError as exc:
         return _refused(topic, payload, str(exc))
     except Exception as exc:  # a bug or an input we did not foresee must not stop the stream
         return _refused(topic, payload, f"cannot store the message: {type(exc).__name__}: {exc}")

@@ -3,7 +3,7 @@
 ``fast_telemetry`` takes the parsed JSON of a message and returns its line protocol only
 when the message is plainly valid (epoch-millisecond timestamps, known states, finite
 numbers, names that need no escaping); anything else returns ``None`` and goes the general
-way (``contract.decode_telemetry`` + ``ingest.points``), which accepts the same messages,
+way (``wire.decode_telemetry`` + ``ingest.points``), which accepts the same messages,
 writes the same bytes and says exactly what is wrong with the others. tests/test_fuzz.py
 checks both ways agree, byte for byte, on generated messages.
 
@@ -18,10 +18,10 @@ import re
 from collections import Counter
 from typing import Any
 
-from contract import MAX_SAMPLES, STATES, MachineRef
-from contract.payloads import MAX_TS_MS
 from ingest.points import HOUR_MS, RESERVED_FIELDS, MachineHour
 from store.schema import FIELD_STATE, TELEMETRY
+from wire import MAX_SAMPLES, STATES, MachineRef
+from wire.payloads import MAX_TS_MS
 
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _MESSAGE_KEYS = frozenset({"machine", "seq", "samples", "counters", "historical", "offset"})

@@ -12,9 +12,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from contract import status_subscription, telemetry_subscription
-from contract.sparkplug import data_subscriptions
 from ingest.config import IngestSettings
+from wire import status_subscription, telemetry_subscription
+from wire.sparkplug import data_subscriptions
 
 # The broker's own counters (Mosquitto): messages it dropped (queue limits), and its uptime
 # (which falls when it restarts). Read when the broker's ACL allows; nothing depends on them

@@ -10,7 +10,6 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from contract import ContractError, MachineRef, Status, Telemetry, to_epoch_ms
 from ingest.sequence import Gap, Hole
 from store import Point
 from store.lineprotocol import FieldValue
@@ -40,6 +39,7 @@ from store.schema import (
     TAG_SITE,
     TELEMETRY,
 )
+from wire import MachineRef, Status, Telemetry, WireError, to_epoch_ms
 
 HOUR_MS = 3_600_000
 
@@ -65,7 +65,7 @@ RESERVED_FIELDS: Mapping[str, str] = {
 def _check_names(names: Iterable[str], where: str) -> None:
     for name in names:
         if name in RESERVED_FIELDS:
-            raise ContractError(
+            raise WireError(
                 f"{where}.{name}: the name is reserved for {RESERVED_FIELDS[name]}; rename it"
             )
 
@@ -75,7 +75,7 @@ def telemetry_points(ref: MachineRef, message: Telemetry) -> list[Point]:
 
     Fields: every value (float), ``state`` when the sample has one, and the message's
     counters on its last sample (the counters were read at that instant). Raises
-    ``ContractError`` for names a point cannot carry: a value or counter named like a
+    ``WireError`` for names a point cannot carry: a value or counter named like a
     ``RESERVED_FIELDS`` entry (``state``, ``time``, a tag), or a counter that is also a
     value of the last sample.
     """
@@ -91,7 +91,7 @@ def telemetry_points(ref: MachineRef, message: Telemetry) -> list[Point]:
         if index == last and message.counters:
             clash = sorted(set(message.counters) & set(fields))
             if clash:
-                raise ContractError(
+                raise WireError(
                     f"counters.{clash[0]}: the last sample already has a field of that "
                     "name; counters and values must be named differently"
                 )

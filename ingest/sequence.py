@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from contract import MachineRef
+from wire import MachineRef
 
 Kind = Literal["first", "next", "gap", "late", "duplicate", "restart"]
 

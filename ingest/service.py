@@ -42,14 +42,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
-from contract import (
-    IngestState,
-    MachineRef,
-    deadletter_topic,
-    encode_ingest_state,
-    ingest_state_topic,
-)
-from contract.errors import RunhoursError
+from common.errors import RunhoursError
 from ingest.config import IngestSettings
 from ingest.deadletter import DeadLetter, DeadLetterStore, deadletter_id, deadletter_payload
 from ingest.decode import STATUS_LEAF, Decoded, decode_message
@@ -84,6 +77,13 @@ from store.schema import (
     TAG_SITE,
     TAG_WORKER,
     ingest_state_database,
+)
+from wire import (
+    IngestState,
+    MachineRef,
+    deadletter_topic,
+    encode_ingest_state,
+    ingest_state_topic,
 )
 
 log = logging.getLogger(__name__)

@@ -28,10 +28,14 @@ import time
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 
-from contract import STATES, ContractError, MachineRef, Sample, State, Status, Telemetry
-from contract import sparkplug_b_pb2 as pb
-from contract.payloads import MAX_TS_MS, VALUE_NAME, from_epoch_ms
-from contract.sparkplug import (
+from ingest.config import SparkplugOptions
+from ingest.decode import Decoded
+from ingest.points import status_point, telemetry_points, touched_hours
+from store import Point, encode_points
+from wire import STATES, MachineRef, Sample, State, Status, Telemetry, WireError
+from wire import sparkplug_b_pb2 as pb
+from wire.payloads import MAX_TS_MS, VALUE_NAME, from_epoch_ms
+from wire.sparkplug import (
     BD_SEQ,
     SEQ_MODULUS,
     Metric,
@@ -41,10 +45,6 @@ from contract.sparkplug import (
     parse_sparkplug_topic,
     rebirth_request,
 )
-from ingest.config import SparkplugOptions
-from ingest.decode import Decoded
-from ingest.points import status_point, telemetry_points, touched_hours
-from store import Point, encode_points
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class SparkplugDecoder:
         ref = MachineRef(o.site.format(**ids), o.line.format(**ids), machine.format(**ids))
         for what, value in zip(("site", "line", "machine"), ref, strict=True):
             if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", value):
-                raise ContractError(
+                raise WireError(
                     f"topic: {topic} maps to {what} {value!r}, not a valid id "
                     "([A-Za-z0-9_.-]{1,64}; see ingest.sparkplug templates)"
                 )
@@ -124,7 +124,7 @@ class SparkplugDecoder:
                 return Decoded(), None  # commands (ours included) are not data
             payload = decode_payload(raw)
             decoded = self._decode(topic, payload, received_ms, status_floor, command)
-        except ContractError as exc:
+        except WireError as exc:
             decoded = Decoded(error=str(exc))
         except Exception as exc:
             decoded = Decoded(error=f"cannot store the message: {type(exc).__name__}: {exc}")
@@ -268,7 +268,7 @@ class SparkplugDecoder:
                 continue  # a null metric: no value at that time
             ts = metric.timestamp if metric.HasField("timestamp") else default_ts
             if ts > MAX_TS_MS:
-                raise ContractError(f"metrics[{index}] ({name}): timestamp {ts} out of range")
+                raise WireError(f"metrics[{index}] ({name}): timestamp {ts} out of range")
             values, states = by_ts.setdefault(ts, ({}, []))
             if name == o.state_metric:
                 state = self._state(value)
@@ -305,7 +305,7 @@ class SparkplugDecoder:
                 )
             name, datatype = known[0], datatype if datatype is not None else known[1]
         if name is None:
-            raise ContractError(f"metrics[{index}]: neither a name nor an alias")
+            raise WireError(f"metrics[{index}]: neither a name nor an alias")
         if datatype is None and session is not None:
             datatype = session.datatypes.get((topic.device, name))
         if datatype is None:
@@ -352,7 +352,7 @@ class SparkplugDecoder:
         return Decoded(encode_points(points), len(points))
 
 
-class _Unknown(ContractError):
+class _Unknown(WireError):
     """A metric the births do not explain: answered with a rebirth request."""
 
 

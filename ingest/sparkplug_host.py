@@ -19,8 +19,8 @@ import time
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from contract.sparkplug import encode_state, state_topic
 from ingest.config import IngestSettings
+from wire.sparkplug import encode_state, state_topic
 
 log = logging.getLogger(__name__)
 

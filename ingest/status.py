@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from contract import MachineRef, from_epoch_ms
 from store import InfluxClient
 from store.influxql import quote_ident, quote_string, time_literal
 from store.schema import (
@@ -30,6 +29,7 @@ from store.schema import (
     TAG_SITE,
     TAG_WORKER,
 )
+from wire import MachineRef, from_epoch_ms
 
 
 @dataclass(frozen=True)

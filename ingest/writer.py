@@ -21,8 +21,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from contract.backoff import backoff_delay
-from contract.errors import RunhoursError
+from common.backoff import backoff_delay
+from common.errors import RunhoursError
 from store import (
     InfluxAuthError,
     InfluxClient,

@@ -18,7 +18,6 @@ from pathlib import Path
 from analytics.alerts.backtest import Failure, Run, machine_days, replay_window
 from analytics.alerts.rules import RuleSet
 from analytics.alerts.samples import window_from_samples
-from contract import MachineRef
 from simulators import (
     WEAR_PROFILES,
     GroundTruth,
@@ -27,6 +26,7 @@ from simulators import (
     fleet,
     read_ground_truth,
 )
+from wire import MachineRef
 
 BACKTEST_START = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday
 

@@ -1,6 +1,6 @@
 """The one command line: ``runhours <command>``. Each command lives in runhours/commands/.
 
-Errors are met here, once: a :class:`contract.errors.RunhoursError` from any command ends it
+Errors are met here, once: a :class:`common.errors.RunhoursError` from any command ends it
 with ``error: <message>`` on standard error and the error's exit code (2); anything else is a
 bug and keeps its traceback.
 """
@@ -12,7 +12,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from contract.errors import RunhoursError
+from common.errors import RunhoursError
 from runhours.commands import (
     alerts,
     analytics,

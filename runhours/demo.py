@@ -45,8 +45,7 @@ from analytics.plant import DEFAULT_PLANT, Plant, load_plant
 from analytics.rollups import default_state_file, fleet_usage
 from analytics.service import AnalyticsService, AnalyticsSettings
 from analytics.usage import Usage
-from contract import MachineRef, from_epoch_ms, to_epoch_ms
-from contract.settings import RunhoursSettings
+from common.settings import RunhoursSettings
 from edge.config import EdgeSettings
 from edge.mqtt import Broker
 from ingest import IngestService, IngestSettings
@@ -67,6 +66,7 @@ from store.schema import (
     TELEMETRY,
     USAGE_HOURLY,
 )
+from wire import MachineRef, from_epoch_ms, to_epoch_ms
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 DEMO_ZONE = ZoneInfo("Europe/Berlin")

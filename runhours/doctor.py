@@ -21,15 +21,15 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from contract import (
+from common.settings import RunhoursSettings
+from store import InfluxClient, InfluxError, InfluxForbidden
+from wire import (
     INGEST_STATE_SUBSCRIPTION,
     ROOT,
-    ContractError,
+    WireError,
     decode_ingest_state,
     parse_ingest_state_topic,
 )
-from contract.settings import RunhoursSettings
-from store import InfluxClient, InfluxError, InfluxForbidden
 
 Status = Literal["ok", "warn", "fail"]
 PROBE_ROOT = f"{ROOT}/probe"  # the queue probe's own topics (docs/deploy.md, the ACL)
@@ -129,7 +129,7 @@ def check_broker(settings: RunhoursSettings) -> list[Check]:
             try:
                 worker = parse_ingest_state_topic(message.topic)
                 state = decode_ingest_state(bytes(message.payload))
-            except (ContractError, ValueError):
+            except (WireError, ValueError):
                 continue
             (online if state.online else offline).append(f"{worker} (site {state.site})")
         if online:

@@ -38,12 +38,12 @@ from rich.progress import (
 
 from analytics.machines import MachineKey
 from analytics.plant import Plant
-from contract import MachineRef
-from contract.errors import RunhoursError
+from common.errors import RunhoursError
 from edge import EdgeAgent, Reading
 from edge.config import EdgeSettings
 from edge.mqtt import Broker
 from simulators import MachineSim, MachineSpec, SimClock, write_ground_truth
+from wire import MachineRef
 
 log = logging.getLogger("runhours.fleet")
 

@@ -40,7 +40,6 @@ from multiprocessing.synchronize import Event
 from pathlib import Path
 from typing import Any
 
-from contract import MachineRef
 from edge.config import EdgeSettings
 from edge.mqtt import Broker
 from runhours.fleet import (
@@ -52,6 +51,7 @@ from runhours.fleet import (
     run_fleet,
 )
 from simulators import MachineSpec, read_ground_truth, write_ground_truth
+from wire import MachineRef
 
 log = logging.getLogger("runhours.fleet")
 

@@ -38,8 +38,7 @@ from analytics.usage import (
     effective_states,
     load_samples,
 )
-from contract import STATES, from_epoch_ms, to_epoch_ms
-from contract.errors import RunhoursError
+from common.errors import RunhoursError
 from dashboards.signals import SIGNALS, STATE_COLORS
 from dashboards.thresholds import THRESHOLDS
 from store import InfluxClient
@@ -57,6 +56,7 @@ from store.schema import (
     TAG_SITE,
     TELEMETRY,
 )
+from wire import STATES, from_epoch_ms, to_epoch_ms
 
 MAX_GAP = DEFAULT_MAX_GAP  # docs/design.md: a state never holds longer than this
 MAX_POINTS = 1500  # signal buckets across the plot: finer than the pixels, cheap to query

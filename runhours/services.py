@@ -26,8 +26,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from contract.errors import RunhoursError
-from contract.settings import RunhoursSettings
+from common.errors import RunhoursError
+from common.settings import RunhoursSettings
 from runhours.security.layout import Meta, SecurityDir
 
 DEPLOY_DIR = Path(__file__).resolve().parent.parent / "deploy"

@@ -20,7 +20,6 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from contract import STATES, Sample, State
 from simulators.calendar import ShiftCalendar, from_ms, to_ms
 from simulators.parts import PARTS_GOOD_TOTAL, PARTS_TOTAL, PartCounter
 from simulators.signals import MODELS, RUNNING, FloatArray, Inputs, IntArray
@@ -28,6 +27,7 @@ from simulators.spec import MachineSpec
 from simulators.states import Failure, timeline
 from simulators.truth import GroundTruth
 from simulators.wear import WearCurve
+from wire import STATES, Sample, State
 
 BLOCK_MS = 3_600_000  # generation block; fixed so output is independent of advance() splits
 HOUR_MS = 3_600_000

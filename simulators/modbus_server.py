@@ -28,11 +28,11 @@ from pymodbus.datastore import ModbusServerContext
 from pymodbus.exceptions import NoSuchIdException
 from pymodbus.server import ModbusTcpServer
 
-from contract import STATES
 from simulators.live import LiveFleet
 from simulators.machine import RUN_COUNTER, Reading
 from simulators.signals import MODELS
 from simulators.spec import MachineKind
+from wire import STATES
 
 CLOCK_ADDRESS = 0
 STATE_ADDRESS = 4

@@ -13,7 +13,7 @@ Every kind follows the same physics skeleton:
 - off, fault and maintenance: drives stopped, near-zero current and vibration, temperatures
   relax to ambient.
 
-State codes are indexes into ``contract.STATES``: off 0, idle 1, running 2, fault 3,
+State codes are indexes into ``wire.STATES``: off 0, idle 1, running 2, fault 3,
 maintenance 4.
 """
 

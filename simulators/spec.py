@@ -13,9 +13,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 
-from contract import validate_id
 from simulators.calendar import WorkCalendar
 from simulators.wear import WEAR_PROFILES, WearProfile
+from wire import validate_id
 
 MachineKind = Literal["cnc_mill", "pump", "compressor"]
 MACHINE_KINDS: tuple[MachineKind, ...] = get_args(MachineKind)

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from contract import State
 from simulators.calendar import WorkCalendar
+from wire import State
 
 Segment = tuple[int, int, State]  # [start_ms, end_ms), state
 

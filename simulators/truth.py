@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from contract import STATES, State
+from wire import STATES, State
 
 FORMAT = "runhours-ground-truth"
 VERSION = 1

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from contract.errors import RunhoursError
+from common.errors import RunhoursError
 from store.influxql import quote_ident
 from store.lineprotocol import Point, encode_points
 
@@ -76,7 +76,7 @@ def _reveal(secret: Secret | None) -> str | None:
 
 
 class InfluxSettings(Protocol):
-    """What a client needs from the shared settings (``contract.settings.RunhoursSettings``
+    """What a client needs from the shared settings (``common.settings.RunhoursSettings``
     fits; ``store`` imports nothing of ours, so it names the fields instead)."""
 
     @property

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from contract.settings import RunhoursSettings
+from common.settings import RunhoursSettings
 from runhours.security import SecurityDir
 from runhours.services import LocalServices, free_port
 from store import InfluxClient

@@ -40,8 +40,7 @@ from analytics.alerts.backtest import (
 )
 from analytics.alerts.model import alert_id
 from analytics.alerts.samples import window_from_samples
-from contract import MachineRef
-from contract.settings import RunhoursSettings
+from common.settings import RunhoursSettings
 from edge.config import EdgeOptions, EdgeSettings
 from ingest import IngestService, IngestSettings
 from runhours.backtest import BACKTEST_START, SimulatedFleet, simulated_runs
@@ -49,6 +48,7 @@ from runhours.cli import app
 from runhours.fleet import run_fleet
 from simulators import WEAR_PROFILES, Degradation, MachineSim, MachineSpec, fleet
 from store import InfluxClient
+from wire import MachineRef
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = range(101, 121)

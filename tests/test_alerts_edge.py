@@ -20,7 +20,7 @@ import pytest
 from analytics.alerts import AlertStore
 from analytics.alerts.store import wait_for
 from analytics.service import AnalyticsOptions, AnalyticsService, AnalyticsSettings
-from contract.settings import RunhoursSettings
+from common.settings import RunhoursSettings
 from store import InfluxClient
 
 ROOT = Path(__file__).resolve().parent.parent

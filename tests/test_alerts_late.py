@@ -15,9 +15,9 @@ from pathlib import Path
 
 from analytics.alerts import AlertStore, EngineState, load_rules, replay
 from analytics.service import AnalyticsOptions, AnalyticsService, AnalyticsSettings
-from contract import to_epoch_ms
-from contract.settings import RunhoursSettings
+from common.settings import RunhoursSettings
 from store import InfluxClient, Point
+from wire import to_epoch_ms
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)  # data time 00:00
 SETTLE = timedelta(seconds=5)

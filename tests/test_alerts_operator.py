@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from analytics.service import AnalyticsOptions, AnalyticsService, AnalyticsSettings
-from contract import to_epoch_ms
-from contract.settings import RunhoursSettings
+from common.settings import RunhoursSettings
 from store import InfluxClient, Point
+from wire import to_epoch_ms
 
 T0 = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
 RULES = """

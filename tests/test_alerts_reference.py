@@ -27,10 +27,10 @@ from analytics.alerts.model import Alert, EngineState, Transition, alert_id
 from analytics.alerts.samples import window_from_samples
 from analytics.alerts.store import wait_for
 from analytics.service import AnalyticsOptions, AnalyticsService, AnalyticsSettings
-from contract import MachineRef, Sample
-from contract.settings import RunhoursSettings
+from common.settings import RunhoursSettings
 from runhours.services import free_port
 from store import InfluxClient, Point
+from wire import MachineRef, Sample
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
 

@@ -17,10 +17,10 @@ from analytics.alerts import parse_rules, replay
 from analytics.alerts.conditions import NoDataCondition
 from analytics.alerts.rules import NoDataRule
 from analytics.alerts.window import MachineData
-from contract import MachineRef, to_epoch_ms
-from contract.settings import RunhoursSettings
+from common.settings import RunhoursSettings
 from runhours.cli import app
 from store import InfluxClient, Point
+from wire import MachineRef, to_epoch_ms
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday, 00:00 UTC
 TAGS = {"site": "plant1", "line": "line-a"}

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from analytics.alerts import DEFAULT_RULES, RulesError, ThresholdRule, load_rules, parse_rules
-from contract.times import format_duration, parse_duration
+from common.times import format_duration, parse_duration
 from runhours.cli import app
 
 

@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 
 from analytics.alerts import parse_rules, replay
 from analytics.usage import machine_usage
-from contract import to_epoch_ms
 from store import InfluxClient, Point
+from wire import to_epoch_ms
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
 TAGS = {"site": "plant1", "line": "line-a", "machine": "cnc-01"}
@@ -81,7 +81,7 @@ def test_the_fleet_read_gives_each_machine_what_its_own_read_gives(influx: Influ
 
     from analytics.alerts.run_hours import running_seconds_since
     from analytics.usage import load_samples, load_samples_by_id
-    from contract import from_epoch_ms
+    from wire import from_epoch_ms
 
     rng = random.Random(3)
     points = heartbeat_telemetry()  # cnc-01: a state once an hour

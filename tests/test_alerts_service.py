@@ -26,10 +26,10 @@ from pydantic import SecretStr
 from analytics.alerts import AlertStore
 from analytics.alerts.store import wait_for
 from analytics.service import AnalyticsOptions, AnalyticsService, AnalyticsSettings
-from contract import alert_topic, to_epoch_ms
-from contract.settings import RunhoursSettings
+from common.settings import RunhoursSettings
 from runhours.services import free_port
 from store import InfluxClient, Point
+from wire import alert_topic, to_epoch_ms
 
 RULES = """
 step = "1s"

@@ -22,14 +22,14 @@ from analytics.billing import billing_summary, load_contracts
 from analytics.billing.explain import explain_line, explanation_json
 from analytics.periods import calendar_period, custom_period
 from analytics.rollups import rebuild_rollups
-from contract import to_epoch_ms
-from contract.settings import RunhoursSettings
+from common.settings import RunhoursSettings
 from runhours.cli import app
 from runhours.services import LocalServices
 from simulators import MachineSim, fleet
 from store import InfluxClient
 from store.schema import FIELD_STATE, TELEMETRY
 from tests.test_billing_support import BERLIN, berlin
+from wire import to_epoch_ms
 
 START = berlin(2026, 10, 19)  # Monday of 2026-W43; Sunday 25 October has 25 hours
 END = START + timedelta(days=7)

@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from analytics.billing import Ledger, Statement, default_ledger
-from contract.settings import RunhoursSettings
+from common.settings import RunhoursSettings
 from runhours.cli import app
 from store import InfluxClient
 from tests.test_billing_support import HOUR, MINUTE, berlin, ingest, sample, steady

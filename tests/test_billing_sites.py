@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from analytics import rollups
 from analytics.billing import BillingError, build_statements, parse_contracts
 from analytics.rollups import fleet_usage, read_rollups, rebuild_rollups
-from contract.settings import RunhoursSettings
+from common.settings import RunhoursSettings
 from runhours.cli import app
 from store import InfluxClient, Point
 from store.schema import FIELD_KNOWN_S, USAGE_HOURLY, state_seconds_field

@@ -12,7 +12,6 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from contract import to_epoch_ms
 from store import InfluxClient, Point, encode_points
 from store.lineprotocol import FieldValue
 from store.schema import (
@@ -23,6 +22,7 @@ from store.schema import (
     INGEST_TOUCHED,
     TELEMETRY,
 )
+from wire import to_epoch_ms
 
 BERLIN = ZoneInfo("Europe/Berlin")
 HOUR = timedelta(hours=1)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from contract.settings import RunhoursSettings
+from common.settings import RunhoursSettings
 from runhours.services import LocalServices, free_port
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,10 +13,10 @@ from playwright.sync_api import Page, expect, sync_playwright
 from analytics.alerts import Alert, AlertStore, Transition
 from analytics.alerts.model import alert_id
 from analytics.console import ConsoleServer
-from contract import to_epoch_ms
-from contract.settings import RunhoursSettings
+from common.settings import RunhoursSettings
 from runhours.services import free_port
 from store import InfluxClient, Point
+from wire import to_epoch_ms
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

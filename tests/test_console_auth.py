@@ -23,7 +23,7 @@ from starlette.routing import Route
 
 from analytics.alerts import Alert, AlertStore
 from analytics.console import ConsoleError, ConsoleServer, create_app
-from contract.settings import RunhoursSettings
+from common.settings import RunhoursSettings
 from runhours.security.users import add_token, add_user, remove_user, revoke_token
 from runhours.services import free_port
 from store import InfluxClient, Point

@@ -20,12 +20,12 @@ from analytics.console import ConsoleServer
 from analytics.downtime import DowntimeStore
 from analytics.machines import MachineKey
 from analytics.shifts import ShiftRun
-from contract import from_epoch_ms, to_epoch_ms
-from contract.settings import RunhoursSettings
+from common.settings import RunhoursSettings
 from runhours.security.users import add_user
 from runhours.services import free_port
 from store import InfluxClient, Point
 from tests.plantfloor import plant_for
+from wire import from_epoch_ms, to_epoch_ms
 
 PASSWORDS = {"olga": "operator-password-1", "vic": "viewer-password-22"}
 MIN = 60_000

@@ -18,7 +18,6 @@ from grafana_foundation_sdk.cog.plugins import register_default_plugins
 from grafana_foundation_sdk.models.dashboard import Dashboard, Panel
 from typer.testing import CliRunner
 
-from contract import STATES
 from dashboards import (
     DATASOURCE_UID,
     GENERATED_DIR,
@@ -43,6 +42,7 @@ from dashboards.signals import SIGNALS, STATE_COLORS
 from dashboards.thresholds import THRESHOLDS
 from runhours.cli import app
 from simulators import MachineSim, fleet
+from wire import STATES
 
 REPO = Path(__file__).resolve().parent.parent
 

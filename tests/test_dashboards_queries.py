@@ -27,8 +27,7 @@ from typer.testing import CliRunner
 from analytics.downtime import DowntimeStore
 from analytics.floor import floor_runs
 from analytics.floor_points import write_floor
-from contract import STATES
-from contract.settings import RunhoursSettings
+from common.settings import RunhoursSettings
 from dashboards import ContractView, build_all, render
 from dashboards.check import (
     SchemaCatalog,
@@ -81,6 +80,7 @@ from store.schema import (
     state_seconds_field,
 )
 from tests.plantfloor import plant_for
+from wire import STATES
 
 # A Monday morning shift (Europe/Berlin), six hours: machines run, idle and stop.
 START = datetime(2026, 3, 2, 5, 0, tzinfo=UTC)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from playwright.sync_api import expect, sync_playwright
 
-from contract.settings import RunhoursSettings
+from common.settings import RunhoursSettings
 from runhours.commands._tables import duration
 from runhours.services import free_port
 from store import InfluxClient

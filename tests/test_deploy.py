@@ -29,8 +29,7 @@ from pydantic import BaseModel
 
 from analytics.console.auth import read_users
 from analytics.service import AnalyticsSettings
-from contract import MachineRef, alert_topic, deadletter_topic, status_topic, telemetry_topic
-from contract.settings import RunhoursSettings, load_settings
+from common.settings import RunhoursSettings, load_settings
 from dashboards import DATASOURCE_UID
 from edge.config import EdgeSettings
 from ingest.config import IngestSettings
@@ -40,6 +39,7 @@ from runhours.security.compose import init_compose
 from runhours.security.layout import ROLES
 from runhours.security.mosquitto import check_password
 from simulators import fleet
+from wire import MachineRef, alert_topic, deadletter_topic, status_topic, telemetry_topic
 
 REPO = Path(__file__).resolve().parent.parent
 # Which settings model each `runhours <command>` of the compose file reads.

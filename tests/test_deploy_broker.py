@@ -25,14 +25,14 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from contract import MachineRef, alert_topic, telemetry_topic
-from contract.settings import load_settings
+from common.settings import load_settings
 from edge.config import EdgeSettings
 from runhours.security import SecurityDir
 from runhours.security.compose import env_file, init_compose
 from runhours.security.credentials import Machines
 from runhours.services import free_port
 from tests.test_deploy import REPO, read_env_file
+from wire import MachineRef, alert_topic, telemetry_topic
 
 NOT_AUTHORIZED = 0x87
 A = MachineRef("plant1", "line-a", "cnc-01")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from contract.settings import RunhoursSettings
+from common.settings import RunhoursSettings
 from ingest import IngestService, IngestSettings
 from runhours.cli import app as cli
 from runhours.services import LocalServices, free_port

@@ -31,23 +31,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from typer.testing import CliRunner
 
-from contract import (
-    ContractError,
-    IngestState,
-    MachineRef,
-    Sample,
-    Status,
-    Telemetry,
-    decode_status,
-    decode_telemetry,
-    encode_ingest_state,
-    encode_sample,
-    encode_telemetry,
-    from_epoch_ms,
-    ingest_state_topic,
-    to_epoch_ms,
-)
-from contract.settings import MqttUrl, SettingsError, load_settings
+from common.settings import MqttUrl, SettingsError, load_settings
 from edge import (
     AgentOptions,
     AgentStats,
@@ -64,6 +48,22 @@ from runhours.cli import app as cli
 from runhours.fleet import FleetError, run_fleet
 from runhours.services import LocalServices, free_port
 from simulators import fleet, read_ground_truth
+from wire import (
+    IngestState,
+    MachineRef,
+    Sample,
+    Status,
+    Telemetry,
+    WireError,
+    decode_status,
+    decode_telemetry,
+    encode_ingest_state,
+    encode_sample,
+    encode_telemetry,
+    from_epoch_ms,
+    ingest_state_topic,
+    to_epoch_ms,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = 1_772_400_000_000  # 2026-03-01T21:20:00Z, epoch ms
@@ -591,7 +591,7 @@ def test_buffer_age_bound_keeps_in_flight_samples_and_persists_seq(tmp_path: Pat
         rest = buffer.take(100)
         assert rest is not None
         assert [json.loads(b)["ts"] for b in rest.bodies] == [T0 + i * 1000 for i in range(10, 15)]
-        with pytest.raises(ContractError, match="counters: name 'Hours'"):
+        with pytest.raises(WireError, match="counters: name 'Hours'"):
             buffer.append([EdgeReading(make_readings(15, 1)[0].sample, {"Hours": 1.0})])
         assert buffer.count == 5  # a bad reading is rejected before anything is written
         # seq +1 per message; offset = samples in the messages before (dropped ones never count)

@@ -15,7 +15,7 @@ import pytest
 from pydantic import BaseModel
 
 from analytics.service import AnalyticsSettings
-from contract.settings import RunhoursSettings, load_settings
+from common.settings import RunhoursSettings, load_settings
 from edge.config import EdgeSettings
 from ingest.config import IngestSettings
 

@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from contract import telemetry_topic
-from contract.settings import RunhoursSettings
+from common.settings import RunhoursSettings
 from ingest import IngestService, IngestSettings
 from runhours.cli import app as cli
 from runhours.commands.simulate import MAX_MACHINES, ROWS
@@ -29,6 +28,7 @@ from runhours.fleet_workers import (
 from simulators import MachineSim, fleet
 from simulators.spec import MACHINES_PER_LINE, line_id
 from store import InfluxClient
+from wire import telemetry_topic
 
 START = datetime(2026, 3, 3, tzinfo=UTC)
 

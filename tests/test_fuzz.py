@@ -19,11 +19,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from contract import STATES, Sample, Telemetry, encode_telemetry, from_epoch_ms
-from contract.payloads import MAX_TS_MS
 from ingest.decode import decode_message
 from ingest.points import RESERVED_FIELDS
 from store import InfluxClient
+from wire import STATES, Sample, Telemetry, encode_telemetry, from_epoch_ms
+from wire.payloads import MAX_TS_MS
 
 TOPIC = "runhours/v1/plant1/line-a/cnc-01/telemetry"
 

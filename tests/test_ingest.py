@@ -28,17 +28,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from typer.testing import CliRunner
 
-from contract import (
-    IngestState,
-    MachineRef,
-    Status,
-    decode_ingest_state,
-    decode_telemetry,
-    ingest_state_topic,
-    status_subscription,
-)
-from contract import telemetry_subscription as telemetry_filter
-from contract.settings import RunhoursSettings, SettingsError, load_settings
+from common.settings import RunhoursSettings, SettingsError, load_settings
 from ingest import (
     IngestService,
     IngestSettings,
@@ -55,6 +45,16 @@ from runhours.services import LocalServices, free_port
 from store import InfluxClient, encode_points
 from store.schema import ingest_state_database
 from tests import test_edge
+from wire import (
+    IngestState,
+    MachineRef,
+    Status,
+    decode_ingest_state,
+    decode_telemetry,
+    ingest_state_topic,
+    status_subscription,
+)
+from wire import telemetry_subscription as telemetry_filter
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = 1_789_999_200_000  # an exact UTC hour (2026-09-21T14:00:00Z)

@@ -1,5 +1,6 @@
-"""The layers of docs/design.md, enforced: services never import each other; ``contract`` and
-``store`` import no service; only the CLI (``runhours``) wires them together.
+"""The layers of docs/design.md, enforced: ``common`` imports none of ours; ``wire`` and
+``store`` import only ``common``; services never import each other, only those three; only the
+CLI (``runhours``) wires them together.
 
 Every import statement of every module is read (``ast``), top-level and inside functions
 alike, so a lazy import cannot slip past.
@@ -15,15 +16,16 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # package → the runhours packages it may import (besides itself); docs/design.md "Layers".
 ALLOWED: dict[str, frozenset[str]] = {
-    "contract": frozenset(),
-    "store": frozenset({"contract"}),  # the error root (contract/errors.py)
-    "simulators": frozenset({"contract"}),
-    "edge": frozenset({"contract"}),
-    "ingest": frozenset({"contract", "store"}),
-    "analytics": frozenset({"contract", "store"}),
-    "dashboards": frozenset({"contract", "store"}),
+    "common": frozenset(),
+    "wire": frozenset({"common"}),
+    "store": frozenset({"common"}),
+    "simulators": frozenset({"common", "wire"}),
+    "edge": frozenset({"common", "wire"}),
+    "ingest": frozenset({"common", "wire", "store"}),
+    "analytics": frozenset({"common", "wire", "store"}),
+    "dashboards": frozenset({"common", "wire", "store"}),
     "runhours": frozenset(
-        {"contract", "store", "simulators", "edge", "ingest", "analytics", "dashboards"}
+        {"common", "wire", "store", "simulators", "edge", "ingest", "analytics", "dashboards"}
     ),
 }
 
@@ -62,13 +64,14 @@ def test_every_package_keeps_to_its_layer() -> None:
 
 def test_a_cross_service_import_is_caught() -> None:
     """The check itself: an ingest module importing the edge, lazily, inside a function."""
-    source = (
-        "from contract import MachineRef\n\ndef f():\n    from edge.buffer import SampleBuffer\n"
-    )
+    source = "from wire import MachineRef\n\ndef f():\n    from edge.buffer import SampleBuffer\n"
     assert violations("ingest", "ingest/x.py", source) == [
-        "ingest/x.py:4 imports edge.buffer (ingest may import contract, store)"
+        "ingest/x.py:4 imports edge.buffer (ingest may import common, store, wire)"
     ]
-    assert violations("contract", "contract/x.py", "import store\n") == [
-        "contract/x.py:1 imports store (contract may import none of ours)"
+    assert violations("wire", "wire/x.py", "import store\n") == [
+        "wire/x.py:1 imports store (wire may import common)"
+    ]
+    assert violations("common", "common/x.py", "from wire import WireError\n") == [
+        "common/x.py:1 imports wire (common may import none of ours)"
     ]
     assert violations("runhours", "runhours/x.py", "import edge, ingest\n") == []

@@ -30,8 +30,7 @@ from analytics.floor import MachineFloor, floor_runs
 from analytics.floor_points import refresh_floor
 from analytics.oee import per_day
 from analytics.plant import Plant
-from contract import from_epoch_ms, to_epoch_ms
-from contract.settings import RunhoursSettings
+from common.settings import RunhoursSettings
 from edge.config import EdgeOptions, EdgeSettings
 from ingest import IngestService, IngestSettings
 from runhours.cli import app
@@ -40,6 +39,7 @@ from runhours.services import LocalServices
 from simulators import GroundTruth, fleet, read_ground_truth
 from store import InfluxClient
 from tests.plantfloor import plant_for
+from wire import from_epoch_ms, to_epoch_ms
 
 BERLIN = ZoneInfo("Europe/Berlin")
 START = datetime(2026, 3, 2, tzinfo=BERLIN).astimezone(UTC)  # a Monday

@@ -24,14 +24,14 @@ from pathlib import Path
 import pytest
 
 from analytics.rollups import fleet_usage, refresh_rollups
-from contract import to_epoch_ms
-from contract.settings import RunhoursSettings
+from common.settings import RunhoursSettings
 from edge.config import EdgeOptions, EdgeSettings
 from ingest import IngestService, IngestSettings
 from runhours.fleet import FleetRun, run_fleet
 from runhours.services import LocalServices
 from simulators import GroundTruth, MachineSim, MachineSpec, fleet, read_ground_truth
 from store import InfluxClient
+from wire import to_epoch_ms
 
 ROOT = Path(__file__).resolve().parent.parent
 START = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday

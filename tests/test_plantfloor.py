@@ -27,12 +27,12 @@ from analytics.plant import DEFAULT_PLANT, MachinePlan, PlantError, load_plant, 
 from analytics.shifts import Schedule, ScheduleError, Shift, ShiftRun
 from analytics.stops import Intervals, state_intervals, stops_in
 from analytics.usage import state_ms_by_bucket
-from contract import STATES
 from runhours.commands._tables import Col, duration, fit_table, number, percent
 from runhours.fleet import follow_plant
 from simulators import MachineSim, fleet
 from simulators.spec import CNC_IDEAL_CYCLE_S
 from tests.plantfloor import plant_data, plant_for
+from wire import STATES
 
 BERLIN = ZoneInfo("Europe/Berlin")
 H = 3_600_000

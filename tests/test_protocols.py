@@ -21,8 +21,7 @@ from typing import Any
 import pytest
 
 from analytics.rollups import fleet_usage
-from contract import MachineRef, from_epoch_ms
-from contract.settings import RunhoursSettings, SettingsError, load_settings
+from common.settings import RunhoursSettings, SettingsError, load_settings
 from edge import AgentOptions, EdgeAgent
 from edge.config import EdgeOptions, EdgeSettings
 from edge.modbus import ModbusPoller, modbus_source
@@ -39,6 +38,7 @@ from simulators.machine import RUN_COUNTER, Reading
 from simulators.modbus_server import register_map, start_modbus_server
 from simulators.opcua_server import OpcuaSecurity, opcua_nodes, start_opcua_server
 from store import InfluxClient
+from wire import MachineRef, from_epoch_ms
 
 START = datetime(2026, 3, 2, 5, tzinfo=UTC)  # Monday 06:00 in Berlin: the first shift starts
 SPEED = 720.0  # an hour in 5 s

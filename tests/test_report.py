@@ -14,7 +14,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from analytics.usage import machine_usage
-from contract.settings import RunhoursSettings
+from common.settings import RunhoursSettings
 from runhours.cli import app
 from runhours.report import ReportError, StateSpan, fetch_report, parse_time, state_spans
 from store import InfluxClient, Point

@@ -21,7 +21,6 @@ from analytics.rollups import (
     usage_series,
 )
 from analytics.usage import UsageSeries, raw_usage_series
-from contract import STATES, from_epoch_ms
 from store import InfluxClient, Point, encode_points
 from tests.test_billing_support import (
     BERLIN,
@@ -33,6 +32,7 @@ from tests.test_billing_support import (
     steady,
     utc,
 )
+from wire import STATES, from_epoch_ms
 
 START = utc(2026, 10, 24, 20)  # spans the Berlin DST change (25 Oct, 03:00 → 02:00)
 END = START + timedelta(days=2)

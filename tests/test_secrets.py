@@ -8,8 +8,8 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from analytics.service import AnalyticsSettings
-from contract.redact import masked_url, scrub, url_origin
-from contract.settings import MqttUrl, RunhoursSettings, SettingsError, load_settings
+from common.redact import masked_url, scrub, url_origin
+from common.settings import MqttUrl, RunhoursSettings, SettingsError, load_settings
 from edge.config import EdgeSettings
 
 SECRET = "s3cr3t-Pa55w0rd"

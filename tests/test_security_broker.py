@@ -27,8 +27,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 from typer.testing import CliRunner
 
-from contract import MachineRef, telemetry_topic
-from contract.settings import RunhoursSettings, load_settings
+from common.settings import RunhoursSettings, load_settings
 from edge import EdgeAgent, SampleBuffer
 from edge.config import EdgeSettings
 from edge.mqtt import Broker
@@ -43,6 +42,7 @@ from runhours.services import LocalServices, free_port
 from store import InfluxClient
 from tests.influx_privileges import assert_least_privilege
 from tests.test_edge import fast_options, make_readings, wait_until
+from wire import MachineRef, telemetry_topic
 
 NOT_AUTHORIZED = 0x87
 

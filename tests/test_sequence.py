@@ -8,8 +8,8 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from contract import MachineRef
 from ingest.sequence import SequenceTracker
+from wire import MachineRef
 
 REF = MachineRef("plant1", "line-a", "cnc-01")
 

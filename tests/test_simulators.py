@@ -22,7 +22,6 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
-from contract import STATES, Sample, Telemetry, decode_telemetry, encode_telemetry, telemetry_topic
 from simulators import (
     WEAR_PROFILES,
     Degradation,
@@ -36,6 +35,7 @@ from simulators import (
     write_ground_truth,
 )
 from simulators.wear import WearCurve
+from wire import STATES, Sample, Telemetry, decode_telemetry, encode_telemetry, telemetry_topic
 
 BERLIN = ZoneInfo("Europe/Berlin")
 HOUR_MS = 3_600_000

@@ -23,20 +23,20 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from contract import MachineRef
-from contract import sparkplug_b_pb2 as pb
-from contract.settings import MqttUrl, RunhoursSettings
-from contract.sparkplug import (
+from common.settings import MqttUrl, RunhoursSettings
+from ingest import IngestService, IngestSettings
+from ingest.config import SparkplugOptions
+from ingest.sparkplug import SparkplugDecoder, value_name
+from store import InfluxClient
+from wire import MachineRef
+from wire import sparkplug_b_pb2 as pb
+from wire.sparkplug import (
     decode_state,
     metric_value,
     parse_sparkplug_topic,
     rebirth_request,
     state_topic,
 )
-from ingest import IngestService, IngestSettings
-from ingest.config import SparkplugOptions
-from ingest.sparkplug import SparkplugDecoder, value_name
-from store import InfluxClient
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE_PYTHON = ROOT / ".venv-sparkplug" / "bin" / "python"
@@ -271,4 +271,4 @@ def test_historical_metrics_land_at_their_own_time_and_transient_ones_nowhere() 
 def test_sparkplug_b_pb2_is_what_protoc_makes_of_the_proto(tmp_path: Path) -> None:
     subprocess.run([str(ROOT / "scripts" / "protoc"), str(tmp_path)], check=True, cwd=ROOT)
     for name in ("sparkplug_b_pb2.py", "sparkplug_b_pb2.pyi"):
-        assert (tmp_path / name).read_bytes() == (ROOT / "contract" / name).read_bytes(), name
+        assert (tmp_path / name).read_bytes() == (ROOT / "wire" / name).read_bytes(), name

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from contract.settings import RunhoursSettings
+from common.settings import RunhoursSettings
 from runhours.cli import app
 from store import InfluxClient
 from tests.test_billing_support import MINUTE, ingest, sample, steady, utc

@@ -35,8 +35,8 @@ from analytics.alerts.replay import collect_alerts
 from analytics.alerts.rules import CONDITION_KINDS, RuleSet
 from analytics.alerts.source import WindowSource
 from analytics.alerts.window import DataWindow, grid_span
-from contract.errors import RunhoursError
-from contract.times import parse_time
+from common.errors import RunhoursError
+from common.times import parse_time
 from store import InfluxClient
 
 ANY = "(any rule)"

@@ -20,11 +20,10 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from analytics.alerts.store import AlertStore
-from contract import alert_topic
-from contract.backoff import backoff_delay
-from contract.errors import RunhoursError
-from contract.redact import scrub, url_origin
-from contract.settings import RunhoursSettings
+from common.backoff import backoff_delay
+from common.errors import RunhoursError
+from common.redact import scrub, url_origin
+from common.settings import RunhoursSettings
 from store import InfluxClient, Point
 from store.schema import (
     ALERTS,
@@ -37,6 +36,7 @@ from store.schema import (
     TAG_SEVERITY,
     TAG_SITE,
 )
+from wire import alert_topic
 
 log = logging.getLogger("runhours.alerts.delivery")
 
@@ -66,7 +66,7 @@ class Sender(Protocol):
 def _epoch_ms(text: str) -> int:
     from datetime import datetime
 
-    from contract import to_epoch_ms
+    from wire import to_epoch_ms
 
     return to_epoch_ms(datetime.fromisoformat(text))
 

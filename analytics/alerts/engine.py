@@ -25,7 +25,7 @@ from analytics.alerts.lifecycle import advance
 from analytics.alerts.model import EngineState, Tracker, Transition
 from analytics.alerts.rules import NoDataRule, RuleSet
 from analytics.alerts.window import DataWindow
-from contract import from_epoch_ms, to_epoch_ms
+from wire import from_epoch_ms, to_epoch_ms
 
 
 @dataclass

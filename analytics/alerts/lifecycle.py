@@ -22,7 +22,7 @@ from typing import Any
 from analytics.alerts.conditions import Verdict
 from analytics.alerts.model import Alert, Tracker, Transition, alert_id
 from analytics.alerts.rules import Rule
-from contract import MachineRef, from_epoch_ms
+from wire import MachineRef, from_epoch_ms
 
 _MS = timedelta(milliseconds=1)
 _HOUR_MS = 3_600_000

@@ -12,8 +12,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from contract import MachineRef, from_epoch_ms, to_epoch_ms, validate_id
-from contract.errors import RunhoursError
+from common.errors import RunhoursError
 from store import InfluxClient, Point, quote_ident, quote_string, time_literal
 from store.schema import (
     FIELD_BY,
@@ -25,6 +24,7 @@ from store.schema import (
     TAG_SITE,
     TELEMETRY,
 )
+from wire import MachineRef, from_epoch_ms, to_epoch_ms, validate_id
 
 KIND = re.compile(r"[a-z][a-z0-9_]{0,63}")
 CLOCK_SKEW = timedelta(minutes=5)  # how far ahead of this host's clock a record may lie

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from analytics.alerts.rules import Severity
-from contract import MachineRef, from_epoch_ms, to_epoch_ms
+from wire import MachineRef, from_epoch_ms, to_epoch_ms
 
 AlertState = Literal["pending", "firing", "resolved"]
 TransitionKind = Literal["firing", "escalated", "renotified", "acked", "resolved"]

@@ -31,15 +31,15 @@ from pydantic import (
     model_validator,
 )
 
-from contract import STATES, State
-from contract.errors import RunhoursError
-from contract.settings import read_toml
-from contract.times import Duration
+from common.errors import RunhoursError
+from common.settings import read_toml
+from common.times import Duration
+from wire import STATES, State
 
 Severity = Literal["info", "warning", "critical"]
 SEVERITIES: tuple[Severity, ...] = ("info", "warning", "critical")
 
-RULE_ID = r"^[A-Za-z0-9_.-]{1,64}$"  # rule ids appear in MQTT topics (contract.alert_topic)
+RULE_ID = r"^[A-Za-z0-9_.-]{1,64}$"  # rule ids appear in MQTT topics (wire.alert_topic)
 VALUE_NAME = r"^[a-z][a-z0-9_]{0,63}$"
 _RUNNING: tuple[State, ...] = ("running",)
 

@@ -26,8 +26,8 @@ from analytics.usage import (
     effective_states,
     load_samples_by_id,
 )
-from contract import to_epoch_ms
 from store import InfluxClient
+from wire import to_epoch_ms
 
 _RUNNING = STATE_CODE["running"]
 

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 
 from analytics.alerts.rules import RuleSet
 from analytics.alerts.window import DataWindow, MachineData
-from contract import MachineRef, Sample, to_epoch_ms
+from wire import MachineRef, Sample, to_epoch_ms
 
 
 def window_from_samples(

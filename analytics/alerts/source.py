@@ -17,7 +17,6 @@ from analytics.alerts.rules import NoDataRule, RuleSet, ServiceIntervalRule
 from analytics.alerts.run_hours import running_intervals, running_seconds_since
 from analytics.alerts.window import DataWindow, MachineData, RunningTime, ServiceData
 from analytics.usage import DEFAULT_MAX_GAP
-from contract import MachineRef, to_epoch_ms
 from store import InfluxClient, Series, quote_ident, time_literal
 from store.schema import (
     FIELD_ONLINE,
@@ -28,6 +27,7 @@ from store.schema import (
     TAG_SITE,
     TELEMETRY,
 )
+from wire import MachineRef, to_epoch_ms
 
 _CHUNK_STEPS = 1440  # steps per query: a day at the default 1-minute step
 _BY_MACHINE = f"{quote_ident(TAG_SITE)}, {quote_ident(TAG_LINE)}, {quote_ident(TAG_MACHINE)}"

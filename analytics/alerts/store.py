@@ -39,8 +39,8 @@ from analytics.alerts.model import (
     alert_from_row,
     alert_to_row,
 )
-from contract import from_epoch_ms, to_epoch_ms
-from contract.errors import RunhoursError
+from common.errors import RunhoursError
+from wire import from_epoch_ms, to_epoch_ms
 
 STORE_FILE = "alerts.sqlite3"
 

@@ -11,8 +11,8 @@ from bisect import bisect_right
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from contract import MachineRef, to_epoch_ms
-from contract.times import require_range
+from common.times import require_range
+from wire import MachineRef, to_epoch_ms
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ def grid_span(
     start: datetime, end: datetime, step: timedelta, what: str
 ) -> tuple[datetime, datetime]:
     """``[start, end)`` widened to the step grid; ``what`` (``replay``) names the caller in
-    the :class:`contract.times.TimeError` for a naive or empty range."""
+    the :class:`common.times.TimeError` for a naive or empty range."""
     require_range(start, end, what)
     lo, hi = align(start, step), align(end, step)
     return lo, hi if hi == end else hi + step

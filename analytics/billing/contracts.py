@@ -29,9 +29,9 @@ from pydantic import (
 from analytics.counters import CounterRules
 from analytics.machines import MachineError, parse_machine, same_machine_possible
 from analytics.periods import PeriodKind, local_instant, local_midnight, to_ms, zone
-from contract import State, validate_id
-from contract.errors import RunhoursError
-from contract.settings import read_toml
+from common.errors import RunhoursError
+from common.settings import read_toml
+from wire import State, validate_id
 
 RoundingMode = Literal["half_up", "half_even", "up", "down"]
 Method = Literal["state", "counter"]

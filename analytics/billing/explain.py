@@ -52,9 +52,9 @@ from analytics.usage import (
     series_from_samples,
     unknown_spans,
 )
-from contract import STATES
 from store import InfluxClient
 from store.schema import TELEMETRY
+from wire import STATES
 
 
 @dataclass(frozen=True)

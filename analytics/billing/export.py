@@ -21,7 +21,7 @@ from analytics.machines import MachineError, MachineKey, resolve_machines
 from analytics.periods import Period, calendar_period, custom_period, period_kind
 from analytics.rollups import refresh_rollups, usage_series
 from analytics.usage import STATE_CODE, UsageSeries, first_events
-from contract.errors import RunhoursError
+from common.errors import RunhoursError
 from store import InfluxClient
 
 

@@ -18,7 +18,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from analytics.billing.statements import LINE_KINDS, Line, LineKind, Statement
-from contract.errors import RunhoursError
+from common.errors import RunhoursError
 
 LEDGER_FILE = Path("billing") / "ledger.sqlite3"
 

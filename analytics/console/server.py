@@ -13,7 +13,7 @@ from analytics.console.api import create_app
 from analytics.console.auth import Authenticator, AuthError, is_loopback
 from analytics.downtime import DowntimeStore
 from analytics.plant import Plant
-from contract.errors import RunhoursError
+from common.errors import RunhoursError
 from store import InfluxClient
 
 

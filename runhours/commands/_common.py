@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from contract.settings import load_settings
+from common.settings import load_settings
 
 console = Console()
 err_console = Console(stderr=True)

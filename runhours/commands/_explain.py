@@ -9,9 +9,9 @@ from rich.console import Group, RenderableType
 from rich.text import Text
 
 from analytics.billing.explain import Explanation, explanation_json
-from contract import STATES
 from runhours.commands._common import console
 from runhours.commands._tables import Col, fit_table
+from wire import STATES
 
 _SHORT = {"off": "off", "idle": "idle", "running": "run", "fault": "fault", "maintenance": "maint"}
 

@@ -82,7 +82,7 @@ def zone_of(plant: Plant, tz: str | None) -> tzinfo:
 def instant(text: str, tz: tzinfo, what: str) -> datetime:
     """A date (local midnight), a local or RFC 3339 time, ``now``, ``today`` or ``now-7d``."""
     from analytics.periods import PeriodError, local_midnight, parse_instant
-    from contract.times import parse_duration
+    from common.times import parse_duration
 
     text = text.strip()
     now = datetime.now(UTC)

@@ -46,7 +46,7 @@ def _rules(path: Path):  # type: ignore[no-untyped-def]
 
 
 def _time(text: str, what: str) -> datetime:
-    from contract.times import parse_time
+    from common.times import parse_time
 
     return parse_time(text, what)
 
@@ -234,7 +234,7 @@ def backtest(
     """
     from analytics.alerts.backtest import Scoreboard, score
     from analytics.alerts.backtest import backtest as run_backtest
-    from contract.times import TimeError, parse_duration
+    from common.times import TimeError, parse_duration
     from runhours.backtest import BACKTEST_START, SimulatedFleet, simulated_runs
     from store import InfluxClient
 

@@ -34,7 +34,7 @@ from analytics.rollups import (
     rebuild_rollups,
     refresh_rollups,
 )
-from contract.settings import RunhoursSettings
+from common.settings import RunhoursSettings
 from runhours.commands._common import ConfigOption, console, err_console, fail, load
 from runhours.commands._explain import render_explanation
 from runhours.commands._tables import Col, fit_table

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from contract.settings import RunhoursSettings
+from common.settings import RunhoursSettings
 from runhours.commands._common import ConfigOption, console, err_console, load
 from runhours.commands._tables import Col, fit_table
 from runhours.security import SecurityDir
@@ -150,10 +150,10 @@ def init(
     """
     from datetime import UTC, datetime
 
-    from contract import MachineRef
     from runhours.security.compose import init_compose
     from runhours.security.layout import Meta
     from simulators import fleet as simulated
+    from wire import MachineRef
 
     security = SecurityDir(directory)
     names = broker_name or []

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from contract.settings import RunhoursSettings
+from common.settings import RunhoursSettings
 from dashboards import (
     GENERATED_DIR,
     build_all,

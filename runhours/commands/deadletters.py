@@ -37,7 +37,7 @@ class ListFormat(StrEnum):
 
 
 def _select(config: ConfigOption, since: str | None, reason: str | None):  # type: ignore[no-untyped-def]
-    from contract.times import parse_time
+    from common.times import parse_time
     from ingest import IngestSettings
     from ingest.deadletter import DeadLetterStore
 

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from analytics.alerts.model import Alert
-from contract.settings import RunhoursSettings
+from common.settings import RunhoursSettings
 from edge.config import EdgeSettings
 from runhours.commands._common import ConfigOption, console, fail, load
 from runhours.commands._tables import Col, duration, fit_table, moment, number, percent
@@ -53,7 +53,7 @@ app = typer.Typer(
 
 
 def _seconds(text: str) -> float:
-    from contract.times import parse_duration
+    from common.times import parse_duration
 
     try:
         return parse_duration(text).total_seconds()

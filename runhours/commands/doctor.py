@@ -34,8 +34,8 @@ def doctor(
     the broker dropped messages, does its queue keep a burst for an offline session (a
     queue limit would drop data in an outage), and was anything lost recently. Exit code
     1 on any warning or failure."""
-    from contract.settings import RunhoursSettings
-    from contract.times import TimeError, parse_duration
+    from common.settings import RunhoursSettings
+    from common.times import TimeError, parse_duration
     from runhours.doctor import run_checks
 
     settings = load(RunhoursSettings, config)

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from contract.settings import SettingsError
+from common.settings import SettingsError
 from edge import Reading
 from edge.buffer import SampleBuffer
 from edge.config import CsvSource, EdgeSettings, SimulatorSource

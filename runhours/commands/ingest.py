@@ -124,7 +124,7 @@ def status(
     in transit (sequence gaps the ingest reported, minus what arrived late) and samples the
     edge dropped itself (buffer full or too old); and each worker's last health point with
     the broker's own drop count. Exit code 1 when anything was lost in the window."""
-    from contract.times import parse_time
+    from common.times import parse_time
     from ingest import IngestSettings
     from ingest.status import delivery_status
     from store import InfluxClient

@@ -37,7 +37,7 @@ def record(
     evaluation, and replays see the record too."""
     from analytics.alerts import record_maintenance
     from analytics.service import AnalyticsSettings
-    from contract.times import parse_time
+    from common.times import parse_time
     from store import InfluxClient
 
     settings = load(AnalyticsSettings, config)

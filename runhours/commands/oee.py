@@ -46,7 +46,7 @@ HELP = (
 
 
 def _row_json(row: Any, tz: tzinfo) -> dict[str, Any]:
-    from contract import from_epoch_ms
+    from wire import from_epoch_ms
 
     return {
         "scope": row.scope,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from contract.settings import RunhoursSettings
+from common.settings import RunhoursSettings
 from runhours.commands._common import ConfigOption, console, load
 from runhours.report import ReportError, fetch_report, parse_time, write_report
 from store import InfluxClient

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from contract.settings import RunhoursSettings
+from common.settings import RunhoursSettings
 from runhours.commands._common import ConfigOption, console, load
 from runhours.commands._tables import Col, fit_table
 from runhours.services import LocalServices

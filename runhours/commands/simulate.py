@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from contract import MachineRef
 from edge.config import EdgeSettings, parse_speed
 from edge.mqtt import Broker
 from runhours.commands._common import ConfigOption, console, fail, load
@@ -29,6 +28,7 @@ from runhours.fleet_workers import (
     run_fleet_workers,
 )
 from simulators import WEAR_PROFILES, MachineSpec, fleet
+from wire import MachineRef
 
 if TYPE_CHECKING:
     from simulators.opcua_server import OpcuaSecurity

@@ -17,11 +17,11 @@ from analytics.machines import MachineError
 from analytics.periods import PeriodError, parse_instant, zone
 from analytics.rollups import StaleRollupsError, default_state_file, fleet_usage, refresh_rollups
 from analytics.usage import Usage
-from contract import STATES
-from contract.settings import RunhoursSettings
+from common.settings import RunhoursSettings
 from runhours.commands._common import ConfigOption, console, fail, load
 from runhours.commands._tables import Col, duration, fit_table
 from store import InfluxClient, InfluxError
+from wire import STATES
 
 
 class By(StrEnum):

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from contract import MachineRef
 from runhours.security.credentials import Machines
 from runhours.security.files import PRIVATE, private_dir, write_private
 from runhours.security.layout import Meta, SecurityDir
+from wire import MachineRef
 
 ENV_FILES = ("influxdb", "grafana", "mosquitto", "ingest", "analytics")
 

@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import quote
 
-from contract import ContractError, MachineRef, validate_id
-from contract.settings import load_settings
+from common.settings import load_settings
 from edge.config import EdgeSettings
 from edge.mqtt import Broker
 from runhours.security.errors import SecurityError
@@ -27,6 +26,7 @@ from runhours.security.files import new_secret, render_toml, write_private
 from runhours.security.layout import SecurityDir
 from runhours.security.mosquitto import reload_broker
 from runhours.security.tls import read_certificate
+from wire import MachineRef, WireError, validate_id
 
 # Ids that would make a machine's topics collide with the services' own topics.
 RESERVED = {
@@ -50,7 +50,7 @@ def parse_machine(text: str) -> MachineRef:
     for what, value in zip(("site", "line", "machine"), ref, strict=True):
         try:
             validate_id(value, what)
-        except ContractError as exc:
+        except WireError as exc:
             raise SecurityError(f"--machine {text!r}: {exc}") from None
         if value in RESERVED.get(what, set()):
             raise SecurityError(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from contract.errors import RunhoursError
+from common.errors import RunhoursError
 
 
 class SecurityError(RunhoursError, RuntimeError):

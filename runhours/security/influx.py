@@ -7,7 +7,7 @@ creating the first admin. ``ensure_users`` uses that once, then logs in as the a
 
 from __future__ import annotations
 
-from contract.redact import scrub
+from common.redact import scrub
 from runhours.security.errors import SecurityError
 from runhours.security.layout import ROLES, SecurityDir
 from store import InfluxClient, InfluxError, quote_ident

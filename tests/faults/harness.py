@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from contract.settings import RunhoursSettings
+from common.settings import RunhoursSettings
 from edge.config import EdgeOptions, EdgeSettings
 from runhours.fleet import FleetRun, run_fleet
 from runhours.services import Mosquitto, free_port

@@ -20,8 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from contract import to_epoch_ms
-from contract.settings import RunhoursSettings
+from common.settings import RunhoursSettings
 from runhours.services import LocalServices, free_port
 from simulators import fleet
 from store import InfluxClient
@@ -36,6 +35,7 @@ from tests.faults.harness import (
     run_paced,
     settle,
 )
+from wire import to_epoch_ms
 
 MACHINES = 10
 

@@ -18,8 +18,8 @@ from urllib.parse import quote, unquote, urlsplit
 from pydantic import SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from contract.errors import RunhoursError
-from contract.redact import MASK, masked_url
+from common.errors import RunhoursError
+from common.redact import MASK, masked_url
 
 
 class SettingsError(RunhoursError, ValueError):

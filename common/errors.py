@@ -1,12 +1,12 @@
-"""The root of every runhours error, and the one for anything that breaks the wire contract.
+"""The root of every runhours error.
 
 Every exception runhours raises on purpose derives from :class:`RunhoursError`, so a
 caller can tell "runhours said no, and says why" from a bug: the CLI catches it once,
 prints its message and exits with its ``exit_code``; anything else is a bug and keeps its
 traceback. Errors that callers also meet as a built-in kind keep that base too
-(``ContractError`` is a ``ValueError``, ``InfluxError`` a ``RuntimeError``).
+(``WireError`` is a ``ValueError``, ``InfluxError`` a ``RuntimeError``).
 
-It lives here because every package may import ``contract`` and ``contract`` imports none
+It lives here because every package may import ``common`` and ``common`` imports none
 of ours. The whole tree, package by package, is in docs/design.md ("Errors").
 """
 
@@ -17,11 +17,3 @@ class RunhoursError(Exception):
 
     exit_code: int = 2
     """The exit code of `runhours` when this error ends a command."""
-
-
-class ContractError(RunhoursError, ValueError):
-    """A topic or payload does not follow the v1 contract.
-
-    The message names the offending field and says why, e.g.
-    ``samples.0.ts: naive timestamp (no zone): 2026-10-01T08:00:00``.
-    """

@@ -1,7 +1,7 @@
 """Sparkplug B (3.0): topic names, the primary host's STATE, metric values, rebirth requests.
 
 The ingest also accepts Sparkplug B edge nodes (``ingest/sparkplug.py`` maps them onto the
-v1 schema). Payloads are protobuf (``contract/sparkplug_b.proto``, compiled into
+v1 schema). Payloads are protobuf (``wire/sparkplug_b.proto``, compiled into
 ``sparkplug_b_pb2``); STATE is JSON.
 
 - ``spBv1.0/{group}/{NBIRTH|NDEATH|NDATA|NCMD}/{edge node}``
@@ -16,8 +16,8 @@ import json
 import struct
 from typing import Literal, NamedTuple
 
-from contract import sparkplug_b_pb2 as pb
-from contract.errors import ContractError
+from wire import sparkplug_b_pb2 as pb
+from wire.errors import WireError
 
 NAMESPACE = "spBv1.0"
 MessageType = Literal[
@@ -45,16 +45,16 @@ class SparkplugTopic(NamedTuple):
 
 
 def parse_sparkplug_topic(topic: str) -> SparkplugTopic:
-    """Parse a Sparkplug B topic (not STATE); raise ``ContractError`` naming the problem."""
+    """Parse a Sparkplug B topic (not STATE); raise ``WireError`` naming the problem."""
     parts = topic.split("/")
     if len(parts) not in (4, 5) or parts[0] != NAMESPACE:
-        raise ContractError(f"topic: {topic!r} is not {NAMESPACE}/group/type/node[/device]")
+        raise WireError(f"topic: {topic!r} is not {NAMESPACE}/group/type/node[/device]")
     group, kind, node = parts[1], parts[2], parts[3]
     device = parts[4] if len(parts) == 5 else None
     if kind not in (DEVICE_TYPES if device is not None else NODE_TYPES):
-        raise ContractError(f"topic: {kind!r} is not a Sparkplug B message type here ({topic!r})")
+        raise WireError(f"topic: {kind!r} is not a Sparkplug B message type here ({topic!r})")
     if not all((group, node, device if device is not None else "x")):
-        raise ContractError(f"topic: {topic!r} has an empty id")
+        raise WireError(f"topic: {topic!r} has an empty id")
     return SparkplugTopic(group, kind, node, device)  # type: ignore[arg-type]
 
 
@@ -77,9 +77,9 @@ def decode_state(payload: bytes) -> tuple[bool, int]:
         body = json.loads(payload)
         online, timestamp = body["online"], body["timestamp"]
     except (ValueError, KeyError, TypeError):
-        raise ContractError('STATE: expected {"online": bool, "timestamp": ms}') from None
+        raise WireError('STATE: expected {"online": bool, "timestamp": ms}') from None
     if not isinstance(online, bool) or not isinstance(timestamp, int):
-        raise ContractError('STATE: expected {"online": bool, "timestamp": ms}')
+        raise WireError('STATE: expected {"online": bool, "timestamp": ms}')
     return online, timestamp
 
 
@@ -98,7 +98,7 @@ def decode_payload(raw: bytes) -> Payload:
     try:
         payload: Payload = Payload.FromString(raw)
     except Exception as exc:  # protobuf's DecodeError and friends
-        raise ContractError(f"payload: not a Sparkplug B protobuf payload: {exc}") from None
+        raise WireError(f"payload: not a Sparkplug B protobuf payload: {exc}") from None
     return payload
 
 
@@ -112,7 +112,7 @@ TEXT = frozenset({pb.String, pb.Text, pb.UUID})
 
 def metric_value(metric: Metric, datatype: int) -> float | str | None:
     """The metric's value as a number (integers, floats, booleans as 0/1) or a string;
-    ``None`` for a null metric. Raises ``ContractError`` for a value the datatype cannot
+    ``None`` for a null metric. Raises ``WireError`` for a value the datatype cannot
     carry or a datatype runhours does not store (data sets, templates, bytes, files)."""
     if metric.is_null:
         return None
@@ -121,7 +121,7 @@ def metric_value(metric: Metric, datatype: int) -> float | str | None:
         return metric.string_value
     if datatype not in NUMERIC:
         name = pb.DataType.Name(datatype) if datatype in pb.DataType.values() else datatype
-        raise ContractError(f"datatype {name} cannot be stored as a number or a state")
+        raise WireError(f"datatype {name} cannot be stored as a number or a state")
     if field == "boolean_value":
         return 1.0 if metric.boolean_value else 0.0
     if field == "float_value":
@@ -136,7 +136,7 @@ def metric_value(metric: Metric, datatype: int) -> float | str | None:
             if raw >= 1 << (bits - 1):
                 raw -= 1 << bits
         return float(raw)
-    raise ContractError(f"no value of datatype {pb.DataType.Name(datatype)} (field {field})")
+    raise WireError(f"no value of datatype {pb.DataType.Name(datatype)} (field {field})")
 
 
 def _shortest_float32(number: float) -> float:

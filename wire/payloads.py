@@ -26,8 +26,8 @@ from pydantic import (
     model_validator,
 )
 
-from contract.errors import ContractError
-from contract.topics import ID_PATTERN, MachineRef, parse_topic
+from wire.errors import WireError
+from wire.topics import ID_PATTERN, MachineRef, parse_topic
 
 State = Literal["off", "idle", "running", "fault", "maintenance"]
 STATES: tuple[State, ...] = ("off", "idle", "running", "fault", "maintenance")
@@ -50,7 +50,7 @@ def from_epoch_ms(ms: int) -> datetime:
 def to_epoch_ms(ts: datetime) -> int:
     """Aware datetime → epoch milliseconds (floor)."""
     if ts.tzinfo is None:
-        raise ContractError(f"ts: naive timestamp (no zone): {ts.isoformat()}")
+        raise WireError(f"ts: naive timestamp (no zone): {ts.isoformat()}")
     return (ts - EPOCH) // timedelta(milliseconds=1)
 
 
@@ -215,21 +215,21 @@ def _load_json(payload: bytes | str) -> Any:
     try:
         return json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ContractError(f"payload: malformed JSON: {exc}") from None
+        raise WireError(f"payload: malformed JSON: {exc}") from None
 
 
 def decode_telemetry(topic: str, payload: bytes | str) -> tuple[MachineRef, Telemetry]:
-    """Validate a received telemetry message; raise ``ContractError`` saying what is wrong."""
+    """Validate a received telemetry message; raise ``WireError`` saying what is wrong."""
     ref = parse_topic(topic, "telemetry")
     data = _load_json(payload)
     if not isinstance(data, dict):
-        raise ContractError(f"payload: must be a JSON object, got {type(data).__name__}")
+        raise WireError(f"payload: must be a JSON object, got {type(data).__name__}")
     try:
         message = Telemetry.model_validate(data)
     except ValidationError as exc:
-        raise ContractError(_describe(exc)) from None
+        raise WireError(_describe(exc)) from None
     if message.machine != ref.machine:
-        raise ContractError(
+        raise WireError(
             f"machine: payload says {message.machine!r} but the topic says {ref.machine!r}"
         )
     return ref, message
@@ -240,7 +240,7 @@ def decode_status(payload: bytes | str) -> Status:
     try:
         return Status.model_validate(data)
     except ValidationError as exc:
-        raise ContractError(_describe(exc)) from None
+        raise WireError(_describe(exc)) from None
 
 
 def _sample_json(sample: Sample) -> dict[str, Any]:
@@ -299,4 +299,4 @@ def decode_ingest_state(payload: bytes | str) -> IngestState:
     try:
         return IngestState.model_validate(data)
     except ValidationError as exc:
-        raise ContractError(_describe(exc)) from None
+        raise WireError(_describe(exc)) from None

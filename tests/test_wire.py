@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from contract import (
-    ContractError,
+from wire import (
     IngestState,
     Sample,
     Telemetry,
+    WireError,
     deadletter_topic,
     decode_ingest_state,
     decode_telemetry,
@@ -90,15 +90,15 @@ def test_rfc3339_with_zone_is_converted_to_utc() -> None:
     ],
 )
 def test_invalid_payloads_name_the_field(payload: bytes, reason: str) -> None:
-    with pytest.raises(ContractError, match=reason):
+    with pytest.raises(WireError, match=reason):
         decode_telemetry(TOPIC, payload)
 
 
 @pytest.mark.parametrize("machine", ["cnc 01", "cnc,01", "a" * 65, "x=y"])
 def test_bad_machine_ids_are_rejected(machine: str) -> None:
-    with pytest.raises(ContractError, match="not a valid id"):
+    with pytest.raises(WireError, match="not a valid id"):
         parse_topic(f"runhours/v1/plant1/line-a/{machine}/telemetry")
-    with pytest.raises(ContractError):
+    with pytest.raises(WireError):
         telemetry_topic("plant1", "line-a", machine)
 
 
@@ -137,14 +137,14 @@ def test_an_ingest_state_serves_its_own_site_or_every_site() -> None:
     assert decode_ingest_state(encode_ingest_state(state)) == state
     assert ingest_state_topic("ingest-1") == "runhours/v1/ingest/ingest-1/state"
     assert parse_ingest_state_topic("runhours/v1/ingest/ingest-1/state") == "ingest-1"
-    with pytest.raises(ContractError, match="site"):
+    with pytest.raises(WireError, match="site"):
         decode_ingest_state(b'{"online": true, "ts": 1, "site": "a b"}')
 
 
 def test_backoff_doubles_from_initial_to_the_cap_with_equal_jitter() -> None:
     import random
 
-    from contract.backoff import backoff_delay
+    from common.backoff import backoff_delay
 
     ceilings = [backoff_delay(n, 0.5, 30.0, jitter=False) for n in range(10)]
     assert ceilings == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0, 30.0]

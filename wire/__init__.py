@@ -1,14 +1,14 @@
-"""The runhours v1 wire contract: topics, payload models and shared settings.
+"""The runhours v1 wire contract: topics, payload models and ``WireError``.
 
 Every service meets every other only through this package (MQTT) and ``store``
-(InfluxDB), so nothing here may import another runhours package.
+(InfluxDB), so nothing here may import another runhours package but ``common``.
 
->>> from contract import telemetry_topic, Telemetry, Sample, encode_telemetry
+>>> from wire import telemetry_topic, Telemetry, Sample, encode_telemetry
 >>> topic = telemetry_topic("plant1", "line-a", "cnc-01")
 """
 
-from contract.errors import ContractError
-from contract.payloads import (
+from wire.errors import WireError
+from wire.payloads import (
     MAX_SAMPLES,
     STATES,
     IngestState,
@@ -26,7 +26,7 @@ from contract.payloads import (
     from_epoch_ms,
     to_epoch_ms,
 )
-from contract.topics import (
+from wire.topics import (
     ALERTS_ROOT,
     DEADLETTER_ROOT,
     INGEST_STATE_SUBSCRIPTION,
@@ -51,13 +51,13 @@ __all__ = [
     "MAX_SAMPLES",
     "ROOT",
     "STATES",
-    "ContractError",
     "IngestState",
     "MachineRef",
     "Sample",
     "State",
     "Status",
     "Telemetry",
+    "WireError",
     "alert_topic",
     "deadletter_topic",
     "decode_ingest_state",

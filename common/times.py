@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, PlainSerializer
 
-from contract.errors import RunhoursError
+from common.errors import RunhoursError
 
 
 class TimeError(RunhoursError, ValueError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-from contract.errors import ContractError
+from wire.errors import WireError
 
 ROOT = "runhours/v1"
 ALERTS_ROOT = f"{ROOT}/{{site}}/alerts"
@@ -29,9 +29,7 @@ class MachineRef(NamedTuple):
 def validate_id(value: str, what: str = "id") -> str:
     """Return ``value`` if it is a valid site/line/machine id, else raise."""
     if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
-        raise ContractError(
-            f"{what}: {value!r} is not a valid id (allowed: [A-Za-z0-9_.-]{{1,64}})"
-        )
+        raise WireError(f"{what}: {value!r} is not a valid id (allowed: [A-Za-z0-9_.-]{{1,64}})")
     return value
 
 
@@ -86,7 +84,7 @@ def parse_ingest_state_topic(topic: str) -> str:
     """The worker id of ``runhours/v1/ingest/{worker}/state``."""
     parts = topic.split("/")
     if len(parts) != 5 or "/".join(parts[:3]) != INGEST_STATE_ROOT or parts[4] != "state":
-        raise ContractError(f"topic: {topic!r} is not {INGEST_STATE_ROOT}/{{worker}}/state")
+        raise WireError(f"topic: {topic!r} is not {INGEST_STATE_ROOT}/{{worker}}/state")
     return validate_id(parts[3], "topic.worker")
 
 
@@ -104,7 +102,7 @@ def parse_topic(topic: str, leaf: str = "telemetry") -> MachineRef:
     """Parse ``runhours/v1/{site}/{line}/{machine}/{leaf}`` into its ids."""
     parts = topic.split("/")
     if len(parts) != 6 or "/".join(parts[:2]) != ROOT or parts[5] != leaf:
-        raise ContractError(f"topic: {topic!r} is not {ROOT}/{{site}}/{{line}}/{{machine}}/{leaf}")
+        raise WireError(f"topic: {topic!r} is not {ROOT}/{{site}}/{{line}}/{{machine}}/{leaf}")
     ref = MachineRef(parts[2], parts[3], parts[4])
     for what, value in zip(("site", "line", "machine"), ref, strict=True):
         validate_id(value, f"topic.{what}")
