@@ -191,9 +191,11 @@ def test_a_week_through_a_30s_broker_outage_is_stored_exactly_and_billed_to_the_
 
 @pytest.fixture
 def ingest_process(
-    own_settings: RunhoursSettings, test_id: str
+    own_settings: RunhoursSettings, test_id: str, tmp_path: Path
 ) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
-    """Start `runhours ingest` as a real process (same session id each time)."""
+    """Start `runhours ingest` as a real process (same session id each time). Its log goes
+    to ``ingest-N.log`` in the test's directory: a pipe nobody reads would stall it once
+    full."""
     started: list[subprocess.Popen[bytes]] = []
     env = {
         **os.environ,
@@ -206,13 +208,14 @@ def ingest_process(
     }
 
     def start() -> subprocess.Popen[bytes]:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "runhours", "ingest"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        with (tmp_path / f"ingest-{len(started)}.log").open("wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "runhours", "ingest"],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
         started.append(process)
         return process
 

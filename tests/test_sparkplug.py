@@ -60,7 +60,8 @@ class Node:
         )  # fmt: skip
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
         self.ncmds: list[dict[str, Any]] = []
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
 
     def _read(self) -> None:
         assert self.process.stdout is not None
@@ -83,6 +84,10 @@ class Node:
         if self.process.poll() is None:
             self.process.kill()
         self.process.wait(10)
+        self._reader.join(10)  # it ends at the pipe's end of file
+        for pipe in (self.process.stdin, self.process.stdout):
+            if pipe is not None:
+                pipe.close()
 
 
 def retained(url: str, topic: str) -> bytes:
