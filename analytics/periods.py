@@ -204,6 +204,16 @@ def on_utc_hours(edges: Sequence[datetime | int]) -> bool:
     return all((e if isinstance(e, int) else to_ms(e)) % HOUR_MS == 0 for e in edges)
 
 
+def floor_hour(ms: int) -> int:
+    """The start of the UTC hour holding ``ms`` (epoch ms)."""
+    return ms - ms % HOUR_MS
+
+
+def ceil_hour(ms: int) -> int:
+    """``ms`` rounded up to a whole UTC hour (epoch ms)."""
+    return -(-ms // HOUR_MS) * HOUR_MS
+
+
 def as_datetime(ms: int) -> datetime:
     """Epoch milliseconds → aware UTC datetime."""
     return from_epoch_ms(ms)
