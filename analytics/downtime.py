@@ -15,8 +15,7 @@ reason as ``unassigned``: its hours add up exactly to the stop hours of the rang
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,6 +25,7 @@ from analytics.floor import MachineFloor, floor_runs
 from analytics.machines import MachineKey
 from analytics.plant import Plant, PlantError
 from analytics.shifts import ShiftRun
+from analytics.sqlite import SqliteFile
 from analytics.stops import Stop
 from store import InfluxClient
 from store.schema import UNASSIGNED
@@ -96,25 +96,12 @@ class DowntimeStore:
     """The reasons given to stops, and their log (see the module docstring)."""
 
     def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(_SCHEMA)
+        self._file = SqliteFile(path, _SCHEMA)
+        self.path = self._file.path
 
     @classmethod
     def in_data_dir(cls, data_dir: Path) -> DowntimeStore:
         return cls(Path(data_dir) / STORE_FILE)
-
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        db.row_factory = sqlite3.Row
-        try:
-            db.execute("PRAGMA busy_timeout=30000")
-            yield db
-        finally:
-            db.close()
 
     @staticmethod
     def _assignment(row: sqlite3.Row) -> Assignment:
@@ -133,7 +120,7 @@ class DowntimeStore:
     ) -> dict[tuple[MachineKey, int], Assignment]:
         """The reasons of stops starting in ``[lo_ms, hi_ms)`` (of ``keys``, default all)."""
         wanted = set(keys) if keys is not None else None
-        with self._connect() as db:
+        with self._file.connect() as db:
             rows = db.execute(
                 "SELECT * FROM assignments WHERE start_ms >= ? AND start_ms < ?", (lo_ms, hi_ms)
             ).fetchall()
@@ -148,7 +135,7 @@ class DowntimeStore:
         if key is not None and start_ms is not None:
             query += " WHERE site = ? AND machine = ? AND start_ms = ?"
             args = (key.site, key.machine, start_ms)  # type: ignore[assignment]
-        with self._connect() as db:
+        with self._file.connect() as db:
             rows = db.execute(query + " ORDER BY seq", args).fetchall()
         return [
             {
@@ -175,33 +162,27 @@ class DowntimeStore:
     ) -> Assignment | None:
         """Give ``stop`` a reason (None: take it away), logged; returns the assignment."""
         when = to_epoch_ms(at or datetime.now(UTC))
-        with self._connect() as db:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                row = db.execute(
-                    "SELECT reason FROM assignments WHERE site = ? AND machine = ? AND start_ms = ?",
-                    (key.site, key.machine, stop.start_ms),
-                ).fetchone()
-                previous = row["reason"] if row else None
-                if reason is None:
-                    db.execute(
-                        "DELETE FROM assignments WHERE site = ? AND machine = ? AND start_ms = ?",
-                        (key.site, key.machine, stop.start_ms),
-                    )
-                else:
-                    db.execute(
-                        "INSERT OR REPLACE INTO assignments VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (key.site, key.machine, stop.start_ms, stop.end_ms, reason, by, when, note),
-                    )
+        with self._file.write() as db:
+            row = db.execute(
+                "SELECT reason FROM assignments WHERE site = ? AND machine = ? AND start_ms = ?",
+                (key.site, key.machine, stop.start_ms),
+            ).fetchone()
+            previous = row["reason"] if row else None
+            if reason is None:
                 db.execute(
-                    "INSERT INTO log (site, machine, start_ms, reason, previous, by, at_ms, note) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (key.site, key.machine, stop.start_ms, reason, previous, by, when, note),
+                    "DELETE FROM assignments WHERE site = ? AND machine = ? AND start_ms = ?",
+                    (key.site, key.machine, stop.start_ms),
                 )
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+            else:
+                db.execute(
+                    "INSERT OR REPLACE INTO assignments VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (key.site, key.machine, stop.start_ms, stop.end_ms, reason, by, when, note),
+                )
+            db.execute(
+                "INSERT INTO log (site, machine, start_ms, reason, previous, by, at_ms, note) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (key.site, key.machine, stop.start_ms, reason, previous, by, when, note),
+            )
         if reason is None:
             return None
         return Assignment(key, stop.start_ms, stop.end_ms, reason, by, from_epoch_ms(when), note)

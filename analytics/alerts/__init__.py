@@ -9,14 +9,16 @@ The pieces, one per module: ``rules`` (the TOML format), ``conditions`` (what ea
 rule kind says at a step), ``drift`` (reference statistics, CUSUM, trend lines),
 ``lifecycle`` (pending → firing → resolved), ``engine`` (``evaluate``: rules × data
 window × previous state → transitions), ``source`` (reading windows from InfluxDB),
-``samples`` (the same windows from samples in memory), ``store`` (SQLite state, history
-and outbox), ``delivery`` (MQTT, InfluxDB, webhook), ``maintenance`` (service records),
+``samples`` (the same windows from samples in memory), ``store`` (the SQLite file of
+alert state, made of ``schema``, ``history``, ``engine_state`` and the delivery
+``outbox``), ``delivery`` (MQTT, InfluxDB, webhook), ``maintenance`` (service records),
 ``replay`` (history replays and the demo's summary), ``backtest`` (scoring rules against
 known failures).
 """
 
 from analytics.alerts.backtest import Failure, Scoreboard, backtest, score
 from analytics.alerts.engine import Evaluation, evaluate
+from analytics.alerts.history import AlertError, AlertNotFound
 from analytics.alerts.maintenance import (
     MaintenanceError,
     MaintenanceRecord,
@@ -47,7 +49,7 @@ from analytics.alerts.rules import (
 )
 from analytics.alerts.samples import window_from_samples
 from analytics.alerts.source import WindowSource, load_window
-from analytics.alerts.store import AlertError, AlertNotFound, AlertStore
+from analytics.alerts.store import AlertStore
 
 __all__ = [
     "DEFAULT_RULES",

@@ -39,12 +39,13 @@ from fastapi import FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field, StringConstraints
 
+from analytics.alerts.history import AlertError, AlertNotFound
 from analytics.alerts.maintenance import (
     MaintenanceError,
     maintenance_records,
     record_maintenance,
 )
-from analytics.alerts.store import AlertError, AlertNotFound, AlertStore
+from analytics.alerts.store import AlertStore
 from analytics.console.auth import Authenticator, Principal
 from analytics.console.guard import SESSION_COOKIE, Guard, session_id
 from analytics.downtime import DowntimeError, DowntimeStore, assign, listed_stops
