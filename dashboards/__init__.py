@@ -11,7 +11,7 @@ provisions (``deploy/grafana/``). Queries are InfluxQL against the schema in
 """
 
 from dashboards.build import GENERATED_DIR, build_all, render, write_all
-from dashboards.contracts import ContractsFileError, ContractView, read_contracts
+from dashboards.contracts import ContractView
 from dashboards.influxql import DATASOURCE, DATASOURCE_UID, InfluxQuery, register
 
 register()
@@ -21,10 +21,8 @@ __all__ = [
     "DATASOURCE_UID",
     "GENERATED_DIR",
     "ContractView",
-    "ContractsFileError",
     "InfluxQuery",
     "build_all",
-    "read_contracts",
     "register",
     "render",
     "write_all",

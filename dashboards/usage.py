@@ -1,7 +1,7 @@
 """*Usage and billing*: billable hours per machine and contract, coverage, commitments.
 
 Everything reads the hourly rollups (``usage_hourly``), like the billing export does.
-Per-contract panels are generated from the contracts file, one set per contract.
+Per-contract panels are generated from the contracts given, one set per contract.
 """
 
 from __future__ import annotations

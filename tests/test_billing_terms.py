@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from analytics.billing import ContractsError, build_statements, load_contracts, parse_contracts
 from analytics.billing.pricing import currency_places
-from dashboards import read_contracts
 from runhours.cli import app
+from runhours.commands.dashboards import contract_views
 from store import InfluxClient
 from tests.test_billing import OCTOBER, amounts, bill, contract, machine
 from tests.test_billing_support import HOUR, berlin, steady
@@ -141,7 +141,7 @@ def test_unquoted_numbers_are_read_as_exact_decimals(tmp_path: Path) -> None:
     (c,) = load_contracts(path)
     assert c.rate_per_hour == Decimal("0.1234567890123456789")
     assert c.minimum_hours == Decimal("100.5")
-    (view,) = read_contracts(path)  # the dashboards read the same file the same way
+    (view,) = contract_views(path)  # the dashboards see the billing reader's numbers
     assert view.minimum_hours == Decimal("100.5")
     # Data that already went through a float is refused, naming the field.
     with pytest.raises(ContractsError) as info:

@@ -6,6 +6,7 @@ These run without services; tests/test_dashboards_queries.py runs the queries.
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -18,14 +19,13 @@ from grafana_foundation_sdk.cog.plugins import register_default_plugins
 from grafana_foundation_sdk.models.dashboard import Dashboard, Panel
 from typer.testing import CliRunner
 
+from analytics.billing.contracts import ContractsError
 from dashboards import (
     DATASOURCE_UID,
     GENERATED_DIR,
-    ContractsFileError,
     ContractView,
     InfluxQuery,
     build_all,
-    read_contracts,
     register,
     render,
     write_all,
@@ -41,6 +41,7 @@ from dashboards.macros import (
 from dashboards.signals import SIGNALS, STATE_COLORS
 from dashboards.thresholds import THRESHOLDS
 from runhours.cli import app
+from runhours.commands.dashboards import contract_views
 from simulators import MachineSim, fleet
 from wire import STATES
 
@@ -187,6 +188,9 @@ from = 2026-10-01
 
 [[contract]]
 id = "PBH-002"
+customer = "Beta"
+currency = "EUR"
+rate_per_hour = "30"
 billable_states = ["running", "idle"]
 period = "quarter"
 [[contract.machine]]
@@ -194,13 +198,16 @@ id = "pump.01"
 
 [[contract]]
 id = "PBH-003"
+customer = "Gamma"
+currency = "EUR"
+rate_per_hour = "30"
 method = "counter"
 period = "week"
 [[contract.machine]]
 id = "comp-01"
 """
     )
-    contracts = read_contracts(path)
+    contracts = contract_views(path)
     assert contracts == [
         ContractView(
             "PBH-001", ("cnc-01", "cnc-02"), ("running",), Decimal("100"), "Europe/Berlin"
@@ -229,18 +236,18 @@ id = "comp-01"
 @pytest.mark.parametrize(
     ("text", "error"),
     [
-        ('[[contract]]\ncustomer = "x"\n', "contract[0].id: missing"),
-        ('[[contract]]\nid = "A"\nminimum_hours = "lots"\n', "contract 'A'.minimum_hours"),
-        ('[[contract]]\nid = "A"\nperiod = "year"\n', "contract 'A'.period: 'year'"),
-        ('[[contract]]\nid = "A"\n[[contract.machine]]\nname = "x"\n', "needs an id"),
+        ('[[contract]]\ncustomer = "x"\n', "contract.0.id: required field is missing"),
+        ('[[contract]]\nid = "A"\nminimum_hours = "lots"\n', "minimum_hours (contract 'A')"),
+        ('[[contract]]\nid = "A"\nperiod = "year"\n', "period (contract 'A'): Input should be"),
+        ('[[contract]]\nid = "A"\n[[contract.machine]]\nname = "x"\n', "machine.0.id"),
         ("[[contract]\n", "not valid TOML"),
     ],
 )
 def test_bad_contracts_file_names_the_problem(tmp_path: Path, text: str, error: str) -> None:
     path = tmp_path / "contracts.toml"
     path.write_text(text)
-    with pytest.raises(ContractsFileError, match=error.replace("[", r"\[").replace(".", r"\.")):
-        read_contracts(path)
+    with pytest.raises(ContractsError, match=re.escape(error)):
+        contract_views(path)
     result = CliRunner().invoke(
         app, ["dashboards", "build", "--out", str(tmp_path / "out"), "--contracts", str(path)]
     )
@@ -313,10 +320,11 @@ def test_schema_doc_names_every_schema_constant() -> None:
 def test_contract_panels_select_site_qualified_machines_by_site(tmp_path: Path) -> None:
     path = tmp_path / "contracts.toml"
     path.write_text(
-        '[[contract]]\nid = "PBH-001"\nminimum_hours = 100.5\n'
+        '[[contract]]\nid = "PBH-001"\ncustomer = "Acme"\ncurrency = "EUR"\nrate_per_hour = 1\n'
+        "minimum_hours = 100.5\n"
         '[[contract.machine]]\nid = "plant2/cnc-01"\n[[contract.machine]]\nid = "cnc-02"\n'
     )
-    (view,) = read_contracts(path)
+    (view,) = contract_views(path)
     assert view.machines == ("cnc-02", "plant2/cnc-01")
     assert view.minimum_hours == Decimal("100.5")  # an unquoted number, read exactly
     usage = json.loads(render(build_all([view])["usage-billing.json"]))

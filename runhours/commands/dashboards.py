@@ -9,14 +9,9 @@ from typing import Annotated
 
 import typer
 
+from analytics.billing.contracts import load_contracts
 from common.settings import RunhoursSettings
-from dashboards import (
-    GENERATED_DIR,
-    build_all,
-    read_contracts,
-    render,
-    write_all,
-)
+from dashboards import GENERATED_DIR, ContractView, build_all, render, write_all
 from dashboards.check import check_all, panel_failures
 from runhours.commands._common import ConfigOption, console, load
 from runhours.commands._tables import Col, fit_table
@@ -40,9 +35,30 @@ ContractsOption = Annotated[
 ]
 
 
+def contract_views(path: Path | None) -> list[ContractView]:
+    """The contracts of ``path`` as the usage dashboard sees them, in file order.
+
+    The file is read by the billing engine's reader, so a file billing refuses makes no
+    dashboards either.
+    """
+    if path is None:
+        return []
+    return [
+        ContractView(
+            id=contract.id,
+            machines=tuple(sorted({machine.id for machine in contract.machine})),
+            billable_states=tuple(contract.billable_states),
+            minimum_hours=contract.minimum_hours,
+            timezone=contract.timezone,
+            period=contract.period,
+            method=contract.method,
+        )
+        for contract in load_contracts(path)
+    ]
+
+
 def _boards(contracts: Path | None) -> dict[str, str]:
-    views = read_contracts(contracts) if contracts is not None else []
-    return {name: render(board) for name, board in build_all(views).items()}
+    return {name: render(board) for name, board in build_all(contract_views(contracts)).items()}
 
 
 @app.command()
@@ -59,8 +75,7 @@ def build(
     fails when they are stale, so run this after changing anything under dashboards/. A
     deployment with contracts builds its own copy: --contracts FILE --out DIR.
     """
-    views = read_contracts(contracts) if contracts is not None else []
-    paths = write_all(out, views)
+    paths = write_all(out, contract_views(contracts))
     for path in paths:
         console.print(f"wrote {path}")
 

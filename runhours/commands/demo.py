@@ -15,9 +15,9 @@ import typer
 from analytics.alerts.model import Alert
 from common.settings import RunhoursSettings
 from edge.config import EdgeSettings
+from runhours.commands._billing import render_summary
 from runhours.commands._common import ConfigOption, console, fail, load
 from runhours.commands._tables import Col, duration, fit_table, moment, number, percent
-from runhours.commands.billing import render_summary
 from runhours.demo import (
     CONSOLE_PORT,
     DEMO_ZONE,

@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-from datetime import UTC, tzinfo
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from analytics.counters import CounterRules, CounterTolerance, describe_counts, list_anomalies
-from analytics.machines import MachineError
+from analytics.counters import CounterRules, CounterTolerance
 from analytics.periods import PeriodError, parse_instant, zone
-from analytics.rollups import StaleRollupsError, default_state_file, fleet_usage, refresh_rollups
-from analytics.usage import Usage
 from common.settings import RunhoursSettings
-from runhours.commands._common import ConfigOption, console, fail, load
-from runhours.commands._tables import Col, duration, fit_table
-from store import InfluxClient, InfluxError
-from wire import STATES
+from runhours.commands._common import ConfigOption, fail, load
+from runhours.commands._usage import show_usage
 
 
 class By(StrEnum):
@@ -40,32 +31,6 @@ app = typer.Typer(
     help="Seconds per state per machine over a time range (from the hourly rollups).",
     no_args_is_help=True,
 )
-
-
-def usage_json(
-    rows: list[Usage], tolerance: CounterTolerance, tz: tzinfo = UTC
-) -> list[dict[str, Any]]:
-    """The JSON form: one object per machine and bucket (documented in docs/billing.md)."""
-    return [
-        {
-            "site": u.site,
-            "machine": u.machine,
-            "start": u.start.isoformat(),
-            "end": u.end.isoformat(),
-            "state_seconds": {state: u.state_seconds[state] for state in STATES},
-            "known_seconds": u.known_seconds,
-            "coverage": round(u.coverage, 6),
-            "gaps": u.gaps,
-            "counter_seconds": u.counter_seconds,
-            "counter_reset": u.counter_reset,
-            "counter_mismatch": u.counter_mismatch(tolerance),
-            "counter_anomalies": list(list_anomalies(u.counter_events, u.counter_anomalies, tz)),
-        }
-        for u in rows
-    ]
-
-
-_SHORT = {"off": "off", "idle": "idle", "running": "run", "fault": "fault", "maintenance": "maint"}
 
 
 @app.callback(invoke_without_command=True)
@@ -153,99 +118,16 @@ def usage(
         reset_below_ms=round(counter_reset_below * 1000),
         modulus_ms=round(counter_modulus * 1000) if counter_modulus else None,
     )
-    try:
-        with InfluxClient.from_settings(settings) as client:
-            if not from_raw:
-                refresh_rollups(client, state_file=default_state_file(settings.data_dir))
-            rows = fleet_usage(
-                client,
-                lo,
-                hi,
-                machines=machine or None,
-                by=by.value if by else None,
-                tz=zone_info,
-                from_raw=from_raw,
-                rules=rules,
-            )
-    except (InfluxError, MachineError, StaleRollupsError) as exc:
-        fail(str(exc))
-    if fmt == UsageFormat.json:
-        typer.echo(json.dumps(usage_json(rows, tolerance, zone_info), indent=2, ensure_ascii=False))
-    elif fmt == UsageFormat.csv:
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(
-            [
-                "site",
-                "machine",
-                "start",
-                "end",
-                *(f"{s}_s" for s in STATES),
-                "known_s",
-                "coverage",
-                "gaps",
-                "counter_s",
-                "counter_reset",
-                "counter_mismatch",
-                "counter_anomalies",
-            ]
-        )
-        for item in usage_json(rows, tolerance, zone_info):
-            writer.writerow(
-                [
-                    item["site"],
-                    item["machine"],
-                    item["start"],
-                    item["end"],
-                    *(item["state_seconds"][s] for s in STATES),
-                    item["known_seconds"],
-                    item["coverage"],
-                    item["gaps"],
-                    "" if item["counter_seconds"] is None else item["counter_seconds"],
-                    item["counter_reset"],
-                    item["counter_mismatch"],
-                    "; ".join(item["counter_anomalies"]),
-                ]
-            )
-        typer.echo(out.getvalue(), nl=False)
-    else:
-        sites = sorted({u.site for u in rows})
-        several = len(sites) > 1  # one site: named in the title, the rows show bare ids
-        title = f"time per state {lo.isoformat()} – {hi.isoformat()} ({tz})" + (
-            "" if several or not sites or not sites[0] else f", site {sites[0]}"
-        )
-        cols = [
-            Col("machine"),
-            Col("from"),
-            *(Col(_SHORT[s], right=True) for s in STATES),
-            Col("known", right=True),
-            Col("gaps", right=True, drop=2),
-            Col("meter", right=True, drop=1),
-        ]
-        cells = []
-        flagged = []
-        for u in rows:
-            name = f"{u.site}/{u.machine}" if several and u.site else u.machine
-            flags = []
-            if u.counter_anomalies:
-                flags.append(f"meter: {describe_counts(u.counter_anomalies)}")
-            if u.counter_mismatch(tolerance):
-                flags.append("meter ≠ states")
-            if flags:
-                flagged.append(f"{name} {u.start:%m-%d %H:%M}: {', '.join(flags)}")
-            cells.append(
-                [
-                    name,
-                    u.start.strftime("%m-%d %H:%M"),
-                    *(duration(u.state_seconds[s]) for s in STATES),
-                    f"{u.coverage * 100:.1f}%",
-                    str(u.gaps),
-                    duration(u.counter_seconds),
-                ]
-            )
-        console.print(fit_table(console, cols, cells, title=title))
-        for line in flagged:
-            console.print(line, highlight=False)
-        for u in rows:
-            for text in list_anomalies(u.counter_events, u.counter_anomalies, zone_info):
-                console.print(f"{u.site}/{u.machine}: hour meter {text}", highlight=False)
+    show_usage(
+        settings,
+        lo,
+        hi,
+        machines=machine or None,
+        by=by.value if by else None,
+        tz_name=tz,
+        tz=zone_info,
+        form=fmt.value,
+        from_raw=from_raw,
+        tolerance=tolerance,
+        rules=rules,
+    )
