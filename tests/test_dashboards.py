@@ -253,6 +253,10 @@ def test_bad_contracts_file_names_the_problem(tmp_path: Path, text: str, error: 
     )
     assert result.exit_code == 2
     assert not (tmp_path / "out").exists()
+    if "TOML" not in error:  # the reader's field errors say what did not happen here
+        assert "invalid contracts file (no dashboards were written)" in " ".join(
+            result.output.split()
+        )
 
 
 # -- Grafana's macro expansion ----------------------------------------------------------

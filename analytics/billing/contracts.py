@@ -357,8 +357,8 @@ class ContractsFile(BaseModel):
         return self
 
 
-def _describe(error: ValidationError, data: dict[str, Any], source: str) -> str:
-    lines = [f"{source}: invalid contracts file (nothing was exported)"]
+def _describe(error: ValidationError, data: dict[str, Any], source: str, outcome: str) -> str:
+    lines = [f"{source}: invalid contracts file ({outcome})"]
     contracts = data.get("contract") if isinstance(data, dict) else None
     for item in error.errors():
         loc = list(item["loc"])
@@ -382,17 +382,24 @@ def _describe(error: ValidationError, data: dict[str, Any], source: str) -> str:
     return "\n".join(lines)
 
 
-def parse_contracts(data: dict[str, Any], source: str = "contracts") -> list[Contract]:
-    """Validate already-parsed TOML data; raise ``ContractsError`` naming each bad field."""
+NOTHING_EXPORTED = "nothing was exported"
+
+
+def parse_contracts(
+    data: dict[str, Any], source: str = "contracts", outcome: str = NOTHING_EXPORTED
+) -> list[Contract]:
+    """Validate already-parsed TOML data; raise ``ContractsError`` naming each bad field
+    (its first line says the file is invalid and ``outcome``, what the caller did not do)."""
     try:
         return list(ContractsFile.model_validate(data).contract)
     except ValidationError as exc:
-        raise ContractsError(_describe(exc, data, source)) from None
+        raise ContractsError(_describe(exc, data, source, outcome)) from None
 
 
-def load_contracts(path: Path) -> list[Contract]:
-    """Read and validate a contracts TOML file; its numbers are read as exact decimals."""
+def load_contracts(path: Path, outcome: str = NOTHING_EXPORTED) -> list[Contract]:
+    """Read and validate a contracts TOML file; its numbers are read as exact decimals.
+    ``outcome``: what a bad file stops, for the error (see ``parse_contracts``)."""
     data = read_toml(
         Path(path), ContractsError, "file", "examples/contracts.toml", parse_float=Decimal
     )
-    return parse_contracts(data, str(path))
+    return parse_contracts(data, str(path), outcome)

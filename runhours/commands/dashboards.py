@@ -53,7 +53,7 @@ def contract_views(path: Path | None) -> list[ContractView]:
             period=contract.period,
             method=contract.method,
         )
-        for contract in load_contracts(path)
+        for contract in load_contracts(path, outcome="no dashboards were written")
     ]
 
 
