@@ -2,7 +2,7 @@
 
 The buffer keeps each sample as its wire JSON (``wire.encode_sample``); a message is
 those bodies inside the envelope ``wire.encode_telemetry`` writes. The result is
-byte-identical to ``encode_telemetry`` of the same message (tests/test_edge.py checks it),
+byte-identical to ``encode_telemetry`` of the same message (tests/edge/test_edge.py checks it),
 at a fraction of the cost: no model is built per sample on the publishing path.
 """
 

@@ -4,7 +4,7 @@
 when the message is plainly valid (epoch-millisecond timestamps, known states, finite
 numbers, names that need no escaping); anything else returns ``None`` and goes the general
 way (``wire.decode_telemetry`` + ``ingest.points``), which accepts the same messages,
-writes the same bytes and says exactly what is wrong with the others. tests/test_fuzz.py
+writes the same bytes and says exactly what is wrong with the others. tests/ingest/test_fuzz.py
 checks both ways agree, byte for byte, on generated messages.
 
 Why it is safe to skip escaping: an accepted message's ids match ``[A-Za-z0-9_.-]`` (the

@@ -5,7 +5,7 @@ seconds: each seed's fleet is simulated, turned into the observations InfluxDB w
 compute (``analytics.alerts.samples.window_from_samples``), replayed through the same
 ``evaluate`` the live service runs, and scored against the simulator's ground truth
 (``analytics.alerts.backtest.score``). The real pipeline gives the same alerts
-(``tests/test_alerts_backtest.py`` runs one seed through it).
+(``tests/analytics/alerts/test_alerts_backtest.py`` runs one seed through it).
 """
 
 from __future__ import annotations

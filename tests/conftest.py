@@ -21,10 +21,13 @@ from runhours.services import LocalServices, free_port
 from store import InfluxClient
 from store.schema import ingest_state_database
 
+# Fixtures shared beyond one folder but needing no session services (private brokers).
+pytest_plugins = ("tests.support.brokers",)
+
 # A test that uses one of these (directly or through `settings`, `influx`, …) needs a real
 # Mosquitto or InfluxDB: it is marked `services`. The first three are this file's; the
-# others start a private broker or database in their module (test_edge, test_deploy_*,
-# test_security_demo). A test that starts services inside its body marks itself.
+# others start a private broker or database (tests/support/brokers.py, test_edge,
+# test_deploy_*, test_security_demo). A test that starts services inside its body marks itself.
 # `pytest -m "not services and not slow"` then runs the fast rest (README.md, Development).
 SERVICE_FIXTURES = frozenset(
     {"services", "secure_services", "own_services"}

@@ -6,7 +6,7 @@ samples the way the usage engine does (``analytics.usage.load_samples_by_id``, t
 ``Samples`` as its ``load_samples``, for the whole fleet at once) and apply its step
 semantics (``analytics.usage.effective_states``): a state holds until the next sample, at
 most ``max_gap``, and value-only samples (heartbeats) carry it forward. So the run-hours an
-alert reports are the run-hours on the invoice (tests/test_alerts_run_hours.py).
+alert reports are the run-hours on the invoice (tests/analytics/alerts/test_alerts_run_hours.py).
 """
 
 from __future__ import annotations

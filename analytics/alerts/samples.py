@@ -5,7 +5,7 @@ time(step)``: the mean of each value, the last state, whether any sample arrived
 ``window_from_samples`` computes the same from samples in memory, in time order, the
 way InfluxDB's ``mean()`` does (a running sum over the step's samples divided by their
 count). Backtests over simulated fleets use it to replay many fleets through the same
-``evaluate`` quickly; ``tests/test_alerts_backtest.py`` checks that both sources give
+``evaluate`` quickly; ``tests/analytics/alerts/test_alerts_backtest.py`` checks that both sources give
 the same alerts for a fleet that went through the real pipeline.
 
 Service-interval inputs (running time) are not built here: a backtest scores

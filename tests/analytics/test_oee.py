@@ -38,7 +38,8 @@ from runhours.fleet import follow_plant, run_fleet
 from runhours.services import LocalServices
 from simulators import GroundTruth, fleet, read_ground_truth
 from store import InfluxClient
-from tests.plantfloor import plant_for
+from tests.support.paths import REPO
+from tests.support.plantfloor import plant_for
 from wire import from_epoch_ms, to_epoch_ms
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -70,11 +71,7 @@ def week(services: LocalServices, tmp_path_factory: pytest.TempPathFactory) -> I
     )
     plant = plant_for(site)
     plant_file = root / "plant.toml"
-    plant_file.write_text(
-        (Path(__file__).parent.parent / "examples" / "plant.toml")
-        .read_text()
-        .replace("plant1", site)
-    )
+    plant_file.write_text((REPO / "examples" / "plant.toml").read_text().replace("plant1", site))
     specs = follow_plant(fleet(6, seed=5, start=START, site=site, degrading=1), plant)
     edge = EdgeSettings(
         **settings.model_dump(include=set(RunhoursSettings.model_fields)),

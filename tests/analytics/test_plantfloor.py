@@ -31,13 +31,13 @@ from runhours.commands._tables import Col, duration, fit_table, number, percent
 from runhours.fleet import follow_plant
 from simulators import MachineSim, fleet
 from simulators.spec import CNC_IDEAL_CYCLE_S
-from tests.plantfloor import plant_data, plant_for
+from tests.support.paths import REPO
+from tests.support.plantfloor import plant_data, plant_for
 from wire import STATES
 
 BERLIN = ZoneInfo("Europe/Berlin")
 H = 3_600_000
 MIN = 60_000
-REPO = Path(__file__).resolve().parent.parent
 
 
 def local(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> int:

@@ -22,7 +22,7 @@ from analytics.rollups import (
 )
 from analytics.usage import UsageSeries, raw_usage_series
 from store import InfluxClient, Point, encode_points
-from tests.test_billing_support import (
+from tests.support.telemetry import (
     BERLIN,
     HOUR,
     MINUTE,

@@ -22,7 +22,7 @@ from analytics.usage import (
     state_ms_by_bucket,
 )
 from store import InfluxClient
-from tests.test_billing_support import BERLIN, MINUTE, berlin, sample, steady, utc
+from tests.support.telemetry import BERLIN, MINUTE, berlin, sample, steady, utc
 
 RUN, IDLE, FAULT = STATE_CODE["running"], STATE_CODE["idle"], STATE_CODE["fault"]
 GAP = 300_000  # max_gap 5 min in ms

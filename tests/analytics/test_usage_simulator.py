@@ -19,7 +19,7 @@ from runhours.services import LocalServices
 from simulators import GroundTruth, MachineSim, fleet
 from store import InfluxClient
 from store.schema import FIELD_STATE, TELEMETRY
-from tests.test_billing_support import BERLIN, berlin
+from tests.support.telemetry import BERLIN, berlin
 from wire import to_epoch_ms
 
 START = berlin(2026, 10, 19)  # a Monday; the week spans the DST change on 25 Oct

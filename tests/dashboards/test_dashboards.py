@@ -1,6 +1,6 @@
 """Dashboards as code: generated JSON is current, loads as SDK models, is complete.
 
-These run without services; tests/test_dashboards_queries.py runs the queries.
+These run without services; tests/dashboards/test_dashboards_queries.py runs the queries.
 """
 
 from __future__ import annotations
@@ -43,9 +43,8 @@ from dashboards.thresholds import THRESHOLDS
 from runhours.cli import app
 from runhours.commands.dashboards import contract_views
 from simulators import MachineSim, fleet
+from tests.support.paths import REPO
 from wire import STATES
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def _generated() -> dict[str, dict[str, Any]]:

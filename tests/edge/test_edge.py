@@ -33,7 +33,6 @@ from typer.testing import CliRunner
 
 from common.settings import MqttUrl, SettingsError, load_settings
 from edge import (
-    AgentOptions,
     AgentStats,
     Broker,
     BufferInUse,
@@ -48,6 +47,10 @@ from runhours.cli import app as cli
 from runhours.fleet import FleetError, run_fleet
 from runhours.services import LocalServices, free_port
 from simulators import fleet, read_ground_truth
+from tests.support.brokers import running_mosquitto
+from tests.support.edge import T0, fast_options, make_readings
+from tests.support.paths import REPO
+from tests.support.waiting import wait_until
 from wire import (
     IngestState,
     MachineRef,
@@ -65,33 +68,7 @@ from wire import (
     to_epoch_ms,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
-T0 = 1_772_400_000_000  # 2026-03-01T21:20:00Z, epoch ms
-
-
 # -- helpers -------------------------------------------------------------------------------
-
-
-def make_readings(start: int, n: int, step_ms: int = 1000) -> list[EdgeReading]:
-    """Deterministic readings: index i at T0 + i*step, values and hour meter derived from i."""
-    out = []
-    for i in range(start, start + n):
-        sample = Sample(
-            ts=from_epoch_ms(T0 + i * step_ms),
-            state=("running", "idle", "fault")[i % 3],
-            values={"vibration_mm_s": round(1 + i * 0.01, 3), "bearing_temp_c": 40.0 + i % 7},
-        )
-        out.append(EdgeReading(sample, {"run_seconds_total": 3600.0 + i}))
-    return out
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval)
-    return condition()
 
 
 class Subscriber:
@@ -204,18 +181,6 @@ def retained_status(url: str, ref: MachineRef) -> Status:
         sub.close()
 
 
-def fast_options(**overrides: float) -> AgentOptions:
-    base: dict[str, float] = {
-        "publish_interval": 0.2,
-        "reconnect_min": 0.1,
-        "reconnect_max": 0.5,
-        "publish_timeout": 5.0,
-        "stop_timeout": 5.0,
-    }
-    base.update(overrides)
-    return AgentOptions(**base)  # type: ignore[arg-type]
-
-
 def cli_env() -> dict[str, str]:
     """The environment for agent subprocesses: the test's config file alone decides."""
     return {k: v for k, v in os.environ.items() if not k.startswith("RUNHOURS_")}
@@ -230,7 +195,7 @@ def start_agent(config: Path, log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "runhours", "edge", "--config", str(config), "-v"],
-            cwd=ROOT,
+            cwd=REPO,
             env=cli_env(),
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -434,55 +399,6 @@ def test_will_announces_offline_when_a_simulating_agent_is_killed(
 
 
 # -- credentials and TLS --------------------------------------------------------------------
-
-
-@pytest.fixture
-def tls_broker(tmp_path: Path) -> Iterator[tuple[int, Path]]:
-    """A private Mosquitto with TLS only and a password file (user ``edge``, ``s3cret``)."""
-    d = tmp_path / "tls"
-    d.mkdir()
-
-    def openssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
-
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=test-ca")
-    openssl("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
-    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    openssl(
-        "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-        "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "san.ext",
-    )  # fmt: skip
-    passwd = d / "passwd"
-    passwd.touch(mode=0o600)
-    subprocess.run(["mosquitto_passwd", "-b", str(passwd), "edge", "s3cret"], check=True)
-    port = free_port()
-    (d / "mosquitto.conf").write_text(
-        f"user {getpass.getuser()}\nlistener {port} 127.0.0.1\n"
-        f"cafile {d}/ca.pem\ncertfile {d}/server.pem\nkeyfile {d}/server.key\n"
-        f"allow_anonymous false\npassword_file {passwd}\nlog_dest file {d}/mosquitto.log\n"
-    )
-    process = subprocess.Popen(
-        ["mosquitto", "-c", str(d / "mosquitto.conf")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        assert wait_until(lambda: _port_open(port), 10), (d / "mosquitto.log").read_text()
-        yield port, d / "ca.pem"
-    finally:
-        process.terminate()
-        process.wait(10)
-
-
-def _port_open(port: int) -> bool:
-    import socket
-
-    try:
-        socket.create_connection(("127.0.0.1", port), 0.2).close()
-    except OSError:
-        return False
-    return True
 
 
 def test_tls_and_credentials_from_the_settings(
@@ -776,17 +692,8 @@ def acl_broker(tmp_path: Path) -> Iterator[tuple[str, Path, subprocess.Popen[byt
         f"user {getpass.getuser()}\nlistener {port} 127.0.0.1\nallow_anonymous true\n"
         f"acl_file {acl}\nlog_dest file {d}/mosquitto.log\n"
     )
-    process = subprocess.Popen(
-        ["mosquitto", "-c", str(d / "mosquitto.conf")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        assert wait_until(lambda: _port_open(port), 10), (d / "mosquitto.log").read_text()
+    with running_mosquitto(d / "mosquitto.conf", port) as process:
         yield f"mqtt://127.0.0.1:{port}", acl, process
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 def test_a_publish_the_broker_refuses_stays_buffered_until_it_is_accepted(
@@ -921,7 +828,7 @@ def test_telemetry_waits_while_no_ingest_is_online(
 def test_a_recorded_machine_csv_maps_its_own_columns(tmp_path: Path) -> None:
     """A data logger's export (the U-Mich CNC data set's columns, 100 ms rows, no time
     column) through examples/umich-cnc-edge.toml's mapping."""
-    settings = load_settings(EdgeSettings, ROOT / "examples" / "umich-cnc-edge.toml")
+    settings = load_settings(EdgeSettings, REPO / "examples" / "umich-cnc-edge.toml")
     source = settings.edge.source
     assert source.type == "csv" and source.columns is not None
     header = [

@@ -38,6 +38,7 @@ from simulators.machine import RUN_COUNTER, Reading
 from simulators.modbus_server import register_map, start_modbus_server
 from simulators.opcua_server import OpcuaSecurity, opcua_nodes, start_opcua_server
 from store import InfluxClient
+from tests.support.paths import REPO
 from wire import MachineRef, from_epoch_ms
 
 START = datetime(2026, 3, 2, 5, tzinfo=UTC)  # Monday 06:00 in Berlin: the first shift starts
@@ -411,7 +412,7 @@ def test_the_simulators_map_reads_back_exactly(settings: RunhoursSettings) -> No
 
 def test_the_shipped_example_configs_are_the_simulators_maps() -> None:
     spec = fleet(1, start=START)[0]
-    root = Path(__file__).resolve().parent.parent / "examples"
+    root = REPO / "examples"
     modbus = root / "modbus-edge.toml"
     opcua = root / "opcua-edge.toml"
     assert modbus.read_text(encoding="utf-8") == modbus_edge_config(spec, 1, "127.0.0.1", 5020)

@@ -44,7 +44,8 @@ from runhours.cli import app as cli
 from runhours.services import LocalServices, free_port
 from store import InfluxClient, encode_points
 from store.schema import ingest_state_database
-from tests import test_edge
+from tests.support.paths import REPO
+from tests.support.waiting import wait_for
 from wire import (
     IngestState,
     MachineRef,
@@ -56,7 +57,6 @@ from wire import (
 )
 from wire import telemetry_subscription as telemetry_filter
 
-ROOT = Path(__file__).resolve().parent.parent
 T0 = 1_789_999_200_000  # an exact UTC hour (2026-09-21T14:00:00Z)
 HOUR = 3_600_000
 INGEST_CLI = "from runhours.commands.ingest import app; app(prog_name='runhours ingest')"
@@ -78,15 +78,6 @@ def ingest_settings(base: RunhoursSettings, **options: Any) -> IngestSettings:
         "shutdown_timeout": 5,
     }
     return IngestSettings.from_base(base, **{**defaults, **options})
-
-
-def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def telemetry(machine: str, seq: int, start_ms: int, n: int = 5, **extra: Any) -> bytes:
@@ -244,11 +235,11 @@ def test_subscription_filters() -> None:
 
 
 def test_settings_from_toml_and_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    example = load_settings(IngestSettings, ROOT / "ingest" / "example.toml")
+    example = load_settings(IngestSettings, REPO / "ingest" / "example.toml")
     assert example.ingest.share_group is None and example.ingest.metrics_port == 9108
     monkeypatch.setenv("RUNHOURS_INGEST__BATCH_POINTS", "123")
     assert (
-        load_settings(IngestSettings, ROOT / "ingest" / "example.toml").ingest.batch_points == 123
+        load_settings(IngestSettings, REPO / "ingest" / "example.toml").ingest.batch_points == 123
     )
     bad = tmp_path / "bad.toml"
     bad.write_text('[ingest]\nsite = "plant 1"\nmax_inflight = 70000\n')
@@ -529,7 +520,7 @@ def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(
             # modules other engineers may be changing while this suite runs).
             process = subprocess.Popen(
                 [sys.executable, "-c", INGEST_CLI],
-                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
             )  # fmt: skip
         try:
             wait_for(
@@ -678,9 +669,6 @@ def test_an_offline_will_is_dated_by_its_arrival_not_its_connect_time() -> None:
     assert decode_message(topic, online, 5000).lines.endswith(b" 1001")
     assert decode_message(topic, will, 5000).lines.endswith(b" 5000")
     assert decode_message(topic, will).lines.endswith(b" 1000")
-
-
-tls_broker = test_edge.tls_broker  # a private Mosquitto: TLS only, user edge / s3cret
 
 
 @pytest.mark.parametrize("secure", [True, False])

@@ -1,6 +1,6 @@
 """Sparkplug B into the ingest, with a third-party edge node (pysparkplug in .venv-sparkplug).
 
-The node (tests/sparkplug_node.py) publishes births, data by alias and by name, skips a
+The node (tests/support/sparkplug_node.py) publishes births, data by alias and by name, skips a
 seq, sends an alias no birth declared, and dies; InfluxDB must hold the data with the right
 names, types and timestamps, the machine offline after the deaths, the gap counted, the
 unknown alias dead-lettered and answered with a rebirth request (NCMD) that the node gets.
@@ -13,7 +13,6 @@ import queue
 import struct
 import subprocess
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +27,8 @@ from ingest import IngestService, IngestSettings
 from ingest.config import SparkplugOptions
 from ingest.sparkplug import SparkplugDecoder, value_name
 from store import InfluxClient
+from tests.support.paths import REPO
+from tests.support.waiting import wait_for
 from wire import MachineRef
 from wire import sparkplug_b_pb2 as pb
 from wire.sparkplug import (
@@ -38,8 +39,7 @@ from wire.sparkplug import (
     state_topic,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
-NODE_PYTHON = ROOT / ".venv-sparkplug" / "bin" / "python"
+NODE_PYTHON = REPO / ".venv-sparkplug" / "bin" / "python"
 T0 = 1_772_400_000_000
 
 
@@ -54,7 +54,7 @@ class Node:
         assert NODE_PYTHON.exists(), f"{NODE_PYTHON} is missing: run scripts/setup --test"
         broker = MqttUrl.parse(url)
         self.process = subprocess.Popen(
-            [str(NODE_PYTHON), str(ROOT / "tests" / "sparkplug_node.py"), broker.host,
+            [str(NODE_PYTHON), str(REPO / "tests" / "support" / "sparkplug_node.py"), broker.host,
              str(broker.port), group, node_id],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
@@ -105,14 +105,6 @@ def retained(url: str, topic: str) -> bytes:
         client.loop_stop()
 
 
-def wait_for(check: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
-
-
 @pytest.fixture
 def ingest(
     settings: RunhoursSettings, influx: InfluxClient, test_id: str
@@ -161,7 +153,7 @@ def test_a_third_party_edge_node_lands_with_names_types_times_deaths_and_a_rebir
         node.send("skip")  # one seq never published: a gap of one message
         node.send(f"named {T0 + 20_000}")
         node.send(f"unknown {T0 + 21_000}")
-        wait_for(lambda: node.ncmds, 15, "a rebirth request")
+        wait_for(lambda: bool(node.ncmds), 15, "a rebirth request")
         node.send("ddeath")
         wait_for(lambda: online("m1") == 0.0, 15, "DDEATH")
         # pysparkplug 0.6.1's clean NDEATH carries the *next* session's bdSeq (it renews its
@@ -274,6 +266,6 @@ def test_historical_metrics_land_at_their_own_time_and_transient_ones_nowhere() 
 
 
 def test_sparkplug_b_pb2_is_what_protoc_makes_of_the_proto(tmp_path: Path) -> None:
-    subprocess.run([str(ROOT / "scripts" / "protoc"), str(tmp_path)], check=True, cwd=ROOT)
+    subprocess.run([str(REPO / "scripts" / "protoc"), str(tmp_path)], check=True, cwd=REPO)
     for name in ("sparkplug_b_pb2.py", "sparkplug_b_pb2.pyi"):
-        assert (tmp_path / name).read_bytes() == (ROOT / "wire" / name).read_bytes(), name
+        assert (tmp_path / name).read_bytes() == (REPO / "wire" / name).read_bytes(), name

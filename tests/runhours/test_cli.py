@@ -13,14 +13,13 @@ import pytest
 
 from common.settings import RunhoursSettings
 from runhours.services import LocalServices, free_port
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import REPO
 
 
 def runhours(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "runhours", *args],
-        cwd=ROOT,
+        cwd=REPO,
         env={**os.environ, "COLUMNS": "200", **(env or {})},
         capture_output=True,
         text=True,

@@ -26,15 +26,14 @@ from common.settings import RunhoursSettings
 from runhours.commands._tables import duration
 from runhours.services import free_port
 from store import InfluxClient
-from tests.test_console import CHROMIUM, CHROMIUM_ARGS
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.console import CHROMIUM, CHROMIUM_ARGS
+from tests.support.paths import REPO
 
 
 def runhours(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "runhours", *args],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
 
 
@@ -63,7 +62,7 @@ def test_the_live_demo(
 ) -> None:
     began = time.monotonic()
     plant = tmp_path / "plant.toml"
-    plant.write_text((ROOT / "examples" / "plant.toml").read_text().replace("plant1", test_id))
+    plant.write_text((REPO / "examples" / "plant.toml").read_text().replace("plant1", test_id))
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("RUNHOURS_")},
         "RUNHOURS_MQTT_URL": settings.mqtt_url,
@@ -82,7 +81,7 @@ def test_the_live_demo(
             # around the clock, one of them is sure to run when the live wear is due.
             [sys.executable, "-m", "runhours", "demo", "--machines", "6", "--days", "6",
              "--plant", str(plant), "--console-port", str(port), "--no-progress"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
         live_from = datetime.fromisoformat(

@@ -39,9 +39,10 @@ from runhours.security.compose import init_compose
 from runhours.security.layout import ROLES
 from runhours.security.mosquitto import check_password
 from simulators import fleet
+from tests.support.deploy import read_env_file
+from tests.support.paths import REPO
 from wire import MachineRef, alert_topic, deadletter_topic, status_topic, telemetry_topic
 
-REPO = Path(__file__).resolve().parent.parent
 # Which settings model each `runhours <command>` of the compose file reads.
 SETTINGS: dict[str, type[RunhoursSettings]] = {
     "ingest": IngestSettings,
@@ -51,16 +52,6 @@ SETTINGS: dict[str, type[RunhoursSettings]] = {
 RUNHOURS_SERVICES = {"ingest", "analytics", "fleet"}
 
 _VAR = re.compile(r"\$\$|\$\{(\w+)(?::?([-?])([^}]*))?\}|\$(\w+)")
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    values = {}
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            name, _, value = line.partition("=")
-            values[name.strip()] = value.strip()
-    return values
 
 
 def interpolate(value: Any, env: dict[str, str], used: set[str]) -> Any:

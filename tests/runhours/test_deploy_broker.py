@@ -17,7 +17,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +31,9 @@ from runhours.security import SecurityDir
 from runhours.security.compose import env_file, init_compose
 from runhours.security.credentials import Machines
 from runhours.services import free_port
-from tests.test_deploy import REPO, read_env_file
+from tests.support.deploy import read_env_file
+from tests.support.paths import REPO
+from tests.support.waiting import port_open, wait_until
 from wire import MachineRef, alert_topic, telemetry_topic
 
 NOT_AUTHORIZED = 0x87
@@ -55,25 +57,6 @@ class Broker:
         url = load_settings(EdgeSettings, path).mqtt
         assert url.username is not None and url.password is not None
         return url.username, url.password
-
-
-def _wait(condition: Callable[[], bool], seconds: float = 10.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
-
-
-def _open(port: int) -> bool:
-    import socket
-
-    try:
-        socket.create_connection(("127.0.0.1", port), 0.2).close()
-        return True
-    except OSError:
-        return False
 
 
 def _default_sighup() -> None:
@@ -123,9 +106,9 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
         )
     try:
         # Ready once the broker listens and the entrypoint has set its SIGHUP trap.
-        assert _wait(lambda: _open(port) and "started" in entrypoint_log.read_text()), (
-            tmp_path / "mosquitto.log"
-        ).read_text()
+        assert wait_until(
+            lambda: port_open(port) and "started" in entrypoint_log.read_text(), 10
+        ), (tmp_path / "mosquitto.log").read_text()
         yield Broker(port, mtls_port, secrets, process, tmp_path / "mosquitto.log")
     finally:
         process.send_signal(signal.SIGTERM)
@@ -163,7 +146,7 @@ class Client:
 
     def publish(self, topic: str, retain: bool = False) -> int:
         info = self.client.publish(topic, b"{}", qos=1, retain=retain)
-        assert _wait(lambda: info.mid in self.pubacks, 5)
+        assert wait_until(lambda: info.mid in self.pubacks, 5)
         return self.pubacks[info.mid]
 
     def close(self) -> None:
@@ -188,7 +171,7 @@ def test_logins_acl_and_reload_on_the_compose_broker(broker: Broker) -> None:
         assert a.publish(telemetry_topic(*B)) == NOT_AUTHORIZED  # another machine's topic
         assert analytics.publish(telemetry_topic("plant1", "line-a", "forged")) == NOT_AUTHORIZED
         assert analytics.publish(alert_topic("plant1", "vib", "cnc-01"), retain=True) == 0
-        assert _wait(lambda: ingest.received == [telemetry_topic(*A)])
+        assert wait_until(lambda: ingest.received == [telemetry_topic(*A)], 10)
         time.sleep(0.3)
         assert ingest.received == [telemetry_topic(*A)] and a.received == []
 
@@ -206,7 +189,7 @@ def test_logins_acl_and_reload_on_the_compose_broker(broker: Broker) -> None:
             logins.append(Client(broker, *broker.machine(c)))
             return logins[-1].ok
 
-        assert _wait(logged_in), (
+        assert wait_until(logged_in, 10), (
             "the new machine never got in; entrypoint:\n"
             + (broker.log.parent / "entrypoint.log").read_text()
             + "\nbroker:\n"
@@ -217,7 +200,7 @@ def test_logins_acl_and_reload_on_the_compose_broker(broker: Broker) -> None:
         # Revoked the same way: the open connection is dropped at the reload.
         Machines(broker.secrets).revoke(A)
         broker.process.send_signal(signal.SIGHUP)
-        assert _wait(lambda: not a.client.is_connected())
+        assert wait_until(lambda: not a.client.is_connected(), 10)
     finally:
         for client in clients:
             client.close()

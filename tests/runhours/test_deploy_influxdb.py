@@ -22,8 +22,9 @@ import pytest
 from runhours.security import SecurityDir
 from runhours.security.compose import env_file, init_compose
 from runhours.services import InfluxDB, free_port
-from tests.influx_privileges import assert_least_privilege
-from tests.test_deploy import REPO, read_env_file
+from tests.support.deploy import read_env_file
+from tests.support.influx_privileges import assert_least_privilege
+from tests.support.paths import REPO
 
 INFLUX_SHELL = """
 import sys, httpx

@@ -13,7 +13,7 @@ from ingest import IngestService, IngestSettings
 from runhours.cli import app as cli
 from runhours.services import LocalServices, free_port
 from store import InfluxClient
-from tests.faults.harness import StockMosquitto
+from tests.support.faults import StockMosquitto
 
 
 def _doctor(settings: RunhoursSettings, *args: str) -> tuple[int, str]:

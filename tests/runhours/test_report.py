@@ -19,7 +19,7 @@ from runhours.cli import app
 from runhours.report import ReportError, StateSpan, fetch_report, parse_time, state_spans
 from store import InfluxClient, Point
 from store.schema import FIELD_STATE, TAG_LINE, TAG_MACHINE, TAG_SITE, TELEMETRY
-from tests.test_dashboards_queries import END, START, FleetData, write_fleet
+from tests.support.fleet_data import END, START, FleetData, write_fleet
 
 T = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 

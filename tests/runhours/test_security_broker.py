@@ -40,8 +40,9 @@ from runhours.security.influx import ensure_users
 from runhours.security.tls import CertificateAuthority
 from runhours.services import LocalServices, free_port
 from store import InfluxClient
-from tests.influx_privileges import assert_least_privilege
-from tests.test_edge import fast_options, make_readings, wait_until
+from tests.support.edge import fast_options, make_readings
+from tests.support.influx_privileges import assert_least_privilege
+from tests.support.waiting import port_open, wait_until
 from wire import MachineRef, telemetry_topic
 
 NOT_AUTHORIZED = 0x87
@@ -285,7 +286,7 @@ def rogue_broker(tmp_path: Path) -> Iterator[tuple[int, Path]]:
             f"keyfile {key}\nallow_anonymous true\nlog_dest none\n"
         )
         procs.append(subprocess.Popen(["mosquitto", "-c", str(conf)]))
-        assert wait_until(lambda: _open(port), 10)
+        assert wait_until(lambda: port_open(port), 10)
         ports.append(port)
         return port
 
@@ -293,16 +294,6 @@ def rogue_broker(tmp_path: Path) -> Iterator[tuple[int, Path]]:
     for proc in procs:
         proc.terminate()
         proc.wait(10)
-
-
-def _open(port: int) -> bool:
-    import socket
-
-    try:
-        socket.create_connection(("127.0.0.1", port), 0.2).close()
-        return True
-    except OSError:
-        return False
 
 
 def test_the_edge_refuses_a_broker_it_cannot_verify(

@@ -27,8 +27,8 @@ from analytics.alerts import Alert, AlertStore, Transition
 from runhours.cli import app as cli
 from runhours.security import SecurityDir
 from runhours.services import free_port
+from tests.support.paths import REPO
 
-ROOT = Path(__file__).resolve().parent.parent
 WEBHOOK_TOKEN = "wh-T0KEN-5b1f0c9e2a7d"
 
 
@@ -40,7 +40,7 @@ def base_env(data_dir: Path) -> dict[str, str]:
 def runhours(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "runhours", *args],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
 
 
@@ -52,7 +52,7 @@ class Service:
         self.out = log.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "runhours", *args],
-            cwd=ROOT, env=env, stdout=self.out, stderr=subprocess.STDOUT,
+            cwd=REPO, env=env, stdout=self.out, stderr=subprocess.STDOUT,
         )  # fmt: skip
 
     def text(self) -> str:

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from common.settings import RunhoursSettings
 from runhours.cli import app
 from store import InfluxClient
-from tests.test_billing_support import MINUTE, ingest, sample, steady, utc
+from tests.support.telemetry import MINUTE, ingest, sample, steady, utc
 
 
 def test_usage_json_csv_and_table(

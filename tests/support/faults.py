@@ -32,8 +32,8 @@ from runhours.fleet import FleetRun, run_fleet
 from runhours.services import Mosquitto, free_port
 from simulators import MachineSpec
 from store import InfluxClient
+from tests.support.paths import REPO
 
-ROOT = Path(__file__).resolve().parents[2]
 START = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday
 INTERVAL_S = 10.0
 
@@ -153,7 +153,7 @@ class IngestProcess:
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "runhours", "ingest"],
-                cwd=ROOT,
+                cwd=REPO,
                 env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,

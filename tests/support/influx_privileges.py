@@ -1,8 +1,8 @@
 """What each service account may do in InfluxDB, checked statement by statement.
 
 One matrix for both ways the accounts are made: ``runhours services up --secure``
-(runhours/security/influx.py, tests/test_security_broker.py) and the Docker deployment's
-deploy/influxdb/init-users.sh (tests/test_deploy_influxdb.py). Every check runs against
+(runhours/security/influx.py, tests/runhours/test_security_broker.py) and the Docker deployment's
+deploy/influxdb/init-users.sh (tests/runhours/test_deploy_influxdb.py). Every check runs against
 a real InfluxDB with authentication on.
 """
 

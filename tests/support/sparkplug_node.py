@@ -1,4 +1,4 @@
-"""A Sparkplug B edge node driven by pysparkplug (third-party), for tests/test_sparkplug.py.
+"""A Sparkplug B edge node driven by pysparkplug (third-party), for tests/ingest/test_sparkplug.py.
 
 Runs under .venv-sparkplug (pysparkplug needs paho-mqtt 1.x), not under pytest. Reads one
 command per line on stdin and prints one JSON event per line on stdout:

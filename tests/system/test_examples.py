@@ -18,8 +18,7 @@ from analytics.service import AnalyticsSettings
 from common.settings import RunhoursSettings, load_settings
 from edge.config import EdgeSettings
 from ingest.config import IngestSettings
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import REPO
 
 INFLUX = {"influx_url", "influx_db", "influx_user", "influx_password", "influx_token"}
 MQTT = {"mqtt_url", "mqtt_password", "mqtt_ca_file", "mqtt_cert_file", "mqtt_key_file"}
@@ -115,8 +114,8 @@ def missing(
 def test_each_service_folder_has_a_readme_and_an_example_listing_every_setting(
     folder: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert (ROOT / folder / "README.md").is_file(), f"{folder}/README.md"
-    example = ROOT / folder / "example.toml"
+    assert (REPO / folder / "README.md").is_file(), f"{folder}/README.md"
+    example = REPO / folder / "example.toml"
     settings_class, unused = SERVICES[folder]
     keys, types_ = listed(example.read_text())
     absent = [k for k in missing(settings_class, keys, types_) if k not in unused]
@@ -124,7 +123,7 @@ def test_each_service_folder_has_a_readme_and_an_example_listing_every_setting(
     stray = sorted(unused & keys)
     assert stray == [], f"{folder}/example.toml lists settings its service never reads: {stray}"
     # It loads as it is (relative paths from the repository's root, as documented).
-    monkeypatch.chdir(ROOT)
+    monkeypatch.chdir(REPO)
     for name in list(os.environ):
         if name.startswith("RUNHOURS_"):
             monkeypatch.delenv(name)
@@ -146,4 +145,4 @@ def test_the_check_sees_a_missing_key() -> None:
 def test_own_examples_exist() -> None:
     for files in OWN_EXAMPLES.values():
         for file in files.values():
-            assert (ROOT / file).is_file(), file
+            assert (REPO / file).is_file(), file

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Iterator
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import REPO
 
 # package → the runhours packages it may import (besides itself); docs/design.md "Layers".
 ALLOWED: dict[str, frozenset[str]] = {
@@ -55,9 +54,9 @@ def test_every_package_keeps_to_its_layer() -> None:
     found = []
     checked = 0
     for package in ALLOWED:
-        for path in sorted((ROOT / package).rglob("*.py")):
+        for path in sorted((REPO / package).rglob("*.py")):
             checked += 1
-            found += violations(package, str(path.relative_to(ROOT)), path.read_text())
+            found += violations(package, str(path.relative_to(REPO)), path.read_text())
     assert checked > 100  # the whole tree was read
     assert found == []
 

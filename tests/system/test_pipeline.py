@@ -31,9 +31,10 @@ from runhours.fleet import FleetRun, run_fleet
 from runhours.services import LocalServices
 from simulators import GroundTruth, MachineSim, MachineSpec, fleet, read_ground_truth
 from store import InfluxClient
+from tests.support.paths import REPO
+from tests.support.waiting import wait_for
 from wire import to_epoch_ms
 
-ROOT = Path(__file__).resolve().parent.parent
 START = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday
 INTERVAL_S = 10.0
 MAX_GAP_S = 300
@@ -81,14 +82,6 @@ def run_with(
     return asyncio.run(main())
 
 
-def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.5)
-
-
 def assert_every_sample_stored_once(
     influx: InfluxClient, specs: list[MachineSpec], run: FleetRun, days: float
 ) -> None:
@@ -96,9 +89,7 @@ def assert_every_sample_stored_once(
     assert run.dropped == 0 and run.buffered == 0 and not run.interrupted
     produced = {m.spec.machine: m.produced for m in run.machines}
     assert all(n > 0 for n in produced.values())
-    wait_until(
-        lambda: influx.count("telemetry", "state") == produced, 120, "every point in InfluxDB"
-    )
+    wait_for(lambda: influx.count("telemetry", "state") == produced, 120, "every point in InfluxDB")
     assert influx.count("telemetry", "state") == produced  # none lost, none duplicated
     rng = random.Random(5)
     for spec in rng.sample(specs, 3):
@@ -211,7 +202,7 @@ def ingest_process(
         with (tmp_path / f"ingest-{len(started)}.log").open("wb") as log:
             process = subprocess.Popen(
                 [sys.executable, "-m", "runhours", "ingest"],
-                cwd=ROOT,
+                cwd=REPO,
                 env=env,
                 stdout=subprocess.DEVNULL,
                 stderr=log,

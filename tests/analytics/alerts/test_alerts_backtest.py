@@ -48,9 +48,9 @@ from runhours.cli import app
 from runhours.fleet import run_fleet
 from simulators import WEAR_PROFILES, Degradation, MachineSim, MachineSpec, fleet
 from store import InfluxClient
+from tests.support.paths import REPO
 from wire import MachineRef
 
-ROOT = Path(__file__).resolve().parent.parent
 SEEDS = range(101, 121)
 PIPELINE_SEED = 101
 HOUR = timedelta(hours=1)
@@ -229,7 +229,7 @@ def test_a_recorded_run_replayed_from_csv_is_backtested_from_a_script(
         assert service.wait_ready(30)
         agent = subprocess.run(
             [sys.executable, "-m", "runhours", "edge", "--config", str(edge_config)],
-            cwd=ROOT,
+            cwd=REPO,
             capture_output=True,
             text=True,
             timeout=120,

@@ -22,8 +22,8 @@ from analytics.alerts.store import wait_for
 from analytics.service import AnalyticsOptions, AnalyticsService, AnalyticsSettings
 from common.settings import RunhoursSettings
 from store import InfluxClient
+from tests.support.paths import REPO
 
-ROOT = Path(__file__).resolve().parent.parent
 RULES = """
 step = "1s"
 renotify = "0s"
@@ -52,7 +52,7 @@ def _runhours(args: list[str], env: dict[str, str], log: Path) -> subprocess.Pop
         return subprocess.Popen(
             [sys.executable, "-m", "runhours", *args],
             env=env,
-            cwd=ROOT,
+            cwd=REPO,
             stdout=out,
             stderr=subprocess.STDOUT,
         )

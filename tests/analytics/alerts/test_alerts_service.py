@@ -29,6 +29,7 @@ from analytics.service import AnalyticsOptions, AnalyticsService, AnalyticsSetti
 from common.settings import RunhoursSettings
 from runhours.services import free_port
 from store import InfluxClient, Point
+from tests.support.paths import REPO
 from wire import alert_topic, to_epoch_ms
 
 RULES = """
@@ -112,7 +113,7 @@ def start_service(config: Path) -> subprocess.Popen[bytes]:
             "--log-level",
             "warning",
         ],
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=REPO,
     )
 
 

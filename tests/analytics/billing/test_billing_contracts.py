@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from analytics.billing import ContractsError, load_contracts, parse_contracts
-from tests.test_billing_support import BERLIN, berlin
+from tests.support.paths import REPO
+from tests.support.telemetry import BERLIN, berlin
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "contracts.toml"
+EXAMPLE = REPO / "examples" / "contracts.toml"
 
 GOOD = """
 [[contract]]

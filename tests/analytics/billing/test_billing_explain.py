@@ -28,7 +28,7 @@ from runhours.services import LocalServices
 from simulators import MachineSim, fleet
 from store import InfluxClient
 from store.schema import FIELD_STATE, TELEMETRY
-from tests.test_billing_support import BERLIN, berlin
+from tests.support.telemetry import BERLIN, berlin
 from wire import to_epoch_ms
 
 START = berlin(2026, 10, 19)  # Monday of 2026-W43; Sunday 25 October has 25 hours

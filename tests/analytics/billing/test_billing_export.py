@@ -19,7 +19,7 @@ from analytics.billing import Ledger, Statement, default_ledger
 from common.settings import RunhoursSettings
 from runhours.cli import app
 from store import InfluxClient
-from tests.test_billing_support import HOUR, MINUTE, berlin, ingest, sample, steady
+from tests.support.telemetry import HOUR, MINUTE, berlin, ingest, sample, steady
 
 CONTRACTS = """
 [[contract]]

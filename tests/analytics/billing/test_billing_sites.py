@@ -18,8 +18,8 @@ from common.settings import RunhoursSettings
 from runhours.cli import app
 from store import InfluxClient, Point
 from store.schema import FIELD_KNOWN_S, USAGE_HOURLY, state_seconds_field
-from tests.test_billing import OCTOBER, amounts, bill, contract, machine
-from tests.test_billing_support import HOUR, ingest, steady
+from tests.support.billing import OCTOBER, amounts, bill, contract, machine
+from tests.support.telemetry import HOUR, ingest, steady
 
 
 @pytest.fixture

@@ -15,8 +15,8 @@ from analytics.billing.pricing import currency_places
 from runhours.cli import app
 from runhours.commands.dashboards import contract_views
 from store import InfluxClient
-from tests.test_billing import OCTOBER, amounts, bill, contract, machine
-from tests.test_billing_support import HOUR, berlin, steady
+from tests.support.billing import OCTOBER, amounts, bill, contract, machine
+from tests.support.telemetry import HOUR, berlin, steady
 
 
 def test_no_machine_under_contract_means_no_true_up(influx: InfluxClient) -> None:

@@ -3,51 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from analytics.alerts import Alert, AlertStore, Transition
-from analytics.alerts.model import alert_id
+from analytics.alerts import Alert, AlertStore
 from analytics.console import ConsoleServer
 from common.settings import RunhoursSettings
 from runhours.services import free_port
 from store import InfluxClient, Point
+from tests.support.console import CHROMIUM, CHROMIUM_ARGS, firing
 from wire import to_epoch_ms
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-SINCE = datetime(2026, 3, 4, 5, 31, tzinfo=UTC)
-
-
-def firing(rule: str, machine: str, severity: str, value: float, summary: str) -> Transition:
-    alert = Alert(
-        id=alert_id(rule, machine, SINCE),
-        rule=rule,
-        rule_kind="threshold",
-        machine=machine,
-        site="plant1",
-        line="line-a",
-        severity=severity,  # type: ignore[arg-type]
-        state="firing",
-        pending_since=SINCE - timedelta(minutes=10),
-        started_at=SINCE,
-        value=value,
-        last_value=value,
-        summary=summary,
-        notified_at=SINCE,
-    )
-    return Transition("firing", SINCE, alert)
 
 
 @pytest.fixture

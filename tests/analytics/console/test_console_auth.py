@@ -27,7 +27,7 @@ from common.settings import RunhoursSettings
 from runhours.security.users import add_token, add_user, remove_user, revoke_token
 from runhours.services import free_port
 from store import InfluxClient, Point
-from tests.test_console import CHROMIUM, CHROMIUM_ARGS, firing
+from tests.support.console import CHROMIUM, CHROMIUM_ARGS, firing
 
 PASSWORDS = {"olga": "operator-password-1", "vic": "viewer-password-22"}
 

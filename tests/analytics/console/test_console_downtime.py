@@ -24,7 +24,7 @@ from common.settings import RunhoursSettings
 from runhours.security.users import add_user
 from runhours.services import free_port
 from store import InfluxClient, Point
-from tests.plantfloor import plant_for
+from tests.support.plantfloor import plant_for
 from wire import from_epoch_ms, to_epoch_ms
 
 PASSWORDS = {"olga": "operator-password-1", "vic": "viewer-password-22"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.faults.harness import REPORTED
+from tests.support.faults import REPORTED
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -24,7 +24,7 @@ from common.settings import RunhoursSettings
 from runhours.services import LocalServices, free_port
 from simulators import fleet
 from store import InfluxClient
-from tests.faults.harness import (
+from tests.support.faults import (
     START,
     IngestProcess,
     SlowHttpProxy,
