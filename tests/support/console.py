@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+
+import httpx
 
 from analytics.alerts import Alert, Transition
 from analytics.alerts.model import alert_id
@@ -41,3 +45,12 @@ def firing(rule: str, machine: str, severity: str, value: float, summary: str) -
         notified_at=SINCE,
     )
     return Transition("firing", SINCE, alert)
+
+
+@contextmanager
+def logged_in(url: str, user: str, password: str) -> Iterator[httpx.Client]:
+    """A client of the console at ``url`` logged in as ``user`` (a session cookie)."""
+    with httpx.Client(base_url=url) as http:
+        answer = http.post("/api/session", json={"user": user, "password": password})
+        assert answer.status_code == 200, answer.text
+        yield http

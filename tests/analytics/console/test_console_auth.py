@@ -10,7 +10,7 @@ import subprocess
 import sys
 import typing
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +27,7 @@ from common.settings import RunhoursSettings
 from runhours.security.users import add_token, add_user, remove_user, revoke_token
 from runhours.services import free_port
 from store import InfluxClient, Point
-from tests.support.console import CHROMIUM, CHROMIUM_ARGS, firing
+from tests.support.console import CHROMIUM, CHROMIUM_ARGS, firing, logged_in
 
 PASSWORDS = {"olga": "operator-password-1", "vic": "viewer-password-22"}
 
@@ -41,13 +41,8 @@ class Console:
     token: str
     token_id: str
 
-    @contextmanager
-    def login(self, user: str) -> Iterator[httpx.Client]:
-        """A client logged in as ``user`` (a session cookie)."""
-        with httpx.Client(base_url=self.url) as http:
-            answer = http.post("/api/session", json={"user": user, "password": PASSWORDS[user]})
-            assert answer.status_code == 200, answer.text
-            yield http
+    def login(self, user: str) -> AbstractContextManager[httpx.Client]:
+        return logged_in(self.url, user, PASSWORDS[user])
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ completed shift (one 20-minute stop in it), and the example plant at the test's 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -24,6 +24,7 @@ from common.settings import RunhoursSettings
 from runhours.security.users import add_user
 from runhours.services import free_port
 from store import InfluxClient, Point
+from tests.support.console import logged_in
 from tests.support.plantfloor import plant_for
 from wire import from_epoch_ms, to_epoch_ms
 
@@ -39,12 +40,8 @@ class Floor:
     stop_start: int
     downtime: DowntimeStore
 
-    @contextmanager
-    def login(self, user: str) -> Iterator[httpx.Client]:
-        with httpx.Client(base_url=self.url) as http:
-            answer = http.post("/api/session", json={"user": user, "password": PASSWORDS[user]})
-            assert answer.status_code == 200, answer.text
-            yield http
+    def login(self, user: str) -> AbstractContextManager[httpx.Client]:
+        return logged_in(self.url, user, PASSWORDS[user])
 
 
 @pytest.fixture
