@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -76,37 +77,6 @@ def _ref(text: str):  # type: ignore[no-untyped-def]
     return parse_machine(text)
 
 
-def _issue(
-    machine: str,
-    cert: bool | None,
-    ca_path: str | None,
-    broker_host: str | None,
-    show: bool,
-    config: Path | None,
-    directory: Path | None,
-    *,
-    rotate: bool,
-) -> None:
-    machines = _machines(config, directory)
-    ref = _ref(machine)
-    made = machines.add(
-        ref,
-        kind=None if cert is None else "certificate" if cert else "password",
-        replace=rotate,
-        ca_path=ca_path,
-        broker_host=broker_host,
-    )
-    verb = "rotated" if rotate else "added"
-    err_console.print(
-        f"{verb} {made.kind} identity {made.user}; settings for its edge agent: "
-        f"{made.settings_file} (mode 0600)\n{machines.reload()}",
-        highlight=False,
-    )
-    if show:
-        # The one place a secret is shown, once, on purpose: it is this command's output.
-        print(made.settings_file.read_text(), end="")
-
-
 @app.command()
 def init(
     directory: Annotated[
@@ -176,38 +146,59 @@ def init(
     )
 
 
-@app.command()
-def add(
-    machine: MachineOption,
-    cert: CertOption = None,
-    ca_path: CaPathOption = None,
-    broker_host: BrokerHostOption = None,
-    show: OutOption = True,
-    config: ConfigOption = None,
-    directory: DirOption = None,
-) -> None:
-    """Give a machine its own broker identity and print its edge settings.
+def _issuing(*, rotate: bool, doc: str) -> Callable[..., None]:
+    """The `add` or `rotate` command: the same options; `rotate` replaces an identity."""
+
+    def command(
+        machine: MachineOption,
+        cert: CertOption = None,
+        ca_path: CaPathOption = None,
+        broker_host: BrokerHostOption = None,
+        show: OutOption = True,
+        config: ConfigOption = None,
+        directory: DirOption = None,
+    ) -> None:
+        machines = _machines(config, directory)
+        ref = _ref(machine)
+        made = machines.add(
+            ref,
+            kind=None if cert is None else "certificate" if cert else "password",
+            replace=rotate,
+            ca_path=ca_path,
+            broker_host=broker_host,
+        )
+        verb = "rotated" if rotate else "added"
+        err_console.print(
+            f"{verb} {made.kind} identity {made.user}; settings for its edge agent: "
+            f"{made.settings_file} (mode 0600)\n{machines.reload()}",
+            highlight=False,
+        )
+        if show:
+            # The one place a secret is shown, once, on purpose: it is this command's output.
+            print(made.settings_file.read_text(), end="")
+
+    command.__doc__ = doc
+    return command
+
+
+add = app.command("add")(
+    _issuing(
+        rotate=False,
+        doc="""Give a machine its own broker identity and print its edge settings.
 
     Writes the password entry (or issues a client certificate), the machine's settings
     file <dir>/edge/SITE.LINE.MACHINE.toml (mode 0600), and reloads a local broker. Copy
     the file to the device and run `runhours edge --config <file>` there.
-    """
-    _issue(machine, cert, ca_path, broker_host, show, config, directory, rotate=False)
-
-
-@app.command()
-def rotate(
-    machine: MachineOption,
-    cert: CertOption = None,
-    ca_path: CaPathOption = None,
-    broker_host: BrokerHostOption = None,
-    show: OutOption = True,
-    config: ConfigOption = None,
-    directory: DirOption = None,
-) -> None:
-    """Replace a machine's identity: the old password stops working (the broker reloads
-    and disconnects it), an old certificate is revoked."""
-    _issue(machine, cert, ca_path, broker_host, show, config, directory, rotate=True)
+    """,
+    )
+)
+rotate = app.command("rotate")(
+    _issuing(
+        rotate=True,
+        doc="""Replace a machine's identity: the old password stops working (the broker reloads
+    and disconnects it), an old certificate is revoked.""",
+    )
+)
 
 
 @app.command()
