@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import struct
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -85,6 +86,16 @@ def _storable(ms: int, value: Any) -> datetime:
             "2262-04-11T23:47:16.854Z)"
         )
     return from_epoch_ms(ms)
+
+
+def shortest_float32(number: float) -> float:
+    """The shortest decimal that is the same float32 (12.3 stays 12.3, not 12.300000190…): a
+    device's float32 becomes the value a person wrote (Modbus registers, Sparkplug metrics)."""
+    for digits in range(1, 10):
+        candidate = float(f"{number:.{digits}g}")
+        if struct.pack(">f", candidate) == struct.pack(">f", number):
+            return candidate
+    return number
 
 
 Timestamp = Annotated[datetime, BeforeValidator(_parse_ts)]
