@@ -20,7 +20,9 @@ from typing import Literal
 from analytics.billing.contracts import Contract
 from analytics.billing.pricing import (
     METERED_PLACES,
+    Allocation,
     Commitment,
+    Segment,
     allocate,
     amount_of,
     base_rate,
@@ -172,6 +174,41 @@ def _metered_ms(contract: Contract, meter: MachineMeter) -> int:
     return meter.billable_state_ms
 
 
+def _usage_lines(
+    contract: Contract,
+    start: datetime,
+    end: datetime,
+    meter: MachineMeter,
+    bands: list[Segment],
+    coverage: Decimal,
+) -> list[tuple[Allocation, Line]]:
+    """A machine's usage lines, one per rate band its billable hours fall in."""
+    metered = hours_of(_metered_ms(contract, meter))
+    billable = round_to_increment(metered, contract.rounding_hours, contract.rounding_mode)
+    anomalies = meter.anomaly_texts(contract.zone)
+    return [
+        (
+            part,
+            _line(
+                contract,
+                start,
+                end,
+                "usage",
+                f"usage|{meter.machine}|{part.segment.key}",
+                meter.machine,
+                to_decimal(part.metered, METERED_PLACES),
+                part.billable,
+                part.segment.rate,
+                coverage,
+                contract.method,
+                meter.gaps,
+                anomalies,
+            ),
+        )
+        for part in allocate(billable, metered, bands)
+    ]
+
+
 def _meter_notes(contract: Contract, meter: MachineMeter, coverage: Decimal) -> list[str]:
     """What the statement says of a machine: no hour meter, its anomalies, a meter that
     disagrees with the states, time without a known state."""
@@ -232,27 +269,8 @@ def price(
         known_total += meter.known_ms
         window_total += meter.window_ms
         gaps_total += meter.gaps
-        metered = hours_of(_metered_ms(contract, meter))
-        billable = round_to_increment(metered, contract.rounding_hours, contract.rounding_mode)
-        anomalies = meter.anomaly_texts(contract.zone)
-        for part in allocate(billable, metered, bands):
-            lines.append(
-                _line(
-                    contract,
-                    start,
-                    end,
-                    "usage",
-                    f"usage|{meter.machine}|{part.segment.key}",
-                    meter.machine,
-                    to_decimal(part.metered, METERED_PLACES),
-                    part.billable,
-                    part.segment.rate,
-                    coverage,
-                    contract.method,
-                    meter.gaps,
-                    anomalies,
-                )
-            )
+        for part, line in _usage_lines(contract, start, end, meter, bands, coverage):
+            lines.append(line)
             billable_total += part.billable
     minimum = commitment(contract, start, end, [w for m in meters for w in m.windows])
     notes += _minimum_notes(contract, minimum)
