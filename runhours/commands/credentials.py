@@ -77,6 +77,37 @@ def _ref(text: str):  # type: ignore[no-untyped-def]
     return parse_machine(text)
 
 
+def _issue(
+    machine: str,
+    cert: bool | None,
+    ca_path: str | None,
+    broker_host: str | None,
+    show: bool,
+    config: Path | None,
+    directory: Path | None,
+    *,
+    rotate: bool,
+) -> None:
+    machines = _machines(config, directory)
+    ref = _ref(machine)
+    made = machines.add(
+        ref,
+        kind=None if cert is None else "certificate" if cert else "password",
+        replace=rotate,
+        ca_path=ca_path,
+        broker_host=broker_host,
+    )
+    verb = "rotated" if rotate else "added"
+    err_console.print(
+        f"{verb} {made.kind} identity {made.user}; settings for its edge agent: "
+        f"{made.settings_file} (mode 0600)\n{machines.reload()}",
+        highlight=False,
+    )
+    if show:
+        # The one place a secret is shown, once, on purpose: it is this command's output.
+        print(made.settings_file.read_text(), end="")
+
+
 @app.command()
 def init(
     directory: Annotated[
@@ -158,24 +189,7 @@ def _issuing(*, rotate: bool, doc: str) -> Callable[..., None]:
         config: ConfigOption = None,
         directory: DirOption = None,
     ) -> None:
-        machines = _machines(config, directory)
-        ref = _ref(machine)
-        made = machines.add(
-            ref,
-            kind=None if cert is None else "certificate" if cert else "password",
-            replace=rotate,
-            ca_path=ca_path,
-            broker_host=broker_host,
-        )
-        verb = "rotated" if rotate else "added"
-        err_console.print(
-            f"{verb} {made.kind} identity {made.user}; settings for its edge agent: "
-            f"{made.settings_file} (mode 0600)\n{machines.reload()}",
-            highlight=False,
-        )
-        if show:
-            # The one place a secret is shown, once, on purpose: it is this command's output.
-            print(made.settings_file.read_text(), end="")
+        _issue(machine, cert, ca_path, broker_host, show, config, directory, rotate=rotate)
 
     command.__doc__ = doc
     return command
