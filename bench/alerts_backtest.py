@@ -16,11 +16,9 @@ from datetime import timedelta
 from pathlib import Path
 
 from analytics.alerts import DEFAULT_RULES, load_rules
-from analytics.alerts.backtest import ANY, Run, machine_days, replay_window, score
+from analytics.alerts.backtest import ANY, Run, score
 from analytics.alerts.samples import window_from_samples
-from runhours.backtest import SimulatedFleet, failures_from_truth
-from simulators import MachineSim, fleet
-from wire import MachineRef
+from runhours.backtest import SimulatedFleet, machine_samples, replayed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,35 +30,18 @@ def main(argv: list[str] | None = None) -> int:
     seeds = range(int(lo), int(hi or lo) + 1)
     rules = load_rules(args.rules).conditions_only()
     setup = SimulatedFleet()
-    end = setup.start + timedelta(days=setup.days)
+    end = setup.end
     runs: list[Run] = []
     totals = [0.0, 0.0, 0.0]
     print("seed  simulate  window  evaluate  lead      false alarms")
     for seed in seeds:
         t0 = time.perf_counter()
-        specs = fleet(
-            setup.machines,
-            seed=seed,
-            start=setup.start,
-            degrading=setup.degrading,
-            profiles=setup.profiles,
-        )
-        sims = [
-            MachineSim(s, setup.start, sample_interval_s=setup.sample_interval_s) for s in specs
-        ]
-        samples = {
-            MachineRef(s.spec.site, s.spec.line, s.spec.machine): [r.sample for r in s.advance(end)]
-            for s in sims
-        }
+        sims = setup.machines_of(seed)
+        samples = {ref: list(it) for ref, it in machine_samples(sims, end).items()}
         t1 = time.perf_counter()
         window = window_from_samples(rules, setup.start, end, samples)
         t2 = time.perf_counter()
-        run = Run(
-            f"seed {seed}",
-            replay_window(rules, window),
-            failures_from_truth(s.truth for s in sims),
-            machine_days(window),
-        )
+        run = replayed(seed, rules, window, sims)
         t3 = time.perf_counter()
         runs.append(run)
         parts = (t1 - t0, t2 - t1, t3 - t2)

@@ -21,7 +21,6 @@ from typing import Any
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
-from common.backoff import backoff_delay
 from common.errors import RunhoursError
 from edge.buffer import SampleBuffer
 from edge.modbus_map import (
@@ -30,6 +29,7 @@ from edge.modbus_map import (
     decode,
     unwrap,
 )
+from edge.outage import Outage
 from edge.readings import EdgeReading
 from wire import Sample, State, from_epoch_ms
 
@@ -73,8 +73,7 @@ class ModbusPoller:
         self.meter_last, self.meter_wraps = meter_state
         self._last_ts: int | None = None
         self._client: AsyncModbusTcpClient | None = None
-        self._down_since: float | None = None
-        self._missed_in_outage = 0
+        self._outage = Outage()
         self._unnamed: set[int] = set()
 
     @property
@@ -127,7 +126,7 @@ class ModbusPoller:
         if self._client is not None and self._client.connected:
             return self._client
         self.close()
-        if self._down_since is not None:
+        if self._outage.down:
             await self._backoff()
         opts = self.options
         # reconnect_delay=0: pymodbus does not reconnect on its own; we do, with backoff.
@@ -148,9 +147,7 @@ class ModbusPoller:
 
     async def _backoff(self) -> None:
         opts = self.options
-        await asyncio.sleep(
-            backoff_delay(self._missed_in_outage - 1, opts.reconnect_min, opts.reconnect_max)
-        )
+        await asyncio.sleep(self._outage.delay(opts.reconnect_min, opts.reconnect_max))
 
     async def _read(self, client: AsyncModbusTcpClient, read: Read) -> list[int]:
         call: Any = {
@@ -175,9 +172,7 @@ class ModbusPoller:
 
     def _failed(self, why: str) -> None:
         self.stats.missing += 1
-        self._missed_in_outage += 1
-        if self._down_since is None:
-            self._down_since = time.monotonic()
+        if self._outage.failed():
             self.stats.outages += 1
             log.warning(
                 "%s: %s; samples are missing until it answers (retrying every %g-%g s)",
@@ -188,15 +183,12 @@ class ModbusPoller:
             )
 
     def _recovered(self) -> None:
-        if self._down_since is not None:
+        missed = self._outage.failures
+        lasted = self._outage.recovered()
+        if lasted is not None:
             log.warning(
-                "%s: answers again after %.1f s (%d samples missing)",
-                self.where,
-                time.monotonic() - self._down_since,
-                self._missed_in_outage,
+                "%s: answers again after %.1f s (%d samples missing)", self.where, lasted, missed
             )
-        self._down_since = None
-        self._missed_in_outage = 0
 
     # -- decoding -------------------------------------------------------------------------
 

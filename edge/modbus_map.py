@@ -18,8 +18,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from edge.value_name import checked_value_name
 from wire import STATES, State
-from wire.payloads import VALUE_NAME
+from wire.payloads import shortest_float32
 
 Table = Literal["holding", "input", "coil", "discrete"]
 RegisterType = Literal[
@@ -92,12 +93,7 @@ class ValueEntry(_Entry):
     @field_validator("name")
     @classmethod
     def _name(cls, name: str) -> str:
-        if not VALUE_NAME.fullmatch(name):
-            raise ValueError(
-                f"{name!r} is not a value name ([a-z][a-z0-9_]{{0,63}}, with its unit as "
-                "suffix, e.g. spindle_speed_rpm)"
-            )
-        return name
+        return checked_value_name(name)
 
 
 class StateEntry(_Entry):
@@ -267,16 +263,7 @@ def decode(
         w.to_bytes(2, "big") if byte_order == "big" else w.to_bytes(2, "little") for w in ordered
     )
     (number,) = struct.unpack(_STRUCT[type_], raw)
-    return _shortest_float32(number) if type_ == "float32" else float(number)
-
-
-def _shortest_float32(number: float) -> float:
-    """The shortest decimal that is the same float32 (12.3 stays 12.3, not 12.300000190…)."""
-    for digits in range(1, 10):
-        candidate = float(f"{number:.{digits}g}")
-        if struct.pack(">f", candidate) == struct.pack(">f", number):
-            return candidate
-    return number
+    return shortest_float32(number) if type_ == "float32" else float(number)
 
 
 def encode(

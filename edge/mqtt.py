@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -82,6 +82,15 @@ class Message:
     topic: str
     payload: bytes
     retain: bool
+
+
+class ClientOptions(TypedDict, total=False):
+    """``Client``'s keyword arguments (its defaults apply to those left out)."""
+
+    will: Will | None
+    max_inflight: int
+    timeout: float
+    keepalive: int
 
 
 class Client:
@@ -498,21 +507,6 @@ class Broker:
             return None
         return tls_context(self.ca_file, self.cert_file, self.key_file, self.tls_insecure)
 
-    def client(
-        self,
-        identifier: str,
-        *,
-        will: Will | None = None,
-        max_inflight: int = 20,
-        timeout: float = 10.0,
-        keepalive: int = 30,
-    ) -> Client:
+    def client(self, identifier: str, **options: Unpack[ClientOptions]) -> Client:
         """A fresh client for this broker (connect it with ``async with``)."""
-        return Client(
-            self,
-            identifier,
-            will=will,
-            max_inflight=max_inflight,
-            timeout=timeout,
-            keepalive=keepalive,
-        )
+        return Client(self, identifier, **options)

@@ -30,9 +30,9 @@ from asyncua.common.subscription import DataChangeEvent, StatusChangeEvent, Subs
 from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.uaerrors import UaError
 
-from common.backoff import backoff_delay
 from common.errors import RunhoursError
 from edge.opcua_config import COUNTER, NodeEntry, OpcuaMeter, OpcuaSource, OpcuaState, OpcuaValue
+from edge.outage import Outage
 from edge.readings import EdgeReading
 from wire import STATES, Sample, State, from_epoch_ms, to_epoch_ms
 
@@ -76,8 +76,7 @@ class OpcuaReader:
         self._clock_ms = clock_ms
         self._last_ts: int | None = None
         self._meter_waiting: float | None = None
-        self._down_since: float | None = None
-        self._failures = 0
+        self._outage = Outage()
         self._unnamed: set[str] = set()
 
     async def readings(self) -> AsyncIterator[list[EdgeReading]]:
@@ -260,9 +259,7 @@ class OpcuaReader:
     # -- outages --------------------------------------------------------------------------
 
     def _failed(self, why: str) -> None:
-        self._failures += 1
-        if self._down_since is None:
-            self._down_since = time.monotonic()
+        if self._outage.failed():
             self.stats.outages += 1
             log.warning(
                 "%s: %s; no samples until it answers (a new client every %g-%g s)",
@@ -273,20 +270,13 @@ class OpcuaReader:
             )
 
     def _recovered(self) -> None:
-        if self._down_since is not None:
-            log.warning(
-                "%s: answers again after %.1f s",
-                self.options.url,
-                time.monotonic() - self._down_since,
-            )
-        self._down_since = None
-        self._failures = 0
+        lasted = self._outage.recovered()
+        if lasted is not None:
+            log.warning("%s: answers again after %.1f s", self.options.url, lasted)
 
     async def _backoff(self) -> None:
         opts = self.options
-        await asyncio.sleep(
-            backoff_delay(self._failures - 1, opts.reconnect_min, opts.reconnect_max)
-        )
+        await asyncio.sleep(self._outage.delay(opts.reconnect_min, opts.reconnect_max))
 
 
 def _filter(deadband: float) -> ua.DataChangeFilter:

@@ -9,8 +9,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from edge.value_name import checked_value_name
 from wire import State
-from wire.payloads import VALUE_NAME
 
 COUNTER = "run_seconds_total"
 Security = Literal[
@@ -60,12 +60,7 @@ class OpcuaValue(NodeEntry):
     @field_validator("name")
     @classmethod
     def _name(cls, name: str) -> str:
-        if not VALUE_NAME.fullmatch(name):
-            raise ValueError(
-                f"{name!r} is not a value name ([a-z][a-z0-9_]{{0,63}}, with its unit as "
-                "suffix, e.g. spindle_speed_rpm)"
-            )
-        return name
+        return checked_value_name(name)
 
 
 class OpcuaState(NodeEntry):

@@ -29,7 +29,7 @@ import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -96,16 +96,19 @@ class CsvColumns(BaseModel):
         return self
 
 
+def _open_csv(path: Path, encoding: str) -> TextIO:
+    try:
+        return path.open(newline="", encoding=encoding)
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot open the CSV source: {exc.strerror}") from None
+
+
 def read_mapped_csv(
     path: Path, columns: CsvColumns, *, after_ts_ms: int | None = None
 ) -> Iterator[EdgeReading]:
     """Read a recorded file through ``columns``; rows with ``ts <= after_ts_ms`` are skipped.
     An empty cell is no value; a cell that is not a number is an error naming it."""
-    try:
-        handle = path.open(newline="", encoding="utf-8-sig")
-    except OSError as exc:
-        raise SourceError(f"{path}: cannot open the CSV source: {exc.strerror}") from None
-    with handle:
+    with _open_csv(path, "utf-8-sig") as handle:
         reader = csv.DictReader(handle)
         wanted = [*columns.values.values(), columns.time, columns.hour_meter]
         wanted.append(columns.state.column if columns.state is not None else None)
@@ -166,11 +169,7 @@ def _state(path: Path, line: int, rule: ColumnState, row: dict[str, str]) -> Sta
 
 def read_csv(path: Path, *, after_ts_ms: int | None = None) -> Iterator[EdgeReading]:
     """Parse a CSV replay file lazily; rows with ``ts <= after_ts_ms`` are skipped (resume)."""
-    try:
-        handle = path.open(newline="", encoding="utf-8")
-    except OSError as exc:
-        raise SourceError(f"{path}: cannot open the CSV source: {exc.strerror}") from None
-    with handle:
+    with _open_csv(path, "utf-8") as handle:
         reader = csv.reader(handle)
         header = next(reader, None)
         if header is None:

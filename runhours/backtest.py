@@ -10,7 +10,7 @@ compute (``analytics.alerts.samples.window_from_samples``), replayed through the
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +18,7 @@ from pathlib import Path
 from analytics.alerts.backtest import Failure, Run, machine_days, replay_window
 from analytics.alerts.rules import RuleSet
 from analytics.alerts.samples import window_from_samples
+from analytics.alerts.window import DataWindow
 from simulators import (
     WEAR_PROFILES,
     GroundTruth,
@@ -26,7 +27,7 @@ from simulators import (
     fleet,
     read_ground_truth,
 )
-from wire import MachineRef
+from wire import MachineRef, Sample
 
 BACKTEST_START = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday
 
@@ -41,6 +42,23 @@ class SimulatedFleet:
     degrading: int = 1
     profiles: tuple[WearProfile, ...] = WEAR_PROFILES
     sample_interval_s: float = 60.0
+
+    @property
+    def end(self) -> datetime:
+        return self.start + timedelta(days=self.days)
+
+    def machines_of(self, seed: int) -> list[MachineSim]:
+        """One seed's simulated machines, at ``start``."""
+        specs = fleet(
+            self.machines,
+            seed=seed,
+            start=self.start,
+            degrading=self.degrading,
+            profiles=self.profiles,
+        )
+        return [
+            MachineSim(spec, self.start, sample_interval_s=self.sample_interval_s) for spec in specs
+        ]
 
 
 def failures_from_truth(truths: Iterable[GroundTruth]) -> list[Failure]:
@@ -59,30 +77,33 @@ def read_failures_truth(path: Path) -> list[Failure]:
     return failures_from_truth(read_ground_truth(path))
 
 
-def simulated_run(rules: RuleSet, seed: int, setup: SimulatedFleet = SimulatedFleet()) -> Run:
-    """Simulate one seed's fleet and replay ``rules`` over it (in process)."""
-    conditions = rules.conditions_only()
-    end = setup.start + timedelta(days=setup.days)
-    specs = fleet(
-        setup.machines,
-        seed=seed,
-        start=setup.start,
-        degrading=setup.degrading,
-        profiles=setup.profiles,
-    )
-    sims = [
-        MachineSim(spec, setup.start, sample_interval_s=setup.sample_interval_s) for spec in specs
-    ]
-    # Generators: one machine's samples at a time in memory (a small heap is a fast heap).
-    samples = {
+def machine_samples(
+    sims: Iterable[MachineSim], end: datetime
+) -> dict[MachineRef, Iterator[Sample]]:
+    """Each machine's samples up to ``end``, as generators: one machine's samples at a time
+    in memory (a small heap is a fast heap)."""
+    return {
         MachineRef(sim.spec.site, sim.spec.line, sim.spec.machine): (
             reading.sample for reading in sim.advance(end)
         )
         for sim in sims
     }
-    window = window_from_samples(conditions, setup.start, end, samples)
+
+
+def replayed(seed: int, conditions: RuleSet, window: DataWindow, sims: Iterable[MachineSim]) -> Run:
+    """The seed's run: ``conditions`` replayed over ``window``, with the machines' failures."""
     failures = failures_from_truth(sim.truth for sim in sims)
     return Run(f"seed {seed}", replay_window(conditions, window), failures, machine_days(window))
+
+
+def simulated_run(rules: RuleSet, seed: int, setup: SimulatedFleet = SimulatedFleet()) -> Run:
+    """Simulate one seed's fleet and replay ``rules`` over it (in process)."""
+    conditions = rules.conditions_only()
+    sims = setup.machines_of(seed)
+    window = window_from_samples(
+        conditions, setup.start, setup.end, machine_samples(sims, setup.end)
+    )
+    return replayed(seed, conditions, window, sims)
 
 
 def simulated_runs(

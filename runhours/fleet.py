@@ -207,15 +207,7 @@ async def run_fleet(
     # A large fleet pauses at fewer samples per agent: about FLEET_HIGH_WATER in all.
     limit = max(1, min(high_water, FLEET_HIGH_WATER // max(1, len(specs))))
     try:
-        for spec in specs:
-            ref = MachineRef(spec.site, spec.line, spec.machine)
-            buffer = settings.open_buffer(ref)
-            if leftover := buffer.discard_all():
-                log.warning(
-                    "%s: discarded %d samples left by an earlier run", ref.machine, leftover
-                )
-            broker = broker_for(ref) if broker_for is not None else settings.broker
-            agents.append(EdgeAgent(ref, buffer, broker, settings.edge.agent_options()))
+        _open_agents(agents, settings, specs, broker_for)
         with FleetDisplay(progress, (end - start).total_seconds(), len(agents)) as bar:
 
             def show() -> None:
@@ -236,14 +228,7 @@ async def run_fleet(
             )
             await _while_pending(connecting, show)
             if not all(connecting.result()):
-                errors = {a.last_error for a in agents if not a.connected} - {None}
-                down = sum(not a.connected for a in agents)
-                raise FleetError(
-                    f"{down} of {len(agents)} agents cannot reach the MQTT broker at "
-                    f"{settings.broker.url} within {connect_timeout:g} s "
-                    f"({'; '.join(sorted(e for e in errors if e)) or 'no answer'});"
-                    " is it running (`runhours services up`) and is RUNHOURS_MQTT_URL right?"
-                )
+                raise _unreachable(agents, settings.broker.url, connect_timeout)
             show()
             if ready is not None:
                 await ready()
@@ -272,17 +257,7 @@ async def run_fleet(
                     caught_up(
                         _figures(specs, produced, agents, start, reached, wall0, ground_truth)
                     )
-                t = reached
-                step = step_for(1.0)
-                while not stop.is_set():
-                    t += step
-                    delay = (t - datetime.now(UTC)).total_seconds()
-                    if delay > 0 and await _stopped(stop, delay):
-                        break
-                    await asyncio.sleep(0)  # catching up with the clock: let agents publish
-                    for i, (sim, agent) in enumerate(zip(sims, agents, strict=True)):
-                        produced[i] += agent.submit(sim.advance(t))
-                    reached = t
+                reached = await _follow_wall_clock(sims, agents, produced, reached, stop)
                 await _drain(agents, drain_timeout, lambda: None)
         for agent in agents:
             agent.stop()
@@ -297,6 +272,57 @@ async def run_fleet(
     if ground_truth is not None:
         _write_truth(ground_truth, sims)
     return replace(result, interrupted=reached < end)
+
+
+def _open_agents(
+    agents: list[EdgeAgent],
+    settings: EdgeSettings,
+    specs: Sequence[MachineSpec],
+    broker_for: Callable[[MachineRef], Broker] | None,
+) -> None:
+    """An agent per machine, appended to ``agents`` one by one (so the caller closes the
+    buffers opened so far if one fails); what an earlier run left is discarded."""
+    for spec in specs:
+        ref = MachineRef(spec.site, spec.line, spec.machine)
+        buffer = settings.open_buffer(ref)
+        if leftover := buffer.discard_all():
+            log.warning("%s: discarded %d samples left by an earlier run", ref.machine, leftover)
+        broker = broker_for(ref) if broker_for is not None else settings.broker
+        agents.append(EdgeAgent(ref, buffer, broker, settings.edge.agent_options()))
+
+
+def _unreachable(agents: Sequence[EdgeAgent], url: str, connect_timeout: float) -> FleetError:
+    errors = {a.last_error for a in agents if not a.connected} - {None}
+    down = sum(not a.connected for a in agents)
+    return FleetError(
+        f"{down} of {len(agents)} agents cannot reach the MQTT broker at "
+        f"{url} within {connect_timeout:g} s "
+        f"({'; '.join(sorted(e for e in errors if e)) or 'no answer'});"
+        " is it running (`runhours services up`) and is RUNHOURS_MQTT_URL right?"
+    )
+
+
+async def _follow_wall_clock(
+    sims: Sequence[MachineSim],
+    agents: Sequence[EdgeAgent],
+    produced: list[int],
+    reached: datetime,
+    stop: asyncio.Event,
+) -> datetime:
+    """Step the simulation with the wall clock from ``reached`` until ``stop`` is set; the
+    simulated time reached."""
+    t = reached
+    step = step_for(1.0)
+    while not stop.is_set():
+        t += step
+        delay = (t - datetime.now(UTC)).total_seconds()
+        if delay > 0 and await _stopped(stop, delay):
+            break
+        await asyncio.sleep(0)  # catching up with the clock: let agents publish
+        for i, (sim, agent) in enumerate(zip(sims, agents, strict=True)):
+            produced[i] += agent.submit(sim.advance(t))
+        reached = t
+    return reached
 
 
 def _figures(

@@ -51,6 +51,20 @@ def _port_open(host: str, port: int) -> bool:
         return False
 
 
+def _signal_then_kill(pid: int, sig: int, timeout: float, *, poll: float) -> bool:
+    """Send ``sig`` and wait up to ``timeout`` s for the process to end (reaping it, every
+    ``poll`` s), then SIGKILL it; whether it had to be killed."""
+    os.kill(pid, sig)
+    deadline = time.monotonic() + timeout
+    while _pid_alive(pid) and time.monotonic() < deadline:
+        _reap(pid)
+        time.sleep(poll)
+    if _pid_alive(pid):
+        os.kill(pid, signal.SIGKILL)
+        return True
+    return False
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -166,13 +180,7 @@ class Service:
         if pid is None:
             self.pid_file.unlink(missing_ok=True)
             return
-        os.kill(pid, sig)
-        deadline = time.monotonic() + timeout
-        while _pid_alive(pid) and time.monotonic() < deadline:
-            _reap(pid)
-            time.sleep(0.05)
-        if _pid_alive(pid):
-            os.kill(pid, signal.SIGKILL)
+        if _signal_then_kill(pid, sig, timeout, poll=0.05):
             while _pid_alive(pid):
                 _reap(pid)
                 time.sleep(0.05)
@@ -426,13 +434,7 @@ class LocalServices:
         if pid is None:
             self.demo_pid_file.unlink(missing_ok=True)
             return False
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while _pid_alive(pid) and time.monotonic() < deadline:
-            _reap(pid)
-            time.sleep(0.1)
-        if _pid_alive(pid):
-            os.kill(pid, signal.SIGKILL)
+        _signal_then_kill(pid, signal.SIGTERM, timeout, poll=0.1)
         self.demo_pid_file.unlink(missing_ok=True)
         return True
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import math
 import re
+import struct
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -85,6 +86,16 @@ def _storable(ms: int, value: Any) -> datetime:
             "2262-04-11T23:47:16.854Z)"
         )
     return from_epoch_ms(ms)
+
+
+def shortest_float32(number: float) -> float:
+    """The shortest decimal that is the same float32 (12.3 stays 12.3, not 12.300000190…): a
+    device's float32 becomes the value a person wrote (Modbus registers, Sparkplug metrics)."""
+    for digits in range(1, 10):
+        candidate = float(f"{number:.{digits}g}")
+        if struct.pack(">f", candidate) == struct.pack(">f", number):
+            return candidate
+    return number
 
 
 Timestamp = Annotated[datetime, BeforeValidator(_parse_ts)]
@@ -211,6 +222,9 @@ def _describe(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
+M = TypeVar("M", bound=BaseModel)
+
+
 def _load_json(payload: bytes | str) -> Any:
     try:
         return json.loads(payload)
@@ -224,10 +238,7 @@ def decode_telemetry(topic: str, payload: bytes | str) -> tuple[MachineRef, Tele
     data = _load_json(payload)
     if not isinstance(data, dict):
         raise WireError(f"payload: must be a JSON object, got {type(data).__name__}")
-    try:
-        message = Telemetry.model_validate(data)
-    except ValidationError as exc:
-        raise WireError(_describe(exc)) from None
+    message = _validated(Telemetry, data)
     if message.machine != ref.machine:
         raise WireError(
             f"machine: payload says {message.machine!r} but the topic says {ref.machine!r}"
@@ -235,12 +246,15 @@ def decode_telemetry(topic: str, payload: bytes | str) -> tuple[MachineRef, Tele
     return ref, message
 
 
-def decode_status(payload: bytes | str) -> Status:
-    data = _load_json(payload)
+def _validated(model: type[M], data: Any) -> M:
     try:
-        return Status.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         raise WireError(_describe(exc)) from None
+
+
+def decode_status(payload: bytes | str) -> Status:
+    return _validated(Status, _load_json(payload))
 
 
 def _sample_json(sample: Sample) -> dict[str, Any]:
@@ -295,8 +309,4 @@ def encode_ingest_state(state: IngestState) -> bytes:
 
 
 def decode_ingest_state(payload: bytes | str) -> IngestState:
-    data = _load_json(payload)
-    try:
-        return IngestState.model_validate(data)
-    except ValidationError as exc:
-        raise WireError(_describe(exc)) from None
+    return _validated(IngestState, _load_json(payload))

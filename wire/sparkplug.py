@@ -13,11 +13,11 @@ v1 schema). Payloads are protobuf (``wire/sparkplug_b.proto``, compiled into
 from __future__ import annotations
 
 import json
-import struct
 from typing import Literal, NamedTuple
 
 from wire import sparkplug_b_pb2 as pb
 from wire.errors import WireError
+from wire.payloads import shortest_float32
 
 NAMESPACE = "spBv1.0"
 MessageType = Literal[
@@ -125,7 +125,7 @@ def metric_value(metric: Metric, datatype: int) -> float | str | None:
     if field == "boolean_value":
         return 1.0 if metric.boolean_value else 0.0
     if field == "float_value":
-        return _shortest_float32(metric.float_value)
+        return shortest_float32(metric.float_value)
     if field == "double_value":
         return metric.double_value
     if field in ("int_value", "long_value"):
@@ -137,11 +137,3 @@ def metric_value(metric: Metric, datatype: int) -> float | str | None:
                 raw -= 1 << bits
         return float(raw)
     raise WireError(f"no value of datatype {pb.DataType.Name(datatype)} (field {field})")
-
-
-def _shortest_float32(number: float) -> float:
-    for digits in range(1, 10):
-        candidate = float(f"{number:.{digits}g}")
-        if struct.pack(">f", candidate) == struct.pack(">f", number):
-            return candidate
-    return number

@@ -16,7 +16,7 @@ Acknowledgement and manual resolution are operator actions (``store.py``), not h
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from analytics.alerts.conditions import Verdict
@@ -54,53 +54,79 @@ def advance(
     if alert is None and not verdict.trigger:
         return []  # the common case, first: nothing to do
     now = from_epoch_ms(t)
-    severity = verdict.severity or rule.severity
     if alert is None:
-        # A clearing timer belongs to one alert; one left by an alert an operator
-        # resolved must not shorten this alert's `clear_for`.
-        tracker.memory.pop(_CLEAR_SINCE, None)
-        since = from_epoch_ms(t - step_ms)
-        alert = Alert(
-            id=alert_id(rule.id, ref.machine, since),
-            rule=rule.id,
-            rule_kind=rule.kind,
-            machine=ref.machine,
-            site=ref.site,
-            line=ref.line,
-            severity=severity,
-            state="pending",
-            pending_since=since,
-            value=verdict.value,
-            last_value=verdict.value,
-            summary=verdict.summary,
-            **_forecast(verdict, t),
-        )
+        alert = _opened(tracker, verdict, t, rule=rule, ref=ref, step_ms=step_ms)
         tracker.alert = alert
     elif verdict.value is not None:
         alert = replace(alert, last_value=verdict.value, **_forecast(verdict, t))
         tracker.alert = alert
-
     if alert.state == "pending":
-        if not verdict.trigger:
-            if verdict.value is not None or verdict.clear:
-                tracker.alert = None  # the condition did not hold for `for`: no alert
-            return []
-        hold = getattr(rule, "for_", timedelta(0))
-        if now - alert.pending_since < hold:
-            return []
-        alert = replace(
-            alert,
-            state="firing",
-            started_at=now,
-            severity=severity,
-            value=verdict.value,
-            summary=verdict.summary,
-            notified_at=now,
-        )
-        tracker.alert = alert
-        return [Transition("firing", now, alert)]
+        return _pending(tracker, alert, verdict, rule, now)
+    return _firing(tracker, alert, verdict, t, step_ms=step_ms, rule=rule, renotify=renotify)
 
-    # firing: resolve once the clear condition has held for `clear_for`
+
+def _opened(
+    tracker: Tracker, verdict: Verdict, t: int, *, rule: Rule, ref: MachineRef, step_ms: int
+) -> Alert:
+    """A pending alert for a triggering verdict, pending since the start of the step."""
+    # A clearing timer belongs to one alert; one left by an alert an operator
+    # resolved must not shorten this alert's `clear_for`.
+    tracker.memory.pop(_CLEAR_SINCE, None)
+    since = from_epoch_ms(t - step_ms)
+    return Alert(
+        id=alert_id(rule.id, ref.machine, since),
+        rule=rule.id,
+        rule_kind=rule.kind,
+        machine=ref.machine,
+        site=ref.site,
+        line=ref.line,
+        severity=verdict.severity or rule.severity,
+        state="pending",
+        pending_since=since,
+        value=verdict.value,
+        last_value=verdict.value,
+        summary=verdict.summary,
+        **_forecast(verdict, t),
+    )
+
+
+def _pending(
+    tracker: Tracker, alert: Alert, verdict: Verdict, rule: Rule, now: datetime
+) -> list[Transition]:
+    """A pending alert fires once its condition has held for ``for``, or is dropped."""
+    if not verdict.trigger:
+        if verdict.value is not None or verdict.clear:
+            tracker.alert = None  # the condition did not hold for `for`: no alert
+        return []
+    hold = getattr(rule, "for_", timedelta(0))
+    if now - alert.pending_since < hold:
+        return []
+    alert = replace(
+        alert,
+        state="firing",
+        started_at=now,
+        severity=verdict.severity or rule.severity,
+        value=verdict.value,
+        summary=verdict.summary,
+        notified_at=now,
+    )
+    tracker.alert = alert
+    return [Transition("firing", now, alert)]
+
+
+def _firing(
+    tracker: Tracker,
+    alert: Alert,
+    verdict: Verdict,
+    t: int,
+    *,
+    step_ms: int,
+    rule: Rule,
+    renotify: timedelta,
+) -> list[Transition]:
+    """A firing alert resolves once the clear condition has held for ``clear_for``;
+    else it may escalate or be re-notified."""
+    now = from_epoch_ms(t)
     if verdict.clear:
         clear_since = tracker.memory.setdefault(_CLEAR_SINCE, t - step_ms)
         if t - clear_since >= getattr(rule, "clear_for", timedelta(0)) / _MS:

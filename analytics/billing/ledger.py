@@ -78,6 +78,18 @@ class Revision:
     total: Decimal
     lines: int
 
+    def row(self) -> tuple[str, str, str, int, str, str, str]:
+        """Its row in the ``revision`` table (the total an exact decimal string)."""
+        return (
+            self.contract_id,
+            self.period_start,
+            self.period_end,
+            self.revision,
+            self.issued_at,
+            self.currency,
+            format(self.total, "f"),
+        )
+
 
 def default_ledger(data_dir: Path) -> Path:
     return data_dir / LEDGER_FILE
@@ -190,18 +202,17 @@ class Ledger:
                     continue
                 revision = revisions + 1
                 total = sum((line.amount for line in new), Decimal(0))
-                db.execute(
-                    "INSERT INTO revision VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        contract_id,
-                        start,
-                        end,
-                        revision,
-                        issued_at,
-                        statement.currency,
-                        format(total, "f"),
-                    ),
+                made = Revision(
+                    contract_id,
+                    start,
+                    end,
+                    revision,
+                    issued_at,
+                    statement.currency,
+                    total,
+                    len(new),
                 )
+                db.execute("INSERT INTO revision VALUES (?, ?, ?, ?, ?, ?, ?)", made.row())
                 db.executemany(
                     "INSERT INTO line (contract_id, period_start, period_end, revision, seq, "
                     "id, kind, machine, metered_hours, billable_hours, rate, amount, coverage, "
@@ -230,18 +241,7 @@ class Ledger:
                         for seq, line in enumerate(new)
                     ],
                 )
-                recorded.append(
-                    Revision(
-                        contract_id,
-                        start,
-                        end,
-                        revision,
-                        issued_at,
-                        statement.currency,
-                        total,
-                        len(new),
-                    )
-                )
+                recorded.append(made)
         return recorded
 
     def revisions(self, contract_id: str | None = None) -> list[Revision]:

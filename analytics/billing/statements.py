@@ -20,6 +20,9 @@ from typing import Literal
 from analytics.billing.contracts import Contract
 from analytics.billing.pricing import (
     METERED_PLACES,
+    Allocation,
+    Commitment,
+    Segment,
     allocate,
     amount_of,
     base_rate,
@@ -130,112 +133,153 @@ def _fmt_hours(ms: int) -> str:
     return format(to_decimal(hours_of(ms), 2), "f")
 
 
+def _line(
+    contract: Contract,
+    start: datetime,
+    end: datetime,
+    kind: LineKind,
+    key: str,
+    machine: str,
+    metered: Decimal,
+    billable: Decimal,
+    rate: Decimal,
+    coverage: Decimal,
+    method: str,
+    gaps: int,
+    anomalies: tuple[str, ...] = (),
+) -> Line:
+    """A line of ``contract``'s statement, its billable hours rounded to the contract's places
+    and its amount to the currency's."""
+    billable = billable.quantize(Decimal(1).scaleb(-hours_places(contract)))
+    return Line(
+        line_id(contract.id, start, end, key, 0),
+        kind,
+        machine,
+        metered,
+        billable,
+        rate,
+        amount_of(billable, rate, currency_places(contract.currency)),
+        coverage,
+        method,
+        key,
+        gaps,
+        anomalies,
+    )
+
+
+def _metered_ms(contract: Contract, meter: MachineMeter) -> int:
+    """What the contract's method meters: the hour-meter delta or the billable states' time."""
+    if contract.method == "counter":
+        return meter.counter_ms or 0
+    return meter.billable_state_ms
+
+
+def _usage_lines(
+    contract: Contract,
+    start: datetime,
+    end: datetime,
+    meter: MachineMeter,
+    bands: list[Segment],
+    coverage: Decimal,
+) -> list[tuple[Allocation, Line]]:
+    """A machine's usage lines, one per rate band its billable hours fall in."""
+    metered = hours_of(_metered_ms(contract, meter))
+    billable = round_to_increment(metered, contract.rounding_hours, contract.rounding_mode)
+    anomalies = meter.anomaly_texts(contract.zone)
+    return [
+        (
+            part,
+            _line(
+                contract,
+                start,
+                end,
+                "usage",
+                f"usage|{meter.machine}|{part.segment.key}",
+                meter.machine,
+                to_decimal(part.metered, METERED_PLACES),
+                part.billable,
+                part.segment.rate,
+                coverage,
+                contract.method,
+                meter.gaps,
+                anomalies,
+            ),
+        )
+        for part in allocate(billable, metered, bands)
+    ]
+
+
+def _meter_notes(contract: Contract, meter: MachineMeter, coverage: Decimal) -> list[str]:
+    """What the statement says of a machine: no hour meter, its anomalies, a meter that
+    disagrees with the states, time without a known state."""
+    notes: list[str] = []
+    if contract.method == "counter" and meter.counter_ms is None:
+        notes.append(
+            f"{meter.machine}: no hour-meter readings in the period; its counter-"
+            "metered hours are 0"
+        )
+    if meter.counter_anomalies:
+        notes.append(
+            f"{meter.machine}: hour meter {describe_counts(meter.counter_anomalies)} in the "
+            "period (listed on its line)"
+        )
+    tolerance = CounterTolerance(
+        contract.counter_tolerance_pct / 100, contract.counter_tolerance_seconds
+    )
+    if counter_mismatch(
+        None if meter.counter_ms is None else meter.counter_ms / 1000,
+        meter.running_ms / 1000,
+        tolerance,
+    ):
+        notes.append(
+            f"{meter.machine}: hour meter {_fmt_hours(meter.counter_ms or 0)} h vs running "
+            f"{_fmt_hours(meter.running_ms)} h from states: more apart than "
+            f"{contract.counter_tolerance_pct}% + {contract.counter_tolerance_seconds} s"
+        )
+    if meter.known_ms < meter.window_ms:
+        notes.append(
+            f"{meter.machine}: coverage {coverage}% (time without a known state is not billed)"
+        )
+    return notes
+
+
+def _minimum_notes(contract: Contract, minimum: Commitment | None) -> list[str]:
+    if minimum is not None and minimum.hours == 0:
+        return ["no machine under contract in the period: no minimum applies"]
+    if minimum is not None and minimum.prorated:
+        return [
+            f"minimum prorated daily: {contract.minimum_hours} h × {minimum.days_covered}/"
+            f"{minimum.days} days = {minimum.hours} h"
+        ]
+    return []
+
+
 def price(
     contract: Contract, start: datetime, end: datetime, meters: Sequence[MachineMeter]
 ) -> Statement:
     """Pure: the statement of ``contract`` for ``[start, end)`` from its machines' meters."""
-    places = currency_places(contract.currency)
-    hplaces = hours_places(contract)
     bands = segments(contract)
-    tolerance = CounterTolerance(
-        contract.counter_tolerance_pct / 100, contract.counter_tolerance_seconds
-    )
     lines: list[Line] = []
     notes: list[str] = []
     billable_total = Decimal(0)
     known_total = window_total = gaps_total = 0
-
-    def make(
-        kind: LineKind,
-        key: str,
-        machine: str,
-        metered: Decimal,
-        billable: Decimal,
-        rate: Decimal,
-        coverage: Decimal,
-        method: str,
-        gaps: int,
-        anomalies: tuple[str, ...] = (),
-    ) -> Line:
-        billable = billable.quantize(Decimal(1).scaleb(-hplaces))
-        return Line(
-            line_id(contract.id, start, end, key, 0),
-            kind,
-            machine,
-            metered,
-            billable,
-            rate,
-            amount_of(billable, rate, places),
-            coverage,
-            method,
-            key,
-            gaps,
-            anomalies,
-        )
-
     for meter in sorted(meters, key=lambda m: m.machine):
-        if contract.method == "counter":
-            metered_ms = meter.counter_ms or 0
-            if meter.counter_ms is None:
-                notes.append(
-                    f"{meter.machine}: no hour-meter readings in the period; its counter-"
-                    "metered hours are 0"
-                )
-        else:
-            metered_ms = meter.billable_state_ms
-        if meter.counter_anomalies:
-            notes.append(
-                f"{meter.machine}: hour meter {describe_counts(meter.counter_anomalies)} in the "
-                "period (listed on its line)"
-            )
-        if counter_mismatch(
-            None if meter.counter_ms is None else meter.counter_ms / 1000,
-            meter.running_ms / 1000,
-            tolerance,
-        ):
-            notes.append(
-                f"{meter.machine}: hour meter {_fmt_hours(meter.counter_ms or 0)} h vs running "
-                f"{_fmt_hours(meter.running_ms)} h from states: more apart than "
-                f"{contract.counter_tolerance_pct}% + {contract.counter_tolerance_seconds} s"
-            )
         coverage = coverage_percent(meter.known_ms, meter.window_ms)
-        if meter.known_ms < meter.window_ms:
-            notes.append(
-                f"{meter.machine}: coverage {coverage}% (time without a known state is not billed)"
-            )
+        notes += _meter_notes(contract, meter, coverage)
         known_total += meter.known_ms
         window_total += meter.window_ms
         gaps_total += meter.gaps
-        metered = hours_of(metered_ms)
-        billable = round_to_increment(metered, contract.rounding_hours, contract.rounding_mode)
-        anomalies = meter.anomaly_texts(contract.zone)
-        for part in allocate(billable, metered, bands):
-            lines.append(
-                make(
-                    "usage",
-                    f"usage|{meter.machine}|{part.segment.key}",
-                    meter.machine,
-                    to_decimal(part.metered, METERED_PLACES),
-                    part.billable,
-                    part.segment.rate,
-                    coverage,
-                    contract.method,
-                    meter.gaps,
-                    anomalies,
-                )
-            )
+        for part, line in _usage_lines(contract, start, end, meter, bands, coverage):
+            lines.append(line)
             billable_total += part.billable
     minimum = commitment(contract, start, end, [w for m in meters for w in m.windows])
-    if minimum is not None and minimum.hours == 0:
-        notes.append("no machine under contract in the period: no minimum applies")
-    elif minimum is not None and minimum.prorated:
-        notes.append(
-            f"minimum prorated daily: {contract.minimum_hours} h × {minimum.days_covered}/"
-            f"{minimum.days} days = {minimum.hours} h"
-        )
+    notes += _minimum_notes(contract, minimum)
     if minimum is not None and billable_total < minimum.hours:
         lines.append(
-            make(
+            _line(
+                contract,
+                start,
+                end,
                 "true_up",
                 "true_up",
                 "",

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import signal
+import threading
 from pathlib import Path
+from types import FrameType
 from typing import Annotated, NoReturn
 
 import typer
@@ -30,6 +34,30 @@ def fail(message: str, code: int = 2) -> NoReturn:
     """``error: <message>`` on standard error (the message as written: ``[edge]`` stays), exit."""
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
+
+
+def log_at(log_level: str) -> None:
+    """A service command's logging at ``--log-level`` (httpx from warnings: it logs a line
+    per request)."""
+    level = getattr(logging, log_level.upper(), None)
+    if not isinstance(level, int):
+        fail(f"--log-level {log_level!r}: use debug, info, warning or error")
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
+    )
+    logging.getLogger("httpx").setLevel(max(level, logging.WARNING))
+
+
+def stop_on_signals() -> threading.Event:
+    """An event that SIGTERM and SIGINT set: a service command's clean stop."""
+    stop = threading.Event()
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    return stop
 
 
 # Settings from the config file and the environment; a bad one raises SettingsError, which

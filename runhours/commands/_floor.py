@@ -12,6 +12,7 @@ import typer
 from runhours.commands._common import fail, load
 
 if TYPE_CHECKING:
+    from analytics.floor import MachineFloor
     from analytics.plant import Plant
     from analytics.service import AnalyticsSettings
 
@@ -117,3 +118,28 @@ def span(
     if hi <= lo:
         fail(f"--to ({hi.isoformat()}) must be after --from ({lo.isoformat()})")
     return lo, hi
+
+
+def floors_in_span(
+    config: Path | None,
+    plant_file: Path | None,
+    machine: list[str] | None,
+    start: str | None,
+    end: str | None,
+    tz: str | None,
+    default_days: int,
+) -> tuple[AnalyticsSettings, Plant, tzinfo, datetime, datetime, list[MachineFloor]]:
+    """The settings, plant, zone and span of a command, and the machines' runs in that span."""
+    from analytics.floor import floor_runs
+    from analytics.machines import MachineError
+    from store import InfluxClient, InfluxError
+
+    settings, plant = settings_and_plant(config, plant_file)
+    zone = zone_of(plant, tz)
+    lo, hi = span(start, end, zone, default_days)
+    try:
+        with InfluxClient.from_settings(settings, timeout=120) as client:
+            floors = floor_runs(client, plant, machine or None, lo, hi)
+    except (InfluxError, MachineError) as exc:
+        fail(str(exc))
+    return settings, plant, zone, lo, hi, floors

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import logging
-import signal
-import threading
-from types import FrameType
 from typing import Annotated
 
 import typer
 
-from runhours.commands._common import ConfigOption, console, fail, load
+from runhours.commands._common import ConfigOption, console, load, log_at, stop_on_signals
 
 app = typer.Typer(no_args_is_help=False)
 
@@ -54,13 +50,7 @@ def analytics(
     """Run the analytics service in the foreground (see HELP)."""
     from analytics.service import AnalyticsService, AnalyticsSettings
 
-    level = getattr(logging, log_level.upper(), None)
-    if not isinstance(level, int):
-        fail(f"--log-level {log_level!r}: use debug, info, warning or error")
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
-    )
-    logging.getLogger("httpx").setLevel(max(level, logging.WARNING))
+    log_at(log_level)
     settings = load(AnalyticsSettings, config)
     updates = {
         k: v
@@ -76,13 +66,7 @@ def analytics(
         merged = {**settings.analytics.model_dump(), **updates}
         settings = load(AnalyticsSettings, config, analytics=merged)
 
-    stop = threading.Event()
-
-    def _on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
+    stop = stop_on_signals()
     service = AnalyticsService(settings)
     try:
         service.start_delivery()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -176,38 +177,42 @@ def init(
     )
 
 
-@app.command()
-def add(
-    machine: MachineOption,
-    cert: CertOption = None,
-    ca_path: CaPathOption = None,
-    broker_host: BrokerHostOption = None,
-    show: OutOption = True,
-    config: ConfigOption = None,
-    directory: DirOption = None,
-) -> None:
-    """Give a machine its own broker identity and print its edge settings.
+def _issuing(*, rotate: bool, doc: str) -> Callable[..., None]:
+    """The `add` or `rotate` command: the same options; `rotate` replaces an identity."""
+
+    def command(
+        machine: MachineOption,
+        cert: CertOption = None,
+        ca_path: CaPathOption = None,
+        broker_host: BrokerHostOption = None,
+        show: OutOption = True,
+        config: ConfigOption = None,
+        directory: DirOption = None,
+    ) -> None:
+        _issue(machine, cert, ca_path, broker_host, show, config, directory, rotate=rotate)
+
+    command.__doc__ = doc
+    return command
+
+
+add = app.command("add")(
+    _issuing(
+        rotate=False,
+        doc="""Give a machine its own broker identity and print its edge settings.
 
     Writes the password entry (or issues a client certificate), the machine's settings
     file <dir>/edge/SITE.LINE.MACHINE.toml (mode 0600), and reloads a local broker. Copy
     the file to the device and run `runhours edge --config <file>` there.
-    """
-    _issue(machine, cert, ca_path, broker_host, show, config, directory, rotate=False)
-
-
-@app.command()
-def rotate(
-    machine: MachineOption,
-    cert: CertOption = None,
-    ca_path: CaPathOption = None,
-    broker_host: BrokerHostOption = None,
-    show: OutOption = True,
-    config: ConfigOption = None,
-    directory: DirOption = None,
-) -> None:
-    """Replace a machine's identity: the old password stops working (the broker reloads
-    and disconnects it), an old certificate is revoked."""
-    _issue(machine, cert, ca_path, broker_host, show, config, directory, rotate=True)
+    """,
+    )
+)
+rotate = app.command("rotate")(
+    _issuing(
+        rotate=True,
+        doc="""Replace a machine's identity: the old password stops working (the broker reloads
+    and disconnects it), an old certificate is revoked.""",
+    )
+)
 
 
 @app.command()

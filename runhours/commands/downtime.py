@@ -17,9 +17,9 @@ from runhours.commands._floor import (
     MachinesOption,
     PlantOption,
     TzOption,
+    floors_in_span,
     instant,
     settings_and_plant,
-    span,
     zone_of,
 )
 from runhours.commands._tables import Col, count, duration, fit_table, moment, percent
@@ -56,18 +56,10 @@ def _stops(
     tz: str | None,
 ) -> tuple[Plant, tzinfo, datetime, datetime, list[ListedStop]]:
     from analytics.downtime import DowntimeStore, listed_stops
-    from analytics.floor import floor_runs
-    from analytics.machines import MachineError
-    from store import InfluxClient, InfluxError
 
-    settings, plant = settings_and_plant(config, plant_file)
-    zone = zone_of(plant, tz)
-    lo, hi = span(start, end, zone, 7)
-    try:
-        with InfluxClient.from_settings(settings, timeout=120) as client:
-            floors = floor_runs(client, plant, machine or None, lo, hi)
-    except (InfluxError, MachineError) as exc:
-        fail(str(exc))
+    settings, plant, zone, lo, hi, floors = floors_in_span(
+        config, plant_file, machine, start, end, tz, 7
+    )
     found = listed_stops(floors, DowntimeStore.in_data_dir(settings.data_dir))
     return plant, zone, lo, hi, found
 

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
-import threading
 from dataclasses import asdict
 from datetime import datetime
 from enum import StrEnum
-from types import FrameType
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from runhours.commands._common import ConfigOption, console, fail, load
+from runhours.commands._common import ConfigOption, console, fail, load, log_at, stop_on_signals
 from runhours.commands._tables import Col, fit_table
 
 if TYPE_CHECKING:
@@ -54,23 +51,11 @@ def ingest(ctx: typer.Context, config: ConfigOption = None, log_level: LogLevel 
         return
     from ingest import IngestService, IngestSettings
 
-    level = getattr(logging, log_level.upper(), None)
-    if not isinstance(level, int):
-        fail(f"--log-level {log_level!r}: use debug, info, warning or error")
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
-    )
-    logging.getLogger("httpx").setLevel(max(level, logging.WARNING))  # one line per request
+    log_at(log_level)
     settings = load(IngestSettings, config)
     options = settings.ingest
 
-    stop = threading.Event()
-
-    def _on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
+    stop = stop_on_signals()
 
     service = IngestService(settings)
     service.start()

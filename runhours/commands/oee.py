@@ -11,16 +11,14 @@ from typing import Annotated, Any
 
 import typer
 
-from runhours.commands._common import ConfigOption, console, fail
+from runhours.commands._common import ConfigOption, console
 from runhours.commands._floor import (
     Format,
     FormatOption,
     MachinesOption,
     PlantOption,
     TzOption,
-    settings_and_plant,
-    span,
-    zone_of,
+    floors_in_span,
 )
 from runhours.commands._tables import Col, count, duration, fit_table, percent
 
@@ -80,19 +78,9 @@ def oee(
     plant_file: PlantOption = None,
     config: ConfigOption = None,
 ) -> None:
-    from analytics.floor import floor_runs
-    from analytics.machines import MachineError
     from analytics.oee import oee_rows
-    from store import InfluxClient, InfluxError
 
-    settings, plant = settings_and_plant(config, plant_file)
-    zone = zone_of(plant, tz)
-    lo, hi = span(start, end, zone, 0)
-    try:
-        with InfluxClient.from_settings(settings, timeout=120) as client:
-            floors = floor_runs(client, plant, machine or None, lo, hi)
-    except (InfluxError, MachineError) as exc:
-        fail(str(exc))
+    _, _, zone, lo, hi, floors = floors_in_span(config, plant_file, machine, start, end, tz, 0)
     rows = oee_rows(floors, by.value, lines=lines)
     data = [_row_json(r, zone) for r in rows]
     if fmt == Format.json:
