@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 from common.settings import RunhoursSettings
 from ingest import IngestService, IngestSettings
 from runhours.cli import app as cli
-from runhours.commands.simulate import MAX_MACHINES, ROWS
+from runhours.commands._simulate import ROWS
+from runhours.commands.simulate import MAX_MACHINES
 from runhours.fleet_workers import (
     FILES_PER_MACHINE,
     FILES_PER_PROCESS,
