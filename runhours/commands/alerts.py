@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Column, Table
 
+from runhours.commands._backtest import show_backtest
 from runhours.commands._common import ConfigOption, console, fail, load
 from runhours.commands._tables import Col, fit_table, number
+
+if TYPE_CHECKING:
+    from analytics.alerts.backtest import Failure
 
 app = typer.Typer(
     help="Maintenance and condition alerts: replay rules over history (evaluate), score them "
@@ -168,10 +171,6 @@ def _failures(path: Path):  # type: ignore[no-untyped-def]
         fail(f"--failures: {exc}")
 
 
-def _hours(delta: timedelta | None) -> str:
-    return "" if delta is None else f"{delta / timedelta(hours=1):.1f} h"
-
-
 @app.command()
 def backtest(
     start: Annotated[
@@ -232,11 +231,8 @@ def backtest(
     --after past it), and is a false alarm otherwise. Service-interval and no-data rules
     are not scored (they predict no failure).
     """
-    from analytics.alerts.backtest import Scoreboard, score
-    from analytics.alerts.backtest import backtest as run_backtest
     from common.times import TimeError, parse_duration
-    from runhours.backtest import BACKTEST_START, SimulatedFleet, simulated_runs
-    from store import InfluxClient
+    from runhours.backtest import BACKTEST_START
 
     if output not in ("table", "json"):
         fail(f"--format {output!r}: use table or json")
@@ -246,7 +242,8 @@ def backtest(
         fail(f"--horizon/--after: {exc}")
     settings = _settings(config)
     ruleset = _rules(rules or settings.rules_file)
-    board: Scoreboard
+    seeds: list[int] | None = None
+    known: list[Failure] = []
     if simulate is not None:
         if failures is not None:
             fail("--failures: not with --simulate (the simulator's ground truth gives them)")
@@ -254,55 +251,22 @@ def backtest(
         stop = _time(end, "--to") if end else begin + timedelta(days=7)
         if stop <= begin:
             fail("--to must be after --from")
-        setup = SimulatedFleet(start=begin, days=(stop - begin) / timedelta(days=1))
-        runs = simulated_runs(ruleset, _seeds(simulate), setup)
-        board = score(runs, ruleset, horizon=window, after=grace)
+        seeds = _seeds(simulate)
     else:
         if start is None or end is None:
             fail("--from and --to are required (or --simulate SEEDS)")
         known = _failures(failures) if failures is not None else []
-        with InfluxClient.from_settings(settings) as client:
-            board = run_backtest(
-                client,
-                ruleset,
-                _time(start, "--from"),
-                _time(end, "--to"),
-                known,
-                horizon=window,
-                after=grace,
-            )
-    if output == "json":
-        print(json.dumps(board.to_json(), indent=2))
-        return
-    table = Table(
-        Column("rule", no_wrap=True),
-        "failures",
-        "warned",
-        "missed",
-        "median lead",
-        "min lead",
-        "false alarms",
-        "per 100 machine-days",
-    )
-    for index, r in enumerate(board.rules):
-        if index == len(board.rules) - 1:
-            table.add_section()
-        rate = r.false_alarm_rate
-        table.add_row(
-            r.rule,
-            str(len(r.warnings)),
-            str(len(r.warnings) - r.missed),
-            str(r.missed),
-            _hours(r.median_lead),
-            _hours(r.min_lead),
-            str(len(r.false_alarms)),
-            "" if rate is None else f"{rate:.2f}",
-        )
-    console.print(table)
-    total = board.rules[-1]
-    console.print(
-        f"{len(total.warnings)} failures, {total.machine_days:.1f} machine-days, "
-        f"{board.runs} run{'s' if board.runs != 1 else ''}"
+        begin, stop = _time(start, "--from"), _time(end, "--to")
+    show_backtest(
+        settings,
+        ruleset,
+        begin,
+        stop,
+        seeds=seeds,
+        known=known,
+        horizon=window,
+        after=grace,
+        output=output,
     )
 
 
