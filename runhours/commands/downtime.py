@@ -2,31 +2,25 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-from datetime import datetime, tzinfo
-from typing import TYPE_CHECKING, Annotated, Any
+from datetime import datetime
+from typing import Annotated, Any
 
 import typer
 
 from runhours.commands._common import ConfigOption, console, fail
+from runhours.commands._downtime import echo_csv, show_pareto, span_label, stops_in_span
 from runhours.commands._floor import (
     Format,
     FormatOption,
     MachinesOption,
     PlantOption,
     TzOption,
-    floors_in_span,
     instant,
     settings_and_plant,
     zone_of,
 )
-from runhours.commands._tables import Col, count, duration, fit_table, moment, percent
-
-if TYPE_CHECKING:
-    from analytics.downtime import ListedStop
-    from analytics.plant import Plant
+from runhours.commands._tables import Col, duration, fit_table, moment
 
 app = typer.Typer(
     help="Downtime: the stops of each machine in planned production time (idle, fault, "
@@ -47,23 +41,6 @@ FromOption = Annotated[
 ToOption = Annotated[str | None, typer.Option("--to", help="… and before (default: now).")]
 
 
-def _stops(
-    config: Any,
-    plant_file: Any,
-    machine: list[str] | None,
-    start: str | None,
-    end: str | None,
-    tz: str | None,
-) -> tuple[Plant, tzinfo, datetime, datetime, list[ListedStop]]:
-    from analytics.downtime import DowntimeStore, listed_stops
-
-    settings, plant, zone, lo, hi, floors = floors_in_span(
-        config, plant_file, machine, start, end, tz, 7
-    )
-    found = listed_stops(floors, DowntimeStore.in_data_dir(settings.data_dir))
-    return plant, zone, lo, hi, found
-
-
 @app.command("list")
 def list_(
     start: FromOption = None,
@@ -78,7 +55,7 @@ def list_(
     config: ConfigOption = None,
 ) -> None:
     """List stops (oldest first) with their reasons; `downtime assign` gives one."""
-    plant, zone, lo, hi, found = _stops(config, plant_file, machine, start, end, tz)
+    plant, zone, lo, hi, found = stops_in_span(config, plant_file, machine, start, end, tz)
     if unassigned:
         found = [s for s in found if s.assignment is None]
     data = [s.to_json(plant) for s in found]
@@ -86,7 +63,7 @@ def list_(
         typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
         return
     if fmt == Format.csv:
-        _csv(data, ["state_seconds"])
+        echo_csv(data, ["state_seconds"])
         return
     cols = [
         Col("machine"),
@@ -110,7 +87,7 @@ def list_(
         for s, d in zip(found, data, strict=True)
     ]
     what = "stops without a reason" if unassigned else "stops"
-    title = f"{len(found)} {what}, {_range(lo, hi, zone)}"
+    title = f"{len(found)} {what}, {span_label(lo, hi, zone)}"
     console.print(fit_table(console, cols, rows, title=title))
     if not unassigned and (missing := sum(1 for s in found if s.assignment is None)):
         console.print(
@@ -118,20 +95,6 @@ def list_(
             "--reason CODE --by NAME",
             highlight=False,
         )
-
-
-def _range(lo: datetime, hi: datetime, zone: tzinfo) -> str:
-    return f"{lo.astimezone(zone):%Y-%m-%d %H:%M} – {hi.astimezone(zone):%Y-%m-%d %H:%M} ({zone})"
-
-
-def _csv(data: list[dict[str, Any]], skip: list[str]) -> None:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    columns = [k for k in data[0] if k not in skip] if data else []
-    writer.writerow(columns)
-    for item in data:
-        writer.writerow(["" if item[c] is None else item[c] for c in columns])
-    typer.echo(out.getvalue(), nl=False)
 
 
 def _give(
@@ -235,78 +198,4 @@ def report(
     shifts starting in the range (the same shifts as `runhours oee`). The rows add up
     exactly to the stop hours; stops nobody gave a reason are a row of their own (in JSON
     they are listed too)."""
-    from analytics.downtime import pareto
-
-    plant, zone, lo, hi, found = _stops(config, plant_file, machine, start, end, tz)
-    rows = pareto(found, plant)
-    total_ms = sum(r.ms for r in rows)
-    stops = sum(r.count for r in rows)
-    listing = [
-        {
-            "reason": r.reason,
-            "label": r.label,
-            "category": r.category,
-            "seconds": r.ms / 1000,
-            "stops": r.count,
-            "share": round(r.ms / total_ms, 6) if total_ms else None,
-        }
-        for r in rows
-    ]
-    data: dict[str, Any] = {
-        "from": lo.astimezone(zone).isoformat(),
-        "to": hi.astimezone(zone).isoformat(),
-        "stop_seconds": total_ms / 1000,
-        "stops": stops,
-        "reasons": listing,
-        "unassigned": [s.to_json(plant) for s in found if s.assignment is None],
-    }
-    if fmt == Format.json:
-        typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
-        return
-    if fmt == Format.csv:
-        _csv(listing, [])
-        return
-    cumulative = 0
-    cells = []
-    for r in rows:
-        cumulative += r.ms
-        cells.append(
-            [
-                r.reason or "—",
-                r.category,
-                duration(r.ms / 1000),
-                count(r.count),
-                percent(r.ms / total_ms if total_ms else None),
-                percent(cumulative / total_ms if total_ms else None),
-                r.label,
-            ]
-        )
-    cells.append(
-        [
-            "total",
-            "",
-            duration(total_ms / 1000),
-            count(stops),
-            percent(1.0 if total_ms else None),
-            "",
-            "",
-        ]
-    )
-    cols = [
-        Col("reason"),
-        Col("category", drop=2),
-        Col("stopped", right=True),
-        Col("stops", right=True),
-        Col("share", right=True),
-        Col("cum.", right=True, drop=1),
-        Col("label", figure=False, drop=3),
-    ]
-    title = f"downtime per reason, {_range(lo, hi, zone)}"
-    console.print(fit_table(console, cols, cells, title=title, sections=[len(cells) - 1]))
-    missing = [s for s in found if s.assignment is None]
-    if missing:
-        console.print(
-            f"{len(missing)} stops have no reason yet ({duration(sum(s.stop.ms for s in missing) / 1000)}):"
-            " runhours downtime list --unassigned",
-            highlight=False,
-        )
+    show_pareto(config, plant_file, machine, start, end, tz, fmt)
