@@ -1,19 +1,59 @@
-"""The table form of `runhours billing explain` (the JSON form is analytics.billing.explain)."""
+"""`runhours billing explain`'s run and its table form (the JSON form is
+analytics.billing.explain)."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import typer
 from rich.console import Group, RenderableType
 from rich.text import Text
 
-from analytics.billing.explain import Explanation, explanation_json
-from runhours.commands._common import console
+from analytics.billing.explain import Explanation, explain_line, explanation_json
+from analytics.rollups import default_state_file, refresh_rollups
+from runhours.commands._common import console, fail
 from runhours.commands._tables import Col, fit_table
+from store import InfluxClient
 from wire import STATES
 
+if TYPE_CHECKING:
+    from analytics.billing import Contract
+    from analytics.periods import Period
+    from common.settings import RunhoursSettings
+
 _SHORT = {"off": "off", "idle": "idle", "running": "run", "fault": "fault", "maintenance": "maint"}
+
+
+def show_explanation(
+    settings: RunhoursSettings,
+    contract: Contract,
+    span: Period,
+    machine: str,
+    *,
+    output: str,
+    from_raw: bool,
+) -> None:
+    """Explain ``machine``'s lines of ``contract``'s statement for ``span`` (from the rollups,
+    refreshed first, or with ``from_raw`` from raw samples), printed as a table or (``output``
+    "json") as JSON; exit 1 if the days do not add up to the statement line."""
+    with InfluxClient.from_settings(settings) as client:
+        if not from_raw:
+            refresh_rollups(client, state_file=default_state_file(settings.data_dir))
+        explanation = explain_line(client, contract, span, machine, from_raw=from_raw)
+    if output == "json":
+        text = json.dumps(explanation_json(explanation), indent=2, ensure_ascii=False)
+        typer.echo(text)
+    else:
+        console.print(render_explanation(explanation), highlight=False, soft_wrap=True)
+    different = [c.figure for c in explanation.checks if not c.equal]
+    if different:
+        fail(
+            f"the raw samples and the statement differ in {', '.join(different)}: the rollups "
+            "are stale; run `runhours billing rebuild-rollups` for the period",
+            code=1,
+        )
 
 
 def _hours(seconds: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -10,14 +9,13 @@ from typing import Annotated
 import typer
 
 from analytics.billing import Ledger, LedgerError, default_ledger, load_contracts
-from analytics.billing.explain import explain_line, explanation_json
 from analytics.billing.formats import dec
 from analytics.periods import calendar_period, custom_period, parse_instant, zone
-from analytics.rollups import default_state_file, rebuild_rollups, refresh_rollups
+from analytics.rollups import rebuild_rollups
 from common.settings import RunhoursSettings
 from runhours.commands._billing import export_period
 from runhours.commands._common import ConfigOption, console, fail, load
-from runhours.commands._explain import render_explanation
+from runhours.commands._explain import show_explanation
 from runhours.commands._tables import Col, fit_table
 from store import InfluxClient
 
@@ -175,22 +173,7 @@ def explain(
         span = custom_period(
             parse_instant(start, chosen.zone), parse_instant(end, chosen.zone), chosen.zone
         )
-    with InfluxClient.from_settings(settings) as client:
-        if not from_raw:
-            refresh_rollups(client, state_file=default_state_file(settings.data_dir))
-        explanation = explain_line(client, chosen, span, machine, from_raw=from_raw)
-    if fmt == ExplainFormat.json:
-        text = json.dumps(explanation_json(explanation), indent=2, ensure_ascii=False)
-        typer.echo(text)
-    else:
-        console.print(render_explanation(explanation), highlight=False, soft_wrap=True)
-    different = [c.figure for c in explanation.checks if not c.equal]
-    if different:
-        fail(
-            f"the raw samples and the statement differ in {', '.join(different)}: the rollups "
-            "are stale; run `runhours billing rebuild-rollups` for the period",
-            code=1,
-        )
+    show_explanation(settings, chosen, span, machine, output=fmt.value, from_raw=from_raw)
 
 
 @app.command("rebuild-rollups")
