@@ -33,19 +33,8 @@ from dashboards.check import (
 )
 from dashboards.macros import Variable
 from runhours.cli import app
-from store import InfluxClient, Point
-from store.schema import (
-    ALERTS,
-    FIELD_ALERT_ID,
-    FIELD_STATUS,
-    FIELD_VALUE,
-    TAG_LINE,
-    TAG_MACHINE,
-    TAG_RULE,
-    TAG_SEVERITY,
-    TAG_SITE,
-)
-from tests.support.fleet_data import END, START, FleetData, write_fleet
+from store import InfluxClient
+from tests.support.fleet_data import END, START, FleetData, write_alert_transitions, write_fleet
 
 
 @pytest.fixture
@@ -267,27 +256,14 @@ def test_active_alerts_include_ones_raised_before_the_range(
     """An alert still firing is active however long ago it fired; one resolved before the
     range is not."""
     third, fourth = fleet_data.machines[2], fleet_data.machines[3]
-    old = []
-    for machine, transitions in (
-        (third, [("firing", -2 * 24 * 60, 5.1), ("acked", -24 * 60, 5.0)]),
-        (fourth, [("firing", -3 * 24 * 60, 4.9), ("resolved", -3 * 24 * 60 + 30, 4.0)]),
-    ):
-        tags = {
-            TAG_SITE: fleet_data.site,
-            TAG_LINE: fleet_data.lines[machine],
-            TAG_MACHINE: machine,
-            TAG_RULE: "vibration-critical",
-            TAG_SEVERITY: "critical",
-        }
-        for status_name, minute, value in transitions:
-            ts = int((START + timedelta(minutes=minute)).timestamp() * 1000)
-            fields: dict[str, float | str] = {
-                FIELD_ALERT_ID: f"vibration-critical/{machine}",
-                FIELD_STATUS: status_name,
-                FIELD_VALUE: value,
-            }
-            old.append(Point(ALERTS, tags, fields, ts))
-    influx.write(old)
+    write_alert_transitions(
+        influx,
+        fleet_data,
+        {
+            third: [("firing", -2 * 24 * 60, 5.1), ("acked", -24 * 60, 5.0)],
+            fourth: [("firing", -3 * 24 * 60, 4.9), ("resolved", -3 * 24 * 60 + 30, 4.0)],
+        },
+    )
     board = _boards(fleet_data)["fleet-overview.json"]
     rows = _run(influx, _target(board, "Active alerts")[0])
     assert sorted((r["machine"], r["status"], r["value"]) for r in rows) == sorted(

@@ -166,29 +166,16 @@ def write_fleet(influx: InfluxClient, site: str, machines: int = 6) -> FleetData
     # Stand-in for the alerts service: one vibration alert resolved, one still firing.
     first, second = data.machines[0], data.machines[1]
     data.active_alert = second
-    alerts = []
-    for machine, transitions in (
-        # Acknowledged after it resolved: must not count as active again.
-        (first, [("firing", 60, 4.8), ("resolved", 120, 3.9), ("acked", 130, 3.9)]),
-        # Acknowledged while firing: still active.
-        (second, [("firing", 150, 4.6), ("acked", 160, 4.7)]),
-    ):
-        tags = {
-            TAG_SITE: site,
-            TAG_LINE: data.lines[machine],
-            TAG_MACHINE: machine,
-            TAG_RULE: "vibration-critical",
-            TAG_SEVERITY: "critical",
-        }
-        for status_name, minute, value in transitions:
-            ts = int((START + timedelta(minutes=minute)).timestamp() * 1000)
-            transition: dict[str, float | str] = {
-                FIELD_ALERT_ID: f"vibration-critical/{machine}",
-                FIELD_STATUS: status_name,
-                FIELD_VALUE: value,
-            }
-            alerts.append(Point(ALERTS, tags, transition, ts))
-    influx.write(alerts)
+    write_alert_transitions(
+        influx,
+        data,
+        {
+            # Acknowledged after it resolved: must not count as active again.
+            first: [("firing", 60, 4.8), ("resolved", 120, 3.9), ("acked", 130, 3.9)],
+            # Acknowledged while firing: still active.
+            second: [("firing", 150, 4.6), ("acked", 160, 4.7)],
+        },
+    )
 
     # Stand-in for the ingest's gap reports (ingest_gaps): one gap, partly recovered.
     gap_tags = {TAG_SITE: site, TAG_LINE: data.lines[second], TAG_MACHINE: second}
@@ -230,3 +217,30 @@ def write_fleet(influx: InfluxClient, site: str, machines: int = 6) -> FleetData
         store.put(stopped.key, stopped.stops[0][1], "TOOL", "jdoe")
         write_floor(influx, floors, store, plant)
     return data
+
+
+def write_alert_transitions(
+    influx: InfluxClient,
+    data: FleetData,
+    transitions: dict[str, list[tuple[str, int, float]]],
+) -> None:
+    """Stand-in for the alerts service: a "vibration-critical" alert's transitions per
+    machine, each ``(status, minutes after START, value)``."""
+    points = []
+    for machine, steps in transitions.items():
+        tags = {
+            TAG_SITE: data.site,
+            TAG_LINE: data.lines[machine],
+            TAG_MACHINE: machine,
+            TAG_RULE: "vibration-critical",
+            TAG_SEVERITY: "critical",
+        }
+        for status_name, minute, value in steps:
+            ts = int((START + timedelta(minutes=minute)).timestamp() * 1000)
+            fields: dict[str, float | str] = {
+                FIELD_ALERT_ID: f"vibration-critical/{machine}",
+                FIELD_STATUS: status_name,
+                FIELD_VALUE: value,
+            }
+            points.append(Point(ALERTS, tags, fields, ts))
+    influx.write(points)
