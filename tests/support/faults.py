@@ -13,7 +13,6 @@ import contextlib
 import getpass
 import http.server
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -33,6 +32,7 @@ from runhours.services import Mosquitto, free_port
 from simulators import MachineSpec
 from store import InfluxClient
 from tests.support.paths import REPO
+from tests.support.processes import terminate
 
 START = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday
 INTERVAL_S = 10.0
@@ -171,13 +171,8 @@ class IngestProcess:
         self.process.wait(10)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            terminate(self.process, 30)
 
 
 # -- links that fail -----------------------------------------------------------------------
@@ -245,6 +240,14 @@ class TcpProxy:
 
     def restore(self) -> None:
         self._loop.call_soon_threadsafe(setattr, self, "_open", True)
+
+    async def outage(self, after_s: float, lasting_s: float) -> None:
+        """A disruption for ``run_paced``: the uplink is lost ``after_s`` seconds into the
+        run, for ``lasting_s`` seconds."""
+        await asyncio.sleep(after_s)
+        self.cut()
+        await asyncio.sleep(lasting_s)
+        self.restore()
 
     def close(self) -> None:
         self.cut()
@@ -343,9 +346,11 @@ def run_paced(
     disruption: Callable[[], Awaitable[None]] | None = None,
     drain_timeout: float = 180,
     start: datetime = START,
+    ground_truth: Path | None = None,
 ) -> FleetRun:
     """Simulate ``hours`` paced to last about ``wall_seconds`` (None: as fast as possible),
-    with ``disruption`` running alongside; returns once every agent drained."""
+    with ``disruption`` running alongside; returns once every agent drained. The simulators'
+    hours go to ``ground_truth`` when given."""
 
     async def main() -> FleetRun:
         fleet_run = asyncio.create_task(
@@ -356,6 +361,7 @@ def run_paced(
                 end=start + timedelta(hours=hours),
                 speed=None if wall_seconds is None else hours * 3600 / wall_seconds,
                 sample_interval_s=INTERVAL_S,
+                ground_truth=ground_truth,
                 drain_timeout=drain_timeout,
             )
         )

@@ -27,11 +27,13 @@ from analytics.rollups import fleet_usage, refresh_rollups
 from common.settings import RunhoursSettings
 from edge.config import EdgeOptions, EdgeSettings
 from ingest import IngestService, IngestSettings
-from runhours.fleet import FleetRun, run_fleet
+from runhours.fleet import FleetRun
 from runhours.services import LocalServices
 from simulators import GroundTruth, MachineSim, MachineSpec, fleet, read_ground_truth
 from store import InfluxClient
+from tests.support.faults import run_paced
 from tests.support.paths import REPO
+from tests.support.processes import terminate
 from tests.support.waiting import wait_for
 from wire import to_epoch_ms
 
@@ -62,24 +64,9 @@ def run_with(
     disruption: Callable[[], Awaitable[None]],
 ) -> FleetRun:
     """Run the fleet paced to last about ``wall_seconds``, with ``disruption`` alongside."""
-
-    async def main() -> FleetRun:
-        fleet_run = asyncio.create_task(
-            run_fleet(
-                settings,
-                specs,
-                start=START,
-                end=START + timedelta(days=days),
-                speed=days * 86400 / wall_seconds,
-                sample_interval_s=INTERVAL_S,
-                ground_truth=truth,
-                drain_timeout=120,
-            )
-        )
-        await disruption()
-        return await fleet_run
-
-    return asyncio.run(main())
+    return run_paced(
+        settings, specs, days * 24, wall_seconds, disruption, drain_timeout=120, ground_truth=truth
+    )
 
 
 def assert_every_sample_stored_once(
@@ -212,9 +199,7 @@ def ingest_process(
 
     yield start
     for process in started:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            process.wait(30)
+        terminate(process, 30)
 
 
 def test_ingest_killed_with_sigkill_mid_run_loses_and_duplicates_nothing(

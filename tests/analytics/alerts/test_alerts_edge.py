@@ -23,6 +23,7 @@ from analytics.service import AnalyticsOptions, AnalyticsService, AnalyticsSetti
 from common.settings import RunhoursSettings
 from store import InfluxClient
 from tests.support.paths import REPO
+from tests.support.processes import terminate
 
 RULES = """
 step = "1s"
@@ -78,12 +79,7 @@ def ingest(
     }
     proc = _runhours(["ingest", "--log-level", "warning"], ingest_env, tmp_path / "ingest.log")
     yield env
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    terminate(proc, 15)
 
 
 def test_no_data_fires_when_the_edge_agent_is_killed_and_resolves_when_it_returns(
@@ -154,10 +150,4 @@ def test_no_data_fires_when_the_edge_agent_is_killed_and_resolves_when_it_return
             loop.join(10)
         service.close()
         for agent in agents:
-            if agent.poll() is None:
-                agent.send_signal(signal.SIGTERM)
-                try:
-                    agent.wait(10)
-                except subprocess.TimeoutExpired:
-                    agent.kill()
-                    agent.wait()
+            terminate(agent, 10)

@@ -208,17 +208,12 @@ def test_edge_offline_10_simulated_minutes_replays_everything(
     hours, wall = 2.0, 36.0
     speed = hours * 3600 / wall  # simulated seconds per wall second
 
-    async def uplink_lost_10_minutes() -> None:
-        await asyncio.sleep(10)
-        uplink.cut()
-        await asyncio.sleep(600 / speed)
-        uplink.restore()
-
     try:
         ingest.start()
         at_edge = own_settings.model_copy(update={"mqtt_url": f"mqtt://127.0.0.1:{uplink.port}"})
         specs = fleet(MACHINES, seed=17, start=START, site=test_id)
-        run = run_paced(edge_settings(at_edge, test_id), specs, hours, wall, uplink_lost_10_minutes)
+        edges = edge_settings(at_edge, test_id)
+        run = run_paced(edges, specs, hours, wall, lambda: uplink.outage(10, 600 / speed))
         result = report(settle("edge offline 10 simulated min", influx, run))
     finally:
         ingest.stop()
@@ -234,19 +229,12 @@ def test_a_full_edge_buffer_drops_the_oldest_counted_as_edge_drops(
     influx = _influx(own_settings)
     ingest = IngestProcess(own_settings, test_id, tmp_path / "ingest.log")
     uplink = TcpProxy(own_services.mosquitto.port)
-
-    async def long_outage() -> None:
-        await asyncio.sleep(6)
-        uplink.cut()
-        await asyncio.sleep(8)
-        uplink.restore()
-
     try:
         ingest.start()
         at_edge = own_settings.model_copy(update={"mqtt_url": f"mqtt://127.0.0.1:{uplink.port}"})
         small = edge_settings(at_edge, test_id, buffer={"max_bytes": 16384})
         specs = fleet(MACHINES, seed=18, start=START, site=test_id)
-        run = run_paced(small, specs, 6, 30, long_outage)
+        run = run_paced(small, specs, 6, 30, lambda: uplink.outage(6, 8))
         result = report(settle("edge buffer full (16 KiB)", influx, run))
         statuses = influx.query_rows(
             'SELECT last("dropped_total") AS d FROM machine_status GROUP BY machine'
@@ -318,13 +306,6 @@ def test_a_full_disk_under_the_edge_buffer_drops_the_oldest_and_live_data_flows(
     influx = _influx(own_settings)
     ingest = IngestProcess(own_settings, test_id, tmp_path / "ingest.log")
     uplink = TcpProxy(own_services.mosquitto.port)
-
-    async def long_outage() -> None:
-        await asyncio.sleep(4)
-        uplink.cut()
-        await asyncio.sleep(24)
-        uplink.restore()
-
     try:
         ingest.start()
         at_edge = own_settings.model_copy(
@@ -333,7 +314,7 @@ def test_a_full_disk_under_the_edge_buffer_drops_the_oldest_and_live_data_flows(
         edges = edge_settings(at_edge, test_id, buffer={"reserve": "128KiB"})
         specs = fleet(1, seed=20, start=START, site=test_id)
         with caplog.at_level(logging.WARNING, logger="runhours.edge.buffer"):
-            run = run_paced(edges, specs, 8, 34, long_outage)
+            run = run_paced(edges, specs, 8, 34, lambda: uplink.outage(4, 24))
         result = report(settle("edge buffer's disk full (512 KiB tmpfs)", influx, run))
     finally:
         ingest.stop()
