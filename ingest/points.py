@@ -22,6 +22,7 @@ from store.schema import (
     FIELD_HOUR,
     FIELD_LAST_SEQ,
     FIELD_MESSAGES,
+    FIELD_MISSING,
     FIELD_ONLINE,
     FIELD_POINTS,
     FIELD_RECOVERED_MESSAGES,
@@ -152,6 +153,7 @@ def gap_point(gap: Gap, cause: str, worker: str) -> Point:
         FIELD_MESSAGES: float(gap.messages),
         FIELD_RECOVERED_MESSAGES: 0.0,
         FIELD_RECOVERED_SAMPLES: 0.0,
+        FIELD_MISSING: f"{gap.first_seq}-{gap.last_seq}",
         FIELD_CAUSE: cause,
         FIELD_WORKER: worker,
     }
@@ -177,6 +179,7 @@ def recovery_point(hole: Hole) -> Point:
     fields: dict[str, FieldValue] = {
         FIELD_RECOVERED_MESSAGES: float(hole.recovered_messages),
         FIELD_RECOVERED_SAMPLES: float(hole.recovered_samples),
+        FIELD_MISSING: hole.missing_text,
     }
     return Point(INGEST_GAPS, machine_tags(hole.gap.ref), fields, hole.gap.key_ns)
 

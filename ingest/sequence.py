@@ -70,6 +70,20 @@ class Hole:
                 return True
         return False
 
+    @property
+    def missing_text(self) -> str:
+        """The missing ranges as stored (``ingest_gaps.missing``): ``"5-7,9-12"``."""
+        return ",".join(f"{first}-{last}" for first, last in self.missing)
+
+
+def parse_missing(text: str) -> list[tuple[int, int]]:
+    """The ranges of ``Hole.missing_text``; ValueError when the text is not that."""
+    ranges = []
+    for part in filter(None, text.split(",")):
+        first, _, last = part.partition("-")
+        ranges.append((int(first), int(last)))
+    return ranges
+
 
 @dataclass(frozen=True)
 class Outcome:

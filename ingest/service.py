@@ -56,7 +56,7 @@ from ingest.points import (
     sequence_point,
     touched_markers,
 )
-from ingest.sequence import Gap, Hole, SequenceTracker
+from ingest.sequence import Gap, Hole, SequenceTracker, parse_missing
 from ingest.sparkplug import SparkplugDecoder
 from ingest.sparkplug_host import SparkplugHost
 from ingest.writer import InfluxWriter, WriteAbandoned
@@ -756,9 +756,9 @@ class IngestService:
             samples = None if row.get("samples") is None else int(row["samples"])
             first, last = int(row["first_seq"]), int(row["last_seq"])
             gap = Gap(ref, first, last, samples, int(row["time"]))
-            tracker.restore_hole(
-                Hole(gap, [(first, last)], recovered, int(row["recovered_samples"] or 0))
-            )
+            # Gaps written before `missing` was stored: all of it, as then.
+            missing = parse_missing(row.get("missing") or f"{first}-{last}")
+            tracker.restore_hole(Hole(gap, missing, recovered, int(row["recovered_samples"] or 0)))
             reopened += 1
         log.info("following %d machines' sequences (%d open gaps)", len(tracker), reopened)
         self._restored = True

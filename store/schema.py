@@ -49,7 +49,9 @@ FIELD_DROPPED_TOTAL: Final = "dropped_total"
 # it was detected (ns precision; the point's identity, rewritten when messages of the gap
 # arrive late); tags = machine tags; fields `first_seq`, `last_seq`, `messages`,
 # `samples` (when the edge sends offsets), `recovered_messages`, `recovered_samples`,
-# `cause` and `worker` (strings). Lost = messages/samples − recovered.
+# `missing` (the seq ranges not arrived yet, "5-7,9-12"; so a restarted ingest counts a
+# redelivered late message once), `cause` and `worker` (strings). Lost = messages/samples
+# − recovered.
 INGEST_GAPS: Final = "ingest_gaps"
 FIELD_FIRST_SEQ: Final = "first_seq"
 FIELD_LAST_SEQ: Final = "last_seq"
@@ -57,6 +59,7 @@ FIELD_MESSAGES: Final = "messages"
 FIELD_SAMPLES: Final = "samples"
 FIELD_RECOVERED_MESSAGES: Final = "recovered_messages"
 FIELD_RECOVERED_SAMPLES: Final = "recovered_samples"
+FIELD_MISSING: Final = "missing"
 FIELD_CAUSE: Final = "cause"
 FIELD_WORKER: Final = "worker"
 

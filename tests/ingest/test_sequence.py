@@ -8,7 +8,7 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest.sequence import SequenceTracker
+from ingest.sequence import Hole, SequenceTracker, parse_missing
 from wire import MachineRef
 
 REF = MachineRef("plant1", "line-a", "cnc-01")
@@ -35,6 +35,30 @@ def test_a_jump_opens_a_gap_with_its_exact_samples_and_a_late_message_recovers_i
     assert t.message(REF, 1, offsets[1], sizes[1]).kind == "duplicate"
     assert t.message(REF, 5, offsets[5], sizes[5]).kind == "next"
     assert t.high(REF) == (5, sum(sizes))
+
+
+@given(st.sets(st.integers(1, 30)))
+def test_a_hole_restored_from_its_stored_ranges_counts_each_late_message_once(
+    arrived: set[int],
+) -> None:
+    """A restarted ingest reopens a gap from ``ingest_gaps.missing``: what arrived before
+    the restart and is redelivered after it is a duplicate, the rest still recovers it."""
+    t = tracker()
+    t.message(REF, 0, None, 1)
+    opened = t.message(REF, 31, None, 1).gap  # 1-30 missing
+    assert opened is not None
+    hole = Hole(opened, [(1, 30)])
+    for seq in sorted(arrived):
+        late = t.message(REF, seq, None, 1)
+        assert late.kind == "late" and late.hole is not None
+        hole = late.hole
+    stored = hole.missing_text
+    assert parse_missing(stored) == hole.missing
+    again = tracker()
+    again.restore(REF, 31, None)
+    again.restore_hole(Hole(opened, parse_missing(stored), len(arrived), len(arrived)))
+    for seq in range(1, 31):
+        assert again.message(REF, seq, None, 1).kind == ("duplicate" if seq in arrived else "late")
 
 
 def test_a_status_reveals_a_lost_tail_and_seq_zero_restarts_the_numbering() -> None:
