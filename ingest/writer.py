@@ -81,8 +81,11 @@ class InfluxWriter:
         client = to or self.client
 
         def attempt() -> None:
+            data = body() if callable(body) else body
+            if not data:  # nothing to send: no request, and no latency to record
+                return
             started = time.monotonic()
-            client.write_lines(body() if callable(body) else body, precision)
+            client.write_lines(data, precision)
             self._on_write(time.monotonic() - started)
 
         self.call(attempt, "write", database=client)
