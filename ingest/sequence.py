@@ -35,6 +35,7 @@ Kind = Literal["first", "next", "gap", "late", "duplicate", "restart"]
 # How far a resent message can trail the newest one: the edge's in-flight window is at most
 # 1000 messages (edge.max_in_flight), so seq 0 arriving later than that is a new numbering.
 REORDER_LIMIT = 1000
+MISSING_TEXT_MAX = 32_000  # characters of ``Hole.missing_text``
 
 
 @dataclass(frozen=True)
@@ -72,8 +73,14 @@ class Hole:
 
     @property
     def missing_text(self) -> str:
-        """The missing ranges as stored (``ingest_gaps.missing``): ``"5-7,9-12"``."""
-        return ",".join(f"{first}-{last}" for first, last in self.missing)
+        """The missing ranges as stored (``ingest_gaps.missing``): ``"5-7,9-12"``. Past
+        ``MISSING_TEXT_MAX`` characters (InfluxDB refuses strings over 64 KiB), their span:
+        more than is missing, so after a restart a message of it that already arrived and
+        is redelivered counts as recovered again (as before ranges were stored)."""
+        text = ",".join(f"{first}-{last}" for first, last in self.missing)
+        if len(text) > MISSING_TEXT_MAX:
+            return f"{self.missing[0][0]}-{self.missing[-1][1]}"
+        return text
 
 
 def parse_missing(text: str) -> list[tuple[int, int]]:

@@ -8,7 +8,7 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest.sequence import Hole, SequenceTracker, parse_missing
+from ingest.sequence import MISSING_TEXT_MAX, Hole, SequenceTracker, parse_missing
 from wire import MachineRef
 
 REF = MachineRef("plant1", "line-a", "cnc-01")
@@ -59,6 +59,21 @@ def test_a_hole_restored_from_its_stored_ranges_counts_each_late_message_once(
     again.restore_hole(Hole(opened, parse_missing(stored), len(arrived), len(arrived)))
     for seq in range(1, 31):
         assert again.message(REF, seq, None, 1).kind == ("duplicate" if seq in arrived else "late")
+
+
+def test_missing_ranges_too_long_to_store_are_stored_as_their_span() -> None:
+    t = tracker()
+    t.message(REF, 0, None, 1)
+    opened = t.message(REF, 8_002, None, 1).gap
+    assert opened is not None
+    hole = Hole(opened, [(1, 8_001)])
+    for seq in range(2, 8_001, 2):  # every other one arrives: 4,001 single ranges left
+        assert hole.take(seq)
+    assert len(hole.missing) == 4_001
+    assert len(",".join(f"{a}-{b}" for a, b in hole.missing)) > MISSING_TEXT_MAX
+    assert hole.missing_text == "1-8001"
+    del hole.missing[100:]
+    assert parse_missing(hole.missing_text) == hole.missing  # short enough: exact
 
 
 def test_a_status_reveals_a_lost_tail_and_seq_zero_restarts_the_numbering() -> None:
