@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import getpass
 import http.server
+import json
 import os
 import subprocess
 import sys
@@ -24,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 from common.settings import RunhoursSettings
 from edge.config import EdgeOptions, EdgeSettings
@@ -33,6 +36,7 @@ from simulators import MachineSpec
 from store import InfluxClient
 from tests.support.paths import REPO
 from tests.support.processes import terminate
+from tests.support.waiting import wait_until
 
 START = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday
 INTERVAL_S = 10.0
@@ -116,6 +120,34 @@ def settle(
         time.sleep(0.5)
         result = take()
     return result
+
+
+def wait_for_the_queue_to_drain(
+    settings: RunhoursSettings, site: str, influx: InfluxClient, timeout: float = 120
+) -> None:
+    """Wait until the broker holds nothing for the ingest that was published before now.
+
+    A stand-in machine's status is published, again every 2 s until the ingest stored one
+    (a full queue drops the newest message, a marker too). The broker's queue for the
+    ingest is first in, first out: once a marker is stored, everything published before it
+    was delivered or dropped."""
+    url = httpx.URL(settings.mqtt_url.replace("mqtt://", "http://"))
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.connect(url.host, url.port or 1883)
+    client.loop_start()
+    topic = f"runhours/v1/{site}/line-a/queue-marker/status"
+    query = "SELECT count(online) FROM machine_status WHERE machine = 'queue-marker'"
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            body = json.dumps({"online": True, "ts": int(time.time() * 1000)})
+            client.publish(topic, body, qos=1).wait_for_publish(10)
+            if wait_until(lambda: bool(influx.query_rows(query)), 2.0, 0.1):
+                return
+            assert time.monotonic() < deadline, f"the broker's queue not drained in {timeout} s"
+    finally:
+        client.disconnect()
+        client.loop_stop()
 
 
 def report(figures: Figures) -> Figures:

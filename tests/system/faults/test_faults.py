@@ -34,6 +34,7 @@ from tests.support.faults import (
     report,
     run_paced,
     settle,
+    wait_for_the_queue_to_drain,
 )
 from wire import to_epoch_ms
 
@@ -255,7 +256,8 @@ def test_a_stock_broker_that_drops_a_burst_has_every_lost_sample_reported(
     """Mosquitto's default max_queued_messages (1000) under a burst the ingest cannot keep up
     with (InfluxDB answering in 0.5 s, a 50-message window): the broker acknowledges every
     publish and drops the overflow. Loss happens; the gap reports account for all of it.
-    A calm second phase afterwards lets each machine's next messages reveal a lost tail."""
+    A calm second phase, once the broker's queue has drained, lets each machine's next
+    messages reveal a lost tail."""
     pair = LocalServices(tmp_path / "stock", mqtt_port=free_port(), influx_port=free_port())
     pair.mosquitto = StockMosquitto(
         "mosquitto", "mosquitto", "mosquitto", pair.mosquitto.port, "127.0.0.1", pair.state_dir
@@ -279,6 +281,9 @@ def test_a_stock_broker_that_drops_a_burst_has_every_lost_sample_reported(
         ingest.start()
         specs = fleet(MACHINES, seed=19, start=START, site=test_id)
         burst = run_paced(edge_settings(settings, test_id, max_batch=10), specs, 12, None)
+        # The calm phase must not meet a queue still full of the burst: it would drop the
+        # calm phase's own last messages, and nothing after them would reveal that loss.
+        wait_for_the_queue_to_drain(settings, test_id, influx)
         later = START + timedelta(hours=12)  # after the burst: new samples, not the same ones
         calm = run_paced(edge_settings(settings, test_id), specs, 0.5, 3, start=later)
         result = report(settle("stock Mosquitto under a burst", influx, burst, calm, timeout=180))
