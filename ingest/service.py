@@ -756,8 +756,18 @@ class IngestService:
             samples = None if row.get("samples") is None else int(row["samples"])
             first, last = int(row["first_seq"]), int(row["last_seq"])
             gap = Gap(ref, first, last, samples, int(row["time"]))
-            # Gaps written before `missing` was stored: all of it, as then.
-            missing = parse_missing(row.get("missing") or f"{first}-{last}")
+            # Gaps written before `missing` was stored, or unreadable: all of it, as then.
+            try:
+                missing = parse_missing(row.get("missing") or f"{first}-{last}")
+            except ValueError:
+                log.warning(
+                    "gap %d-%d of %s: unreadable missing ranges %r; reopened whole",
+                    first,
+                    last,
+                    "/".join(ref),
+                    row.get("missing"),
+                )
+                missing = [(first, last)]
             tracker.restore_hole(Hole(gap, missing, recovered, int(row["recovered_samples"] or 0)))
             reopened += 1
         log.info("following %d machines' sequences (%d open gaps)", len(tracker), reopened)

@@ -831,6 +831,40 @@ def test_a_restart_rewrites_the_gaps_a_crash_kept_from_the_main_database(
     assert count(influx) == 5 * 2
 
 
+def test_unreadable_missing_ranges_reopen_the_whole_gap(
+    settings: RunhoursSettings,
+    influx: InfluxClient,
+    publisher: Publisher,
+    test_id: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A gap whose stored ``missing`` cannot be read is reopened whole (as before ranges
+    were stored), with a warning: the worker starts, and a late message still recovers it."""
+    ref = MachineRef(test_id, "l1", "m-1")
+    gap = gap_point(Gap(ref, 2, 3, 10, time.time_ns() - 60_000_000_000), "unknown", "old")
+    with influx.sibling(ingest_state_database(settings.influx_db)) as state:
+        state.ensure_database()
+        state.write_lines(
+            encode_points(
+                [
+                    gap._replace(fields={**gap.fields, "missing": "2-?"}),
+                    sequence_point(ref, 4, 25, "old", time.time_ns()),
+                ]
+            ),
+            precision="ns",
+        )
+    with (
+        caplog.at_level(logging.WARNING, logger="ingest.service"),
+        IngestService(ingest_settings(settings)) as worker,
+    ):
+        publisher.publish(topic(test_id, "m-1"), telemetry("m-1", 3, T0 + 3000, offset=15))
+        wait_for(
+            lambda: worker.stats.messages_received == 1 and worker.stats.held == 0, 10, "settled"
+        )
+        assert (worker.stats.late_messages, worker.stats.late_samples) == (1, 5)
+    assert "gap 2-3 of " in caplog.text and "unreadable missing ranges '2-?'" in caplog.text
+
+
 def test_dead_letters_are_stored_before_the_ack_and_replayed_once_the_cause_is_fixed(
     settings: RunhoursSettings, influx: InfluxClient, publisher: Publisher, test_id: str
 ) -> None:
