@@ -39,12 +39,12 @@ payload at connect time).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from common.aio import wait_event
 from common.backoff import backoff_delay
 from edge.buffer import Batch, EdgeBufferError, SampleBuffer
 from edge.mqtt import Broker, Client, MqttError, NoSubscribers, Will
@@ -235,8 +235,7 @@ class EdgeAgent:
                 if self._stopping.is_set():
                     break
                 pause = backoff_delay(failures, opts.reconnect_min, opts.reconnect_max)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), pause)
+                await wait_event(self._stopping, pause)
                 failures += 1
         finally:
             self._running = False
@@ -318,8 +317,7 @@ class EdgeAgent:
                 if unsent == 0 or held or now >= deadline:
                     break
             if held:  # woken by a new ingest state, or look again to log the hold
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), HOLD_GRACE_S)
+                await wait_event(self._wakeup, HOLD_GRACE_S)
                 continue
             backlog = self.buffer.cursor < watermark
             due = unsent >= opts.max_batch or (
@@ -333,14 +331,14 @@ class EdgeAgent:
             )
             if not due:
                 wait = opts.publish_interval - (now - last_flush) if unsent else None
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), wait)
+                await wait_event(self._wakeup, wait)
                 continue
             if deadline is None:
                 await window.acquire()
             else:  # stopping: never wait for window room past the stop deadline
                 try:
-                    await asyncio.wait_for(window.acquire(), max(0.0, deadline - now))
+                    async with asyncio.timeout(max(0.0, deadline - now)):  # not wait_for:
+                        await window.acquire()  # see common.aio
                 except TimeoutError:
                     break
             batch = None

@@ -38,6 +38,7 @@ from rich.progress import (
 
 from analytics.machines import MachineKey
 from analytics.plant import Plant
+from common.aio import wait_event
 from common.errors import RunhoursError
 from edge import EdgeAgent, Reading
 from edge.config import EdgeSettings
@@ -316,7 +317,7 @@ async def _follow_wall_clock(
     while not stop.is_set():
         t += step
         delay = (t - datetime.now(UTC)).total_seconds()
-        if delay > 0 and await _stopped(stop, delay):
+        if delay > 0 and await wait_event(stop, delay):
             break
         await asyncio.sleep(0)  # catching up with the clock: let agents publish
         for i, (sim, agent) in enumerate(zip(sims, agents, strict=True)):
@@ -344,15 +345,6 @@ def _figures(
 def _write_truth(path: Path, sims: Sequence[MachineSim]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     write_ground_truth(path, [sim.truth for sim in sims])
-
-
-async def _stopped(stop: asyncio.Event, seconds: float) -> bool:
-    """Sleep ``seconds``, or less if ``stop`` is set; whether it was."""
-    try:
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except TimeoutError:
-        return False
-    return True
 
 
 async def _while_pending(future: asyncio.Future[Any], show: Callable[[], None]) -> None:
