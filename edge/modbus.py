@@ -134,7 +134,8 @@ class ModbusPoller:
             opts.host, port=opts.port, timeout=opts.timeout, retries=0, reconnect_delay=0
         )
         try:
-            ok = await asyncio.wait_for(client.connect(), opts.timeout + 1)
+            async with asyncio.timeout(opts.timeout + 1):  # not wait_for: see common.aio
+                ok = await client.connect()
         except (TimeoutError, OSError, ModbusException) as exc:
             client.close()
             raise ReadFailed(f"cannot connect: {exc or type(exc).__name__}") from None
@@ -158,9 +159,8 @@ class ModbusPoller:
         }[read.table]
         what = f"{read.table} {read.start}+{read.count} of unit {read.unit}"
         try:
-            response = await asyncio.wait_for(
-                call(read.start, count=read.count, device_id=read.unit), self.options.timeout + 1
-            )
+            async with asyncio.timeout(self.options.timeout + 1):
+                response = await call(read.start, count=read.count, device_id=read.unit)
         except (TimeoutError, OSError, ModbusException) as exc:
             self.close()  # a lost or confused connection: start a fresh one
             raise ReadFailed(f"reading {what}: {exc or type(exc).__name__}") from None

@@ -116,7 +116,8 @@ class OpcuaReader:
 
         client.connection_lost_callback = on_lost
         try:
-            await asyncio.wait_for(client.connect(auto_reconnect=False), opts.timeout * 2)
+            async with asyncio.timeout(opts.timeout * 2):  # not wait_for: see common.aio
+                await client.connect(auto_reconnect=False)
             self.stats.connects += 1
             self._recovered()
             if opts.mode == "poll":
@@ -127,7 +128,8 @@ class OpcuaReader:
                     yield batch
         finally:
             with contextlib.suppress(Exception):  # the connection may already be gone
-                await asyncio.wait_for(client.disconnect(), opts.timeout)
+                async with asyncio.timeout(opts.timeout):
+                    await client.disconnect()
 
     def _targets(self, client: Client) -> list[tuple[Node, NodeEntry]]:
         return [(client.get_node(e.node), e) for e in self.options.entries()]
