@@ -21,6 +21,7 @@ from typing import Any
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
+from common.aio import raise_if_cancelled
 from common.errors import RunhoursError
 from edge.buffer import SampleBuffer
 from edge.modbus_map import (
@@ -88,6 +89,7 @@ class ModbusPoller:
         try:
             while True:
                 reading = await self.poll()
+                raise_if_cancelled()  # pymodbus waits with asyncio.wait_for: see common.aio
                 if reading is not None:
                     yield [reading]
                 next_at += interval

@@ -30,6 +30,7 @@ from asyncua.common.subscription import DataChangeEvent, StatusChangeEvent, Subs
 from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.uaerrors import UaError
 
+from common.aio import raise_if_cancelled
 from common.errors import RunhoursError
 from edge.opcua_config import COUNTER, NodeEntry, OpcuaMeter, OpcuaSource, OpcuaState, OpcuaValue
 from edge.outage import Outage
@@ -156,7 +157,14 @@ class OpcuaReader:
                     raise ConnectionLost(f"cannot subscribe to {entry.node}: {result}")
                 by_handle[first + offset] = entry
         while True:
-            event = await sub.next_event(timeout=opts.interval + opts.timeout)
+            try:  # next_event's own timeout is asyncio.wait_for: see common.aio
+                async with asyncio.timeout(opts.interval + opts.timeout):
+                    event = await sub.next_event()
+            except TimeoutError:
+                event = None
+            except StopAsyncIteration:  # the subscription was closed under us
+                raise ConnectionLost("the subscription was closed") from None
+            raise_if_cancelled()
             if lost.is_set():
                 raise ConnectionLost("the connection was lost")
             if event is None:
@@ -192,6 +200,7 @@ class OpcuaReader:
                 params.NodesToRead.append(rv)
             params.TimestampsToReturn = ua.TimestampsToReturn.Both
             results = await client.uaclient.read(params)
+            raise_if_cancelled()
             parts: dict[int, _Parts] = {}
             newest = max((_ts_ms(r) or 0 for r in results), default=0) or self._clock_ms()
             for (_, entry), value in zip(targets, results, strict=True):
