@@ -140,6 +140,7 @@ class MachineSim:
             self._model.timing,
             states_rng,
             failure,
+            None if spec.rush is None else (to_ms(spec.rush[0]), _ceil_ms(spec.rush[1])),
         )
 
         # Segment table (parallel lists), appended as the state process unrolls.

@@ -112,6 +112,10 @@ class MachineSpec:
     ideal_cycle_s: float | None = None
     # When it is staffed; None: two shifts Mon-Fri in `timezone` (ShiftCalendar).
     calendar: WorkCalendar | None = field(default=None, compare=False)
+    # A rush order: from the first instant to the second the machine runs without a break
+    # (shift or not, no random stop); only a bearing failure cuts in. The live demo gives
+    # one to the machine whose alert it announces, so no idle spell delays the alert.
+    rush: tuple[datetime, datetime] | None = None
 
     def __post_init__(self) -> None:
         validate_id(self.machine, "machine")
@@ -137,6 +141,12 @@ class MachineSpec:
             _require_aware(end, "blackout end")
             if not begin < end:
                 raise ValueError(f"blackout ({begin.isoformat()}, {end.isoformat()}) is empty")
+        if self.rush is not None:
+            begin, end = self.rush
+            _require_aware(begin, "rush start")
+            _require_aware(end, "rush end")
+            if not begin < end:
+                raise ValueError(f"rush ({begin.isoformat()}, {end.isoformat()}) is empty")
 
 
 def fleet(

@@ -3,8 +3,9 @@
 Pure given its random generator: the same calendar, start, timing and generator state give
 the same segments. Off outside shifts; in a shift alternating running/idle periods with
 random stops (``fault``, with a repair time) and occasional planned ``maintenance`` at a
-shift start; idle through the calendar's breaks (a stop under repair goes on); a bearing
-failure (if any) cuts in at its exact instant.
+shift start; idle through the calendar's breaks (a stop under repair goes on); running
+without a break through a rush window (if any); a bearing failure (if any) cuts in at its
+exact instant.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ def _raw(
     timing: StateTiming,
     rng: np.random.Generator,
     failure: Failure | None,
+    rush: tuple[int, int] | None,
 ) -> Iterator[Segment]:
     windows = calendar.windows(start_ms)
     breaks = _Breaks(calendar.breaks(start_ms))
@@ -87,6 +89,14 @@ def _raw(
             t, failure, run_next = fault_end + failure.repair_ms, None, False
             continue
         cut = failure.at_ms if failure is not None else None
+        if rush is not None and rush[0] <= t < rush[1]:
+            # A rush order: it runs, shift or not, no random stop; only a failure cuts in.
+            end = rush[1] if cut is None else min(rush[1], cut)
+            yield t, end, "running"
+            t, run_next = end, False
+            continue
+        if rush is not None and t < rush[0]:
+            cut = rush[0] if cut is None else min(rush[0], cut)  # whatever it does, until then
         b0, b1 = breaks.after(t)
         stop = min(w1, b0) if t < b0 else w1  # what a period may not run past
         if t < w0:
@@ -123,10 +133,14 @@ def timeline(
     timing: StateTiming,
     rng: np.random.Generator,
     failure: Failure | None = None,
+    rush: tuple[int, int] | None = None,
 ) -> Iterator[Segment]:
-    """Infinite, time-ordered segments from ``start_ms``; neighbours always differ in state."""
+    """Infinite, time-ordered segments from ``start_ms``; neighbours always differ in state.
+
+    ``rush``: ``[start_ms, end_ms)`` in which the machine runs without a break (a rush order).
+    """
     pending: Segment | None = None
-    for begin, end, state in _raw(calendar, start_ms, timing, rng, failure):
+    for begin, end, state in _raw(calendar, start_ms, timing, rng, failure, rush):
         if end <= begin:
             continue
         if pending is None:

@@ -414,6 +414,42 @@ def test_blackouts_have_no_readings_and_resume_at_their_end() -> None:
     assert step_integral(readings, truth.end, blackouts) == truth_ms(truth)  # type: ignore[arg-type]
 
 
+# --- rush orders ----------------------------------------------------------------------------
+
+
+def test_a_rush_runs_without_a_break_and_changes_nothing_before_it() -> None:
+    start = utc(2026, 3, 3, 5)
+    rush = (utc(2026, 3, 3, 19, 30, 0, 250), utc(2026, 3, 3, 23, 30))  # over the shift end
+    plain = MachineSim(MachineSpec("comp-09", "compressor", seed=9), start, sample_interval_s=5.0)
+    spec = MachineSpec("comp-09", "compressor", seed=9, rush=rush)
+    sim = MachineSim(spec, start, sample_interval_s=5.0)
+    readings = sim.advance(utc(2026, 3, 4, 12))
+    before = [start + timedelta(seconds=20 * i) for i in range(int(14.5 * 180))]
+    assert [sim.state_at(t) for t in before] == [plain.state_at(t) for t in before]
+    # Without it the machine idles and goes off in that span; with it, it runs throughout.
+    inside = [r for r in readings if rush[0] <= r.sample.ts < rush[1]]
+    assert {plain.state_at(r.sample.ts) for r in inside} >= {"idle", "off"}
+    assert {r.sample.state for r in inside} == {"running"}
+    assert sim.state_at(rush[1]) in {"off", "idle"}  # after it, the calendar again (night)
+    assert step_integral(readings, sim.truth.end) == truth_ms(sim.truth)  # type: ignore[arg-type]
+
+
+def test_a_bearing_failure_cuts_into_a_rush() -> None:
+    start = utc(2026, 3, 3, 5)
+    failure = utc(2026, 3, 3, 21)
+    wear = Degradation(onset=failure - timedelta(hours=2), days_to_failure=2 / 24)
+    rush = (utc(2026, 3, 3, 20), utc(2026, 3, 4, 2))
+    spec = MachineSpec("pump-03", "pump", seed=3, degradation=wear, rush=rush)
+    sim = MachineSim(spec, start, sample_interval_s=10.0)
+    assert sim.state_at(failure - timedelta(seconds=1)) == "running"
+    assert sim.state_at(failure) == "fault"
+    assert sim.state_at(failure + timedelta(minutes=50)) == "maintenance"
+    with pytest.raises(ValueError, match=r"rush .* is empty"):
+        MachineSpec("pump-03", "pump", rush=(rush[1], rush[0]))
+    with pytest.raises(ValueError, match="rush start must be a timezone-aware datetime"):
+        MachineSpec("pump-03", "pump", rush=(datetime(2026, 3, 3), rush[1]))
+
+
 # --- ground-truth file, clock, spec checks --------------------------------------------------
 
 
